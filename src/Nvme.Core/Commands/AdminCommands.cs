@@ -1,0 +1,146 @@
+using System.Buffers.Binary;
+using Nvme.Core.Model;
+using Nvme.Core.Spec;
+
+namespace Nvme.Core.Commands;
+
+/// <summary>Admin commands (NVMe base spec 5): dispatch, features, async events, keep-alive, abort.
+/// Identify and Get Log Page live in their own files.</summary>
+internal static partial class AdminCommands
+{
+    public static NvmeStatus Prepare(FabricQueue q, Controller c, NvmeRequest req)
+    {
+        if (!c.IsReady) return NvmeStatus.CommandSequenceError; // CC.EN=1 / CSTS.RDY=1 first
+        switch (req.Sqe.Opcode)
+        {
+            case AdminOpcode.Identify:
+            case AdminOpcode.GetLogPage:
+            case AdminOpcode.GetFeatures:
+            case AdminOpcode.SetFeatures:
+            case AdminOpcode.AsyncEventRequest:
+            case AdminOpcode.KeepAlive:
+                return NvmeStatus.Success;
+            case AdminOpcode.Abort:
+                return c.IsDiscovery ? NvmeStatus.InvalidOpcode : NvmeStatus.Success;
+            default:
+                return NvmeStatus.InvalidOpcode;
+        }
+    }
+
+    public static NvmeStatus Execute(FabricQueue q, Controller c, NvmeRequest req, out bool parked)
+    {
+        parked = false;
+        if (req.Direction == DataDirection.ControllerToHost) req.DataSpan.Clear(); // never leak old buffer contents
+        switch (req.Sqe.Opcode)
+        {
+            case AdminOpcode.Identify: return Identify(c, req);
+            case AdminOpcode.GetLogPage: return GetLogPage(c, req);
+            case AdminOpcode.GetFeatures: return GetFeatures(c, req);
+            case AdminOpcode.SetFeatures: return SetFeatures(c, req);
+            case AdminOpcode.KeepAlive: return NvmeStatus.Success;
+            case AdminOpcode.Abort:
+                req.Cqe.Dword0 = 1; // bit 0 set: command not aborted (as the kernel target answers)
+                return NvmeStatus.Success;
+            case AdminOpcode.AsyncEventRequest:
+                if (!c.AsyncEvents.TryPark(req, out var now)) return NvmeStatus.AsyncEventRequestLimitExceeded;
+                if (now is uint dword0) { req.Cqe.Dword0 = dword0; return NvmeStatus.Success; }
+                parked = true;
+                return NvmeStatus.Success;
+            default:
+                return NvmeStatus.InvalidOpcode;
+        }
+    }
+
+    /// <summary>Copies a structure built in scratch space to the request's data, cut to the transfer length.</summary>
+    private static void Transfer(NvmeRequest req, ReadOnlySpan<byte> page)
+    {
+        var dest = req.DataSpan;
+        page[..Math.Min(page.Length, dest.Length)].CopyTo(dest);
+    }
+
+    // ---- Set / Get Features (NVMe base spec 5.27) ----
+
+    private const uint SupportedAsyncEventConfig = AsyncEvent.ConfigNamespaceAttributeNotices | 0xFF;
+
+    private static NvmeStatus SetFeatures(Controller c, NvmeRequest req)
+    {
+        byte fid = (byte)req.Sqe.Cdw10;
+        bool save = (req.Sqe.Cdw10 & 0x8000_0000) != 0;
+        uint value = req.Sqe.Cdw11;
+        if (save) return NvmeStatus.FeatureIdNotSaveable;
+        switch (fid)
+        {
+            case FeatureId.AsyncEventConfiguration:
+                c.AsyncEvents.Config = value & SupportedAsyncEventConfig;
+                return NvmeStatus.Success;
+            case FeatureId.KeepAliveTimer:
+                c.KeepAliveTimeoutMs = value;
+                return NvmeStatus.Success;
+            case FeatureId.NumberOfQueues when !c.IsDiscovery:
+                {
+                    uint nsqr = value & 0xFFFF, ncqr = value >> 16;
+                    if (nsqr == 0xFFFF || ncqr == 0xFFFF) return NvmeStatus.InvalidField;
+                    if (c.NumberOfQueuesSet && c.IoQueueCount > 0) return NvmeStatus.CommandSequenceError;
+                    uint max = c.Target.Limits.MaxIoQueues;
+                    uint granted = Math.Min(Math.Min(nsqr, ncqr) + 1, max);
+                    c.AllocatedIoQueues = (ushort)granted;
+                    c.NumberOfQueuesSet = true;
+                    req.Cqe.Dword0 = (granted - 1) | ((granted - 1) << 16);
+                    return NvmeStatus.Success;
+                }
+            case FeatureId.VolatileWriteCache when !c.IsDiscovery:
+                c.VolatileWriteCacheEnabled = (value & 1) != 0;
+                return NvmeStatus.Success;
+            case FeatureId.HostIdentifier when !c.IsDiscovery:
+                return NvmeStatus.CommandSequenceError; // over fabrics the host identifier comes with Connect
+            default:
+                return NvmeStatus.InvalidField;
+        }
+    }
+
+    private static NvmeStatus GetFeatures(Controller c, NvmeRequest req)
+    {
+        byte fid = (byte)req.Sqe.Cdw10;
+        uint sel = (req.Sqe.Cdw10 >> 8) & 7;
+        bool known = fid switch
+        {
+            FeatureId.AsyncEventConfiguration or FeatureId.KeepAliveTimer => true,
+            FeatureId.NumberOfQueues or FeatureId.VolatileWriteCache or FeatureId.HostIdentifier => !c.IsDiscovery,
+            _ => false,
+        };
+        if (!known || sel > 3) return NvmeStatus.InvalidField;
+        if (sel == 3)
+        {
+            req.Cqe.Dword0 = fid == FeatureId.HostIdentifier ? 0u : 1u << 2; // changeable, not saveable, not per-NS
+            return NvmeStatus.Success;
+        }
+        bool current = sel == 0;
+        switch (fid)
+        {
+            case FeatureId.AsyncEventConfiguration:
+                req.Cqe.Dword0 = current ? c.AsyncEvents.Config : 0;
+                break;
+            case FeatureId.KeepAliveTimer:
+                req.Cqe.Dword0 = current ? c.KeepAliveTimeoutMs : 0;
+                break;
+            case FeatureId.NumberOfQueues:
+                {
+                    uint n = (uint)(current ? c.AllocatedIoQueues : c.Target.Limits.MaxIoQueues) - 1;
+                    req.Cqe.Dword0 = n | (n << 16);
+                    break;
+                }
+            case FeatureId.VolatileWriteCache:
+                req.Cqe.Dword0 = !current || c.VolatileWriteCacheEnabled ? 1u : 0u;
+                break;
+            case FeatureId.HostIdentifier:
+                // Only the 128-bit host identifier exists over fabrics (EXHID, CDW11 bit 0, must be set).
+                if ((req.Sqe.Cdw11 & 1) == 0) return NvmeStatus.InvalidField;
+                if (req.DataLength < 16) return NvmeStatus.DataSglLengthInvalid;
+                c.HostId.TryWriteBytes(req.DataSpan, bigEndian: true, out _);
+                break;
+        }
+        return NvmeStatus.Success;
+    }
+
+    internal static void WriteU32(Span<byte> s, int offset, uint v) => BinaryPrimitives.WriteUInt32LittleEndian(s[offset..], v);
+}

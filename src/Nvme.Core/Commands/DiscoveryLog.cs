@@ -1,0 +1,50 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Nvme.Core.Model;
+using Nvme.Core.Spec;
+
+namespace Nvme.Core.Commands;
+
+/// <summary>
+/// The discovery log page (NVMe over Fabrics spec 5.3): one entry for the discovery subsystem itself and one
+/// for each NVM subsystem the host may use, on every port.
+/// </summary>
+internal static class DiscoveryLog
+{
+    public static byte[] Build(NvmeTarget target, string hostNqn)
+    {
+        var entries = new List<(Port Port, Subsystem Subsystem)>();
+        foreach (var port in target.Ports)
+        {
+            entries.Add((port, target.Discovery));
+            foreach (var s in target.Subsystems.OrderBy(s => s.Nqn, StringComparer.Ordinal))
+                if (s.IsHostAllowed(hostNqn)) entries.Add((port, s));
+        }
+        var page = new byte[DiscoveryLogHeader.Size + entries.Count * DiscoveryLogEntry.Size];
+        ref var header = ref MemoryMarshal.AsRef<DiscoveryLogHeader>(page.AsSpan());
+        header.GenerationCounter = target.DiscoveryGeneration;
+        header.NumberOfRecords = (ulong)entries.Count;
+        header.RecordFormat = 0;
+        for (int i = 0; i < entries.Count; i++)
+        {
+            var (port, s) = entries[i];
+            ref var e = ref MemoryMarshal.AsRef<DiscoveryLogEntry>(page.AsSpan(DiscoveryLogHeader.Size + i * DiscoveryLogEntry.Size));
+            e.TransportType = DiscoveryLogEntry.TransportTcp;
+            e.AddressFamily = port.Address.AddressFamily == AddressFamily.InterNetworkV6 && port.AdvertisedAddress is null
+                ? DiscoveryLogEntry.AddressFamilyIpv6 : AddressFamilyOf(port.TransportAddress);
+            e.SubsystemType = s.Kind == SubsystemKind.Discovery ? DiscoveryLogEntry.SubtypeCurrentDiscovery : DiscoveryLogEntry.SubtypeNvmSubsystem;
+            e.TransportRequirements = DiscoveryLogEntry.TreqSqFlowControlDisableSupported;
+            e.PortId = port.PortId;
+            e.ControllerId = 0xFFFF; // dynamic controller model
+            e.AdminMaxSqSize = 32;
+            SpecText.WriteNulPadded(e.TransportServiceId, port.ServiceId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            SpecText.WriteNulPadded(e.SubNqn, s.Nqn);
+            SpecText.WriteNulPadded(e.TransportAddress, port.TransportAddress);
+        }
+        return page;
+    }
+
+    private static byte AddressFamilyOf(string address) =>
+        System.Net.IPAddress.TryParse(address, out var ip) && ip.AddressFamily == AddressFamily.InterNetworkV6
+            ? DiscoveryLogEntry.AddressFamilyIpv6 : DiscoveryLogEntry.AddressFamilyIpv4;
+}

@@ -1,0 +1,140 @@
+using System.Runtime.InteropServices;
+using Nvme.Core.Model;
+using Nvme.Core.Spec;
+
+namespace Nvme.Core.Commands;
+
+/// <summary>Fabrics commands: Connect, Property Get/Set, Disconnect (NVMe over Fabrics spec 3).</summary>
+internal static class FabricsCommands
+{
+    public static NvmeStatus Prepare(FabricQueue q, NvmeRequest req)
+    {
+        byte type = req.Sqe.FabricsType;
+        if (type == FabricsType.Connect)
+        {
+            if (q.IsConnected) return NvmeStatus.CommandSequenceError; // a second Connect on one queue
+            if (req.Sqe.Sgl.Length != ConnectData.Size || req.Direction != DataDirection.HostToController)
+                return NvmeStatus.DataSglLengthInvalid;
+            return NvmeStatus.Success;
+        }
+        if (!q.IsConnected) return NvmeStatus.CommandSequenceError;
+        q.Controller!.Touch();
+        return type switch
+        {
+            FabricsType.PropertyGet or FabricsType.PropertySet => q.QueueId == 0 ? NvmeStatus.Success : NvmeStatus.InvalidOpcode,
+            FabricsType.Disconnect => q.QueueId == 0 ? NvmeStatus.InvalidField : NvmeStatus.Success,
+            _ => NvmeStatus.InvalidOpcode,
+        };
+    }
+
+    public static NvmeStatus Execute(FabricQueue q, NvmeRequest req) => req.Sqe.FabricsType switch
+    {
+        FabricsType.Connect => Connect(q, req),
+        FabricsType.PropertyGet => PropertyGet(q.Controller!, req),
+        FabricsType.PropertySet => PropertySet(q.Controller!, req),
+        FabricsType.Disconnect => Disconnect(q),
+        _ => NvmeStatus.InvalidOpcode,
+    };
+
+    private static NvmeStatus Connect(FabricQueue q, NvmeRequest req)
+    {
+        ref readonly var sqe = ref req.Sqe;
+        ushort recfmt = (ushort)sqe.Cdw10, qid = (ushort)(sqe.Cdw10 >> 16), sqsize = (ushort)sqe.Cdw11;
+        byte cattr = (byte)(sqe.Cdw11 >> 16);
+        uint kato = sqe.Cdw12;
+        var data = MemoryMarshal.Read<ConnectData>(req.DataSpan);
+        string subNqn = SpecText.ReadNulTerminated(data.SubNqn);
+        string hostNqn = SpecText.ReadNulTerminated(data.HostNqn);
+        var hostId = new Guid(data.HostId, bigEndian: true);
+        var log = q.Target.Log;
+
+        if (recfmt != 0) return NvmeStatus.ConnectIncompatibleFormat;
+
+        NvmeStatus Invalid(uint ipo, string why)
+        {
+            log.ConnectRejected(hostNqn, q.Transport.PeerAddress, subNqn, why);
+            req.Cqe.Dword0 = ipo;
+            return NvmeStatus.ConnectInvalidParameters;
+        }
+
+        var subsystem = q.Target.FindSubsystem(subNqn);
+        if (subsystem is null) return Invalid(ConnectCommand.IattrData | ConnectData.SubNqnOffset, "unknown subsystem NQN");
+        if (Subsystem.ValidateNqn(hostNqn) is string bad) return Invalid(ConnectCommand.IattrData | ConnectData.HostNqnOffset, bad);
+        if (subsystem.Kind == SubsystemKind.Nvm && !subsystem.IsHostAllowed(hostNqn))
+        {
+            log.ConnectRejected(hostNqn, q.Transport.PeerAddress, subNqn, "host NQN is not in the subsystem's allowed hosts");
+            req.Cqe.Dword0 = ConnectCommand.IattrData | ConnectData.HostNqnOffset;
+            return NvmeStatus.ConnectInvalidHost;
+        }
+        if (sqsize == 0 || sqsize > q.Limits.MaxQueueEntries)
+            return Invalid(ConnectCommand.SqsizeOffset, $"SQSIZE {sqsize} outside 1..{q.Limits.MaxQueueEntries} (MQES)");
+
+        Controller? ctrl;
+        if (qid == 0)
+        {
+            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato));
+            if (ctrl is null) return NvmeStatus.ConnectControllerBusy;
+            ctrl.BindQueue(0, q);
+            log.ControllerCreated(ctrl.IsDiscovery ? "discovery" : "NVM", ctrl.Cntlid, subNqn, hostNqn, q.Transport.PeerAddress, kato);
+        }
+        else
+        {
+            if (subsystem.Kind == SubsystemKind.Discovery) return Invalid(ConnectCommand.QidOffset, "a discovery controller has no I/O queues");
+            ctrl = subsystem.FindController(data.Cntlid);
+            if (ctrl is null || ctrl.IsDestroyed) return Invalid(ConnectCommand.IattrData | ConnectData.CntlidOffset, $"no controller {data.Cntlid}");
+            if (ctrl.HostNqn != hostNqn || ctrl.HostId != hostId)
+                return Invalid(ConnectCommand.IattrData | ConnectData.HostNqnOffset, $"controller {data.Cntlid} belongs to another host");
+            if (!ctrl.IsReady) return NvmeStatus.CommandSequenceError;
+            if (qid > ctrl.AllocatedIoQueues) return Invalid(ConnectCommand.QidOffset, $"QID {qid} above the {ctrl.AllocatedIoQueues} allocated I/O queues");
+            if (ctrl.BindQueue(qid, q) != NvmeStatus.Success)
+            {
+                log.ConnectRejected(hostNqn, q.Transport.PeerAddress, subNqn, $"QID {qid} is already connected");
+                return NvmeStatus.CommandSequenceError;
+            }
+            ctrl.Touch();
+            log.IoQueueConnected(ctrl.Cntlid, qid, sqsize + 1);
+        }
+        q.QueueId = qid;
+        q.QueueSize = sqsize + 1;
+        q.SqFlowControlDisabled = (cattr & ConnectCommand.CattrDisableSqFlowControl) != 0;
+        q.Controller = ctrl;
+        req.Cqe.SqId = qid;
+        req.Cqe.Dword0 = ctrl.Cntlid;
+        return NvmeStatus.Success;
+    }
+
+    private static NvmeStatus PropertyGet(Controller c, NvmeRequest req)
+    {
+        bool eightBytes = (req.Sqe.Cdw10 & 1) != 0;
+        uint offset = req.Sqe.Cdw11;
+        if (eightBytes)
+        {
+            if (offset != PropertyOffset.Cap) return NvmeStatus.InvalidField;
+            req.Cqe.Result = c.Cap;
+            return NvmeStatus.Success;
+        }
+        switch (offset)
+        {
+            case PropertyOffset.Vs: req.Cqe.Result = Controller.Version; break;
+            case PropertyOffset.Cc: req.Cqe.Result = c.Cc; break;
+            case PropertyOffset.Csts: req.Cqe.Result = c.Csts; break;
+            default: return NvmeStatus.InvalidField;
+        }
+        return NvmeStatus.Success;
+    }
+
+    private static NvmeStatus PropertySet(Controller c, NvmeRequest req)
+    {
+        bool eightBytes = (req.Sqe.Cdw10 & 1) != 0;
+        if (eightBytes || req.Sqe.Cdw11 != PropertyOffset.Cc) return NvmeStatus.InvalidField;
+        c.SetCc(req.Sqe.Cdw12);
+        return NvmeStatus.Success;
+    }
+
+    private static NvmeStatus Disconnect(FabricQueue q)
+    {
+        // The response goes out first; the transport closes once it has no more responses to send.
+        q.DisconnectRequested = true;
+        return NvmeStatus.Success;
+    }
+}

@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Nvme.Core.Commands;
+using Nvme.Core.Model;
+using Nvme.Core.Spec;
+
+namespace Nvme.Core;
+
+/// <summary>
+/// The core side of one transport queue (one NVMe/TCP connection). Parse first, execute later:
+/// <see cref="Prepare"/> validates a command and says how much data it moves and in which direction; the
+/// transport moves the data (in-capsule, R2T/H2CData) and calls <see cref="Execute"/>; the completion goes
+/// back through <see cref="IQueueTransport.QueueResponse"/>. Commands on one queue may run concurrently.
+/// </summary>
+public sealed class FabricQueue
+{
+    private int _sqhd;
+    private volatile bool _closed;
+
+    internal FabricQueue(NvmeTarget target, IQueueTransport transport)
+    {
+        Target = target;
+        Transport = transport;
+    }
+
+    public NvmeTarget Target { get; }
+    public IQueueTransport Transport { get; }
+    public ushort QueueId { get; internal set; }
+    public Controller? Controller { get; internal set; }
+    public bool IsConnected => Controller != null;
+    /// <summary>Entries in this queue (Connect SQSIZE + 1).</summary>
+    public int QueueSize { get; internal set; }
+    /// <summary>The host disabled SQ flow control in Connect (CATTR bit 2).</summary>
+    public bool SqFlowControlDisabled { get; internal set; }
+    internal TargetLimits Limits => Target.Limits;
+    /// <summary>A Disconnect command completed on this queue: the transport closes after sending its response.</summary>
+    public bool DisconnectRequested { get; internal set; }
+
+    /// <summary>
+    /// Validates a received command: queue state, opcode, namespace, ranges and transfer length. Sets
+    /// <see cref="NvmeRequest.Direction"/> and <see cref="NvmeRequest.DataLength"/>. On a non-success status
+    /// the transport completes the request with <see cref="Complete"/> without moving data.
+    /// </summary>
+    public NvmeStatus Prepare(NvmeRequest req)
+    {
+        req.Queue = this;
+        req.StartTimestamp = Stopwatch.GetTimestamp();
+        req.Cqe = default;
+        req.Cqe.CommandId = req.Sqe.CommandId;
+        req.Cqe.SqId = QueueId;
+        if (QueueSize > 0)
+        {
+            _sqhd = _sqhd + 1 == QueueSize ? 0 : _sqhd + 1; // Prepare runs on the queue's receive loop only
+            req.Cqe.SqHead = (ushort)_sqhd;
+        }
+
+        byte opcode = req.Sqe.Opcode;
+        byte xfer = opcode == AdminOpcode.Fabrics ? req.Sqe.FabricsType : opcode;
+        uint length = req.Sqe.Sgl.Length;
+        req.Direction = length == 0 ? DataDirection.None : (xfer & 3) switch
+        {
+            1 => DataDirection.HostToController,
+            2 => DataDirection.ControllerToHost,
+            _ => DataDirection.None,
+        };
+        if ((xfer & 3) == 3) return NvmeStatus.InvalidField; // bidirectional transfers are not supported
+        if (length > (uint)Limits.MaxTransferBytes) return NvmeStatus.InvalidField; // MDTS
+        req.DataLength = req.Direction == DataDirection.None ? 0 : (int)length;
+
+        if (opcode == AdminOpcode.Fabrics) return FabricsCommands.Prepare(this, req);
+        var ctrl = Controller;
+        if (ctrl is null) return NvmeStatus.CommandSequenceError; // nothing but Connect before Connect
+        ctrl.Touch();
+        return QueueId == 0 ? AdminCommands.Prepare(this, ctrl, req) : IoCommands.Prepare(this, ctrl, req);
+    }
+
+    /// <summary>Runs a prepared command whose host-to-controller data (if any) has arrived. Completion comes
+    /// back through the transport, synchronously for memory namespaces and admin commands.</summary>
+    public void Execute(NvmeRequest req)
+    {
+        if (req.Sqe.Opcode == AdminOpcode.Fabrics)
+        {
+            Complete(req, FabricsCommands.Execute(this, req));
+            return;
+        }
+        if (QueueId == 0)
+        {
+            var status = AdminCommands.Execute(this, Controller!, req, out bool parked);
+            if (!parked) Complete(req, status);
+            return;
+        }
+        var pending = IoCommands.ExecuteAsync(this, req);
+        if (pending.IsCompletedSuccessfully) Complete(req, pending.Result);
+        else _ = CompleteLater(pending, req);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask CompleteLater(ValueTask<NvmeStatus> pending, NvmeRequest req)
+    {
+        NvmeStatus status;
+        try { status = await pending.ConfigureAwait(false); }
+        catch (Exception e)
+        {
+            Target.Log.StoreError(req.Sqe.Nsid, req.Namespace?.Store.Description ?? "?", e.Message);
+            status = NvmeStatus.InternalError;
+        }
+        Complete(req, status);
+    }
+
+    /// <summary>Finishes a request: releases its namespace reference, fills the completion and hands it to
+    /// the transport.</summary>
+    public void Complete(NvmeRequest req, NvmeStatus status)
+    {
+        var ns = req.Namespace;
+        if (ns != null)
+        {
+            req.Namespace = null;
+            if (status != NvmeStatus.Success) Interlocked.Increment(ref ns.Counters.Errors);
+            ns.Release();
+        }
+        req.Cqe.Status = status;
+        if (status != NvmeStatus.Success) Controller?.RecordError(req, QueueId);
+        Transport.QueueResponse(req);
+    }
+
+    /// <summary>Completes a parked Async Event Request (dword0 already set) unless the queue is gone.</summary>
+    internal void CompleteParked(NvmeRequest req)
+    {
+        if (!_closed) Complete(req, NvmeStatus.Success);
+    }
+
+    /// <summary>The transport connection ended: unbind from the controller (the admin queue takes the
+    /// controller down with it).</summary>
+    public void Close()
+    {
+        if (_closed) return;
+        _closed = true;
+        Controller?.UnbindQueue(QueueId, this);
+    }
+}

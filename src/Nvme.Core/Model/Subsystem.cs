@@ -1,0 +1,146 @@
+using System.Collections.Immutable;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Nvme.Core.Model;
+
+public enum SubsystemKind { Nvm, Discovery }
+
+/// <summary>
+/// An NVM subsystem (or the discovery subsystem): identity, allowed hosts, namespaces and the controllers
+/// hosts created on it. Namespace lookups on the I/O path read an immutable snapshot (no locks).
+/// </summary>
+public sealed partial class Subsystem
+{
+    private readonly Lock _lock = new();
+    private ImmutableSortedDictionary<uint, Namespace> _namespaces = ImmutableSortedDictionary<uint, Namespace>.Empty;
+    private readonly Dictionary<ushort, Controller> _controllers = new();
+    private ImmutableHashSet<string> _allowedHosts;
+    private ushort _nextCntlid = 1;
+
+    public Subsystem(string nqn, SubsystemKind kind = SubsystemKind.Nvm, string? serial = null, string? model = null,
+        string? firmwareRevision = null, bool allowAnyHost = true, IEnumerable<string>? allowedHosts = null)
+    {
+        var error = ValidateNqn(nqn);
+        if (error != null) throw new ArgumentException(error, nameof(nqn));
+        Nqn = nqn;
+        Kind = kind;
+        Serial = serial ?? DeriveSerial(nqn);
+        Model = model ?? "NvmeTcpTarget";
+        FirmwareRevision = firmwareRevision ?? "1.0";
+        if (Serial.Length > 20) throw new ArgumentException("serial number is longer than 20 characters", nameof(serial));
+        if (Model.Length > 40) throw new ArgumentException("model number is longer than 40 characters", nameof(model));
+        if (FirmwareRevision.Length > 8) throw new ArgumentException("firmware revision is longer than 8 characters", nameof(firmwareRevision));
+        AllowAnyHost = allowAnyHost;
+        _allowedHosts = (allowedHosts ?? []).ToImmutableHashSet(StringComparer.Ordinal);
+    }
+
+    public string Nqn { get; }
+    public SubsystemKind Kind { get; }
+    public string Serial { get; }
+    public string Model { get; }
+    public string FirmwareRevision { get; }
+    public bool AllowAnyHost { get; set; }
+    public IReadOnlySet<string> AllowedHosts => _allowedHosts;
+
+    /// <summary>Raised (outside locks) when a namespace is attached, detached or resized.</summary>
+    internal event Action<Subsystem>? Changed;
+
+    public bool IsHostAllowed(string hostNqn) => AllowAnyHost || _allowedHosts.Contains(hostNqn);
+
+    public void AllowHost(string hostNqn) { lock (_lock) _allowedHosts = _allowedHosts.Add(hostNqn); Changed?.Invoke(this); }
+    public void DisallowHost(string hostNqn) { lock (_lock) _allowedHosts = _allowedHosts.Remove(hostNqn); Changed?.Invoke(this); }
+
+    // ---- namespaces ----
+
+    public IReadOnlyCollection<Namespace> Namespaces => _namespaces.Values.ToArray();
+
+    /// <summary>Active namespace by NSID, or null. Lock-free: safe on the I/O path.</summary>
+    public Namespace? GetNamespace(uint nsid) => Volatile.Read(ref _namespaces).GetValueOrDefault(nsid);
+
+    /// <summary>Active NSIDs in ascending order greater than <paramref name="after"/>.</summary>
+    public IEnumerable<uint> ActiveNsids(uint after = 0) => Volatile.Read(ref _namespaces).Keys.Where(n => n > after);
+
+    /// <summary>Attaches a namespace and tells every controller (changed list + async event).</summary>
+    public void AttachNamespace(Namespace ns)
+    {
+        if (Kind == SubsystemKind.Discovery) throw new InvalidOperationException("the discovery subsystem has no namespaces");
+        Controller[] ctrls;
+        lock (_lock)
+        {
+            if (_namespaces.ContainsKey(ns.Nsid)) throw new InvalidOperationException($"NSID {ns.Nsid} is already in use in {Nqn}");
+            _namespaces = _namespaces.Add(ns.Nsid, ns);
+            ctrls = [.. _controllers.Values];
+        }
+        foreach (var c in ctrls) c.NotifyNamespaceChanged(ns.Nsid);
+    }
+
+    /// <summary>Detaches a namespace from every controller and sends the events. The caller drains and
+    /// disposes it (see <see cref="Namespace.StopAndDrainAsync"/>).</summary>
+    public Namespace? DetachNamespace(uint nsid)
+    {
+        Namespace? ns;
+        Controller[] ctrls;
+        lock (_lock)
+        {
+            if (!_namespaces.TryGetValue(nsid, out ns)) return null;
+            _namespaces = _namespaces.Remove(nsid);
+            ctrls = [.. _controllers.Values];
+        }
+        foreach (var c in ctrls) c.NotifyNamespaceChanged(nsid);
+        return ns;
+    }
+
+    // ---- controllers ----
+
+    public IReadOnlyCollection<Controller> Controllers { get { lock (_lock) return [.. _controllers.Values]; } }
+
+    internal Controller? FindController(ushort cntlid) { lock (_lock) return _controllers.GetValueOrDefault(cntlid); }
+
+    /// <summary>Allocates the lowest free CNTLID at or after the last one (dynamic controller model).</summary>
+    internal Controller? CreateController(Func<ushort, Controller> factory)
+    {
+        lock (_lock)
+        {
+            for (int i = 0; i < 0xFFEF; i++)
+            {
+                ushort id = _nextCntlid;
+                _nextCntlid = (ushort)(_nextCntlid >= 0xFFEF ? 1 : _nextCntlid + 1);
+                if (_controllers.ContainsKey(id)) continue;
+                var c = factory(id);
+                _controllers.Add(id, c);
+                return c;
+            }
+            return null;
+        }
+    }
+
+    internal void RemoveController(Controller c)
+    {
+        lock (_lock)
+        {
+            if (_controllers.TryGetValue(c.Cntlid, out var existing) && existing == c) _controllers.Remove(c.Cntlid);
+        }
+    }
+
+    // ---- identity ----
+
+    private static string DeriveSerial(string nqn) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(nqn)).AsSpan(0, 10));
+
+    [GeneratedRegex(@"^nqn\.\d{4}-\d{2}\.[A-Za-z0-9][A-Za-z0-9.-]*(:.+)?$")]
+    private static partial Regex NqnPattern();
+
+    /// <summary>Checks an NQN against NVMe base spec 4.7 (at most 223 bytes, "nqn.yyyy-mm.reverse-domain[:...]"
+    /// or the UUID form). Returns an error message or null.</summary>
+    public static string? ValidateNqn(string? nqn)
+    {
+        if (string.IsNullOrWhiteSpace(nqn)) return "NQN is empty";
+        if (Encoding.UTF8.GetByteCount(nqn) > 223) return $"NQN '{nqn}' is longer than 223 bytes";
+        if (nqn.StartsWith("nqn.2014-08.org.nvmexpress:uuid:", StringComparison.Ordinal))
+            return Guid.TryParse(nqn["nqn.2014-08.org.nvmexpress:uuid:".Length..], out _) ? null : $"NQN '{nqn}' has a malformed UUID";
+        if (!NqnPattern().IsMatch(nqn)) return $"NQN '{nqn}' is not of the form nqn.yyyy-mm.reverse.domain[:name]";
+        return null;
+    }
+}

@@ -1,0 +1,136 @@
+using System.Collections.Immutable;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Nvme.Core.Model;
+using Nvme.Core.Spec;
+
+namespace Nvme.Core;
+
+/// <summary>
+/// The root of the NVMe model: subsystems (including the well-known discovery subsystem), ports, limits, and
+/// the keep-alive watchdog. Transports create one <see cref="FabricQueue"/> per connection through it.
+/// </summary>
+public sealed class NvmeTarget : IDisposable
+{
+    private readonly Lock _lock = new();
+    private ImmutableDictionary<string, Subsystem> _subsystems = ImmutableDictionary<string, Subsystem>.Empty.WithComparers(StringComparer.Ordinal);
+    private ImmutableList<Port> _ports = ImmutableList<Port>.Empty;
+    private readonly Timer _keepAliveTimer;
+    private long _discoveryGeneration = 1;
+
+    public NvmeTarget(TargetLimits? limits = null, ILoggerFactory? loggerFactory = null, TimeSpan? keepAliveScanInterval = null)
+    {
+        Limits = limits ?? new TargetLimits();
+        Log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Nvme.Core");
+        Discovery = new Subsystem(WellKnown.DiscoveryNqn, SubsystemKind.Discovery, serial: "discovery", model: "NvmeTcpTarget discovery");
+        var interval = keepAliveScanInterval ?? TimeSpan.FromMilliseconds(250);
+        _keepAliveTimer = new Timer(_ => CheckKeepAlives(), null, interval, interval);
+    }
+
+    public TargetLimits Limits { get; }
+    public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
+    internal ILogger Log { get; }
+    public Subsystem Discovery { get; }
+
+    public IReadOnlyCollection<Subsystem> Subsystems => Volatile.Read(ref _subsystems).Values.ToArray();
+    public IReadOnlyList<Port> Ports => Volatile.Read(ref _ports);
+
+    /// <summary>Discovery log generation counter; bumped whenever what the log would list changes.</summary>
+    public ulong DiscoveryGeneration => (ulong)Interlocked.Read(ref _discoveryGeneration);
+
+    /// <summary>Raised after a controller is destroyed (tests and metrics watch this).</summary>
+    public event Action<Controller>? ControllerDestroyed;
+    internal void OnControllerDestroyed(Controller c) => ControllerDestroyed?.Invoke(c);
+
+    public Subsystem? FindSubsystem(string nqn) =>
+        nqn == WellKnown.DiscoveryNqn ? Discovery : Volatile.Read(ref _subsystems).GetValueOrDefault(nqn);
+
+    public void AddSubsystem(Subsystem subsystem)
+    {
+        if (subsystem.Kind != SubsystemKind.Nvm || subsystem.Nqn == WellKnown.DiscoveryNqn)
+            throw new ArgumentException("only NVM subsystems can be added; the discovery subsystem is built in");
+        lock (_lock)
+        {
+            if (_subsystems.ContainsKey(subsystem.Nqn)) throw new InvalidOperationException($"subsystem {subsystem.Nqn} already exists");
+            _subsystems = _subsystems.Add(subsystem.Nqn, subsystem);
+        }
+        subsystem.Changed += _ => BumpDiscoveryGeneration();
+        BumpDiscoveryGeneration();
+    }
+
+    /// <summary>Removes a subsystem, destroying its controllers.</summary>
+    public Subsystem? RemoveSubsystem(string nqn)
+    {
+        Subsystem? s;
+        lock (_lock)
+        {
+            if (!_subsystems.TryGetValue(nqn, out s)) return null;
+            _subsystems = _subsystems.Remove(nqn);
+        }
+        foreach (var c in s.Controllers) c.Destroy("subsystem removed");
+        BumpDiscoveryGeneration();
+        return s;
+    }
+
+    public void AddPort(Port port)
+    {
+        lock (_lock)
+        {
+            if (_ports.Any(p => p.PortId == port.PortId)) throw new InvalidOperationException($"port id {port.PortId} already exists");
+            _ports = _ports.Add(port);
+        }
+        BumpDiscoveryGeneration();
+    }
+
+    private void BumpDiscoveryGeneration() => Interlocked.Increment(ref _discoveryGeneration);
+
+    /// <summary>Every live controller across all subsystems (discovery included).</summary>
+    public IReadOnlyList<Controller> Controllers =>
+        [.. Discovery.Controllers, .. Volatile.Read(ref _subsystems).Values.SelectMany(s => s.Controllers)];
+
+    /// <summary>Creates the core side of a new transport queue (one per connection).</summary>
+    public FabricQueue CreateQueue(IQueueTransport transport) => new(this, transport);
+
+    /// <summary>Destroys controllers whose keep-alive timeout passed without any command.</summary>
+    public void CheckKeepAlives()
+    {
+        long now = Environment.TickCount64;
+        foreach (var c in Controllers)
+        {
+            if (c.KeepAliveExpired(now))
+            {
+                Log.KeepAliveExpired(c.Cntlid, c.Subsystem.Nqn, c.HostNqn, c.KeepAliveTimeoutMs);
+                c.Destroy("keep-alive timeout");
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _keepAliveTimer.Dispose();
+        foreach (var c in Controllers) c.Destroy("target shutting down");
+    }
+}
+
+internal static partial class CoreLog
+{
+    [LoggerMessage(EventId = 100, Level = LogLevel.Information,
+        Message = "Created {Kind} controller {Cntlid} on {SubNqn} for host {HostNqn} at {Peer} (KATO {KatoMs} ms)")]
+    public static partial void ControllerCreated(this ILogger log, string kind, ushort cntlid, string subNqn, string hostNqn, string peer, uint katoMs);
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "Destroyed controller {Cntlid} on {SubNqn} for host {HostNqn}: {Reason}")]
+    public static partial void ControllerDestroyed(this ILogger log, ushort cntlid, string subNqn, string hostNqn, string reason);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Warning,
+        Message = "Keep-alive timeout: controller {Cntlid} on {SubNqn} for host {HostNqn} sent nothing for {KatoMs} ms")]
+    public static partial void KeepAliveExpired(this ILogger log, ushort cntlid, string subNqn, string hostNqn, uint katoMs);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Rejected connect from {HostNqn} at {Peer} to {SubNqn}: {Reason}")]
+    public static partial void ConnectRejected(this ILogger log, string hostNqn, string peer, string subNqn, string reason);
+
+    [LoggerMessage(EventId = 104, Level = LogLevel.Error, Message = "I/O error on namespace {Nsid} ({Store}): {Error}")]
+    public static partial void StoreError(this ILogger log, uint nsid, string store, string error);
+
+    [LoggerMessage(EventId = 105, Level = LogLevel.Debug, Message = "Controller {Cntlid}: I/O queue {Qid} connected (size {Size})")]
+    public static partial void IoQueueConnected(this ILogger log, ushort cntlid, ushort qid, int size);
+}

@@ -1,0 +1,25 @@
+namespace Nvme.Core.Storage;
+
+/// <summary>
+/// A byte-addressed backing store for one namespace. Offsets and lengths are always whole logical blocks
+/// inside <see cref="Length"/> (the core checks ranges before calling). Memory stores complete inline;
+/// file and block-device stores may complete asynchronously.
+/// </summary>
+public interface IBlockStore : IDisposable
+{
+    /// <summary>Usable size in bytes.</summary>
+    long Length { get; }
+
+    /// <summary>Human readable description for logs ("memory 1 GiB", "file /var/lib/x.img").</summary>
+    string Description { get; }
+
+    ValueTask ReadAsync(long offset, Memory<byte> destination);
+    ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source);
+
+    /// <summary>Makes every completed write durable (fsync for files; nothing for memory).</summary>
+    ValueTask FlushAsync();
+
+    /// <summary>Zeroes a range; reads of it return zeros afterwards. <paramref name="deallocate"/> lets the
+    /// store release the space (punch a hole) instead of writing zeros.</summary>
+    ValueTask ZeroAsync(long offset, long length, bool deallocate);
+}
