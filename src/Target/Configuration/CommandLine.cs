@@ -1,0 +1,215 @@
+using System.Collections;
+using System.Globalization;
+
+namespace Target.Configuration;
+
+/// <summary>Parses the command line and NVMET_* environment variables into a <see cref="TargetConfig"/>.
+/// Precedence: built-in defaults, then the config file, then environment variables, then the command line.</summary>
+public sealed class CommandLine
+{
+    public const string DefaultNqn = "nqn.2026-01.io.nvmetcptarget:default";
+
+    public bool ShowHelp { get; private set; }
+    public bool ShowVersion { get; private set; }
+    public List<string> Errors { get; } = [];
+    public TargetConfig Config { get; private set; } = new();
+    public string? ConfigPath { get; private set; }
+
+    private sealed record Option(string Long, string? Short, string? Arg, string Env, string Help);
+
+    private static readonly Option[] Options =
+    [
+        new("--config", "-c", "FILE", "NVMET_CONFIG", "JSON configuration file: ports, limits, subsystems, namespaces, allowed hosts."),
+        new("--listen", "-l", "ADDR:PORT", "NVMET_LISTEN", "Listen on this address and port instead of the configured ports (default 127.0.0.1:4420)."),
+        new("--advertise", null, "ADDR", "NVMET_ADVERTISE", "Address the discovery log reports as TRADDR (default: the listen address)."),
+        new("--nqn", null, "NQN", "NVMET_NQN", $"NQN of the default subsystem (default {DefaultNqn}); not with --config."),
+        new("--namespace", "-n", "SPEC", "NVMET_NAMESPACE", "Namespace of the default subsystem, repeatable; not with --config. SPEC is\n" +
+            "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096.\n" +
+            "NSIDs are assigned 1, 2, ... Default: memory:1G. The variable takes ';'-separated SPECs."),
+        new("--allow-host", null, "NQN", "NVMET_ALLOW_HOST", "Only this host NQN may connect to the default subsystem (repeatable; default any host)."),
+        new("--mqes", null, "N", "NVMET_MQES", "CAP.MQES, maximum queue entries 0's based (default 127: queues of 128)."),
+        new("--mdts", null, "N", "NVMET_MDTS", "Maximum data transfer size as 2^N x 4 KiB (default 8: 1 MiB)."),
+        new("--in-capsule", null, "BYTES", "NVMET_IN_CAPSULE", "In-capsule data accepted on I/O queues (default 8192)."),
+        new("--max-h2c-data", null, "BYTES", "NVMET_MAX_H2C_DATA", "MAXH2CDATA: largest H2CData PDU, the R2T size (default 131072)."),
+        new("--io-queues", null, "N", "NVMET_IO_QUEUES", "I/O queues per controller (default 64)."),
+        new("--c2h-success", null, "on|off", "NVMET_C2H_SUCCESS", "Complete reads with C2HData SUCCESS when the host disabled SQ flow control (default on)."),
+        new("--log-level", null, "LEVEL", "NVMET_LOG_LEVEL", "trace, debug, information, warning or error (default information)."),
+        new("--help", "-h", null, "", "Show this help and exit."),
+        new("--version", null, null, "", "Show the version and exit."),
+    ];
+
+    public static string HelpText()
+    {
+        var w = new StringWriter(CultureInfo.InvariantCulture);
+        w.WriteLine("nvme-tcp-target: an NVMe-over-TCP target (Linux hosts attach with `nvme connect -t tcp`).");
+        w.WriteLine();
+        w.WriteLine("Usage: nvme-tcp-target [options]");
+        w.WriteLine();
+        w.WriteLine("With no options it listens on 127.0.0.1:4420 with one subsystem, " + DefaultNqn + ",");
+        w.WriteLine("holding a 1 GiB memory namespace, plus the discovery subsystem, and prints the nvme connect command.");
+        w.WriteLine();
+        w.WriteLine("Options (each may also come from the environment variable named; the command line wins):");
+        foreach (var o in Options)
+        {
+            var names = (o.Short != null ? o.Short + ", " : "    ") + o.Long + (o.Arg != null ? " " + o.Arg : "");
+            var lines = o.Help.Split('\n');
+            w.WriteLine($"  {names,-28} {lines[0]}");
+            foreach (var l in lines.Skip(1)) w.WriteLine($"  {"",-28} {l}");
+            if (o.Env.Length > 0) w.WriteLine($"  {"",-28} [env {o.Env}]");
+        }
+        w.WriteLine();
+        w.WriteLine("Exit codes: 0 after a clean shutdown (Ctrl-C / SIGTERM), 2 for a configuration or usage error, 1 otherwise.");
+        w.WriteLine("The configuration file format is described in README.md, section 'Configuration reference'.");
+        return w.ToString();
+    }
+
+    public static CommandLine Parse(string[] args, IDictionary? environment = null)
+    {
+        var cl = new CommandLine();
+        var values = new List<(Option Option, string? Value)>();
+        environment ??= Environment.GetEnvironmentVariables();
+        foreach (var o in Options)
+        {
+            if (o.Env.Length == 0 || environment[o.Env] is not string v || v.Length == 0) continue;
+            if (o.Long == "--namespace") foreach (var part in v.Split(';', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
+            else if (o.Long == "--allow-host") foreach (var part in v.Split(new[] { ';', ',', ' ' }, StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
+            else values.Add((o, v));
+        }
+        var fromCli = new List<(Option, string?)>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            var a = args[i];
+            string? inline = null;
+            int eq = a.IndexOf('=');
+            if (a.StartsWith("--", StringComparison.Ordinal) && eq > 0) { inline = a[(eq + 1)..]; a = a[..eq]; }
+            var o = Options.FirstOrDefault(x => x.Long == a || x.Short == a);
+            if (o is null) { cl.Errors.Add($"unknown option '{args[i]}'"); continue; }
+            if (o.Arg is null) { fromCli.Add((o, null)); continue; }
+            var value = inline ?? (i + 1 < args.Length ? args[++i] : null);
+            if (value is null) { cl.Errors.Add($"option {o.Long} needs a value ({o.Arg})"); continue; }
+            fromCli.Add((o, value));
+        }
+        // Repeatable options given on the command line replace the environment's list.
+        foreach (var name in new[] { "--namespace", "--allow-host" })
+            if (fromCli.Any(x => x.Item1.Long == name)) values.RemoveAll(x => x.Option.Long == name);
+        values.AddRange(fromCli);
+        cl.Apply(values);
+        return cl;
+    }
+
+    private void Apply(List<(Option Option, string? Value)> values)
+    {
+        string? Last(string name) => values.LastOrDefault(v => v.Option.Long == name).Value;
+        IEnumerable<string> All(string name) => values.Where(v => v.Option.Long == name).Select(v => v.Value!);
+
+        ShowHelp = values.Any(v => v.Option.Long == "--help");
+        ShowVersion = values.Any(v => v.Option.Long == "--version");
+        if (ShowHelp || ShowVersion) return;
+
+        ConfigPath = Last("--config");
+        if (ConfigPath != null)
+        {
+            if (!File.Exists(ConfigPath)) { Errors.Add($"configuration file '{ConfigPath}' does not exist"); return; }
+            try
+            {
+                Config = System.Text.Json.JsonSerializer.Deserialize<TargetConfig>(File.ReadAllText(ConfigPath), TargetConfig.Json) ?? new TargetConfig();
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                Errors.Add($"configuration file '{ConfigPath}': {e.Message}");
+                return;
+            }
+            foreach (var name in new[] { "--nqn", "--namespace", "--allow-host" })
+                if (values.Any(v => v.Option.Long == name))
+                    Errors.Add($"{name} describes the default subsystem and cannot be combined with --config (put it in the file)");
+        }
+        else
+        {
+            var sub = new SubsystemConfig { Nqn = Last("--nqn") ?? DefaultNqn };
+            sub.AllowedHosts.AddRange(All("--allow-host"));
+            var specs = All("--namespace").ToList();
+            if (specs.Count == 0) specs.Add("memory:1G");
+            uint nsid = 1;
+            foreach (var spec in specs)
+            {
+                var ns = ParseNamespaceSpec(spec, nsid++, out var error);
+                if (error != null) Errors.Add(error); else sub.Namespaces.Add(ns!);
+            }
+            Config.Subsystems.Add(sub);
+        }
+
+        if (Last("--listen") is string listen)
+        {
+            int colon = listen.LastIndexOf(':');
+            if (colon <= 0 || !int.TryParse(listen[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int port))
+                Errors.Add($"--listen '{listen}' is not ADDR:PORT");
+            else Config.Ports = [new PortConfig { Id = 1, Address = listen[..colon].Trim('[', ']'), Port = port }];
+        }
+        if (Config.Ports.Count == 0) Config.Ports.Add(new PortConfig());
+        if (Last("--advertise") is string adv) foreach (var p in Config.Ports) p.AdvertisedAddress = adv;
+
+        int? Int(string name)
+        {
+            var v = Last(name);
+            if (v is null) return null;
+            if (int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out int n)) return n;
+            if (Sizes.TryParse(v, out long b) && b <= int.MaxValue) return (int)b;
+            Errors.Add($"{name} '{v}' is not a number");
+            return null;
+        }
+        Config.Limits.Mqes = Int("--mqes") ?? Config.Limits.Mqes;
+        Config.Limits.Mdts = Int("--mdts") ?? Config.Limits.Mdts;
+        Config.Limits.InCapsuleDataSize = Int("--in-capsule") ?? Config.Limits.InCapsuleDataSize;
+        Config.Limits.MaxH2CData = Int("--max-h2c-data") ?? Config.Limits.MaxH2CData;
+        Config.Limits.IoQueues = Int("--io-queues") ?? Config.Limits.IoQueues;
+        if (Last("--c2h-success") is string c2h)
+        {
+            if (c2h is "on" or "true" or "1") Config.Limits.C2HSuccess = true;
+            else if (c2h is "off" or "false" or "0") Config.Limits.C2HSuccess = false;
+            else Errors.Add($"--c2h-success '{c2h}' must be on or off");
+        }
+        Config.LogLevel = Last("--log-level") ?? Config.LogLevel;
+    }
+
+    /// <summary>memory:SIZE | file:PATH[:SIZE] | block:DEVICE, with an optional ",bs=512|4096".</summary>
+    public static NamespaceConfig? ParseNamespaceSpec(string spec, uint nsid, out string? error)
+    {
+        error = null;
+        var ns = new NamespaceConfig { Nsid = nsid };
+        var body = spec;
+        int comma = spec.IndexOf(',');
+        if (comma >= 0)
+        {
+            body = spec[..comma];
+            foreach (var opt in spec[(comma + 1)..].Split(','))
+            {
+                if (opt.StartsWith("bs=", StringComparison.Ordinal) && int.TryParse(opt[3..], CultureInfo.InvariantCulture, out int bs)) ns.BlockSize = bs;
+                else { error = $"namespace '{spec}': unknown option '{opt}' (only bs=512|4096)"; return null; }
+            }
+        }
+        int colon = body.IndexOf(':');
+        if (colon < 0) { error = $"namespace '{spec}' must start with memory:, file: or block:"; return null; }
+        ns.Backend = body[..colon];
+        var rest = body[(colon + 1)..];
+        switch (ns.Backend)
+        {
+            case "memory":
+                ns.Size = rest;
+                break;
+            case "file":
+                {
+                    int last = rest.LastIndexOf(':');
+                    if (last > 0 && Sizes.TryParse(rest[(last + 1)..], out _)) { ns.Path = rest[..last]; ns.Size = rest[(last + 1)..]; }
+                    else ns.Path = rest;
+                    break;
+                }
+            case "block":
+                ns.Path = rest;
+                break;
+            default:
+                error = $"namespace '{spec}': backend '{ns.Backend}' is not memory, file or block";
+                return null;
+        }
+        return ns;
+    }
+}

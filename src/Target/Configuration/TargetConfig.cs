@@ -1,0 +1,68 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Target.Configuration;
+
+/// <summary>The configuration file (JSON). Every field is optional; see README "Configuration reference".</summary>
+public sealed class TargetConfig
+{
+    public List<PortConfig> Ports { get; set; } = [];
+    public LimitsConfig Limits { get; set; } = new();
+    public List<SubsystemConfig> Subsystems { get; set; } = [];
+    public string? LogLevel { get; set; }
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        PropertyNameCaseInsensitive = true,
+        ReadCommentHandling = JsonCommentHandling.Skip,
+        AllowTrailingCommas = true,
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+}
+
+public sealed class PortConfig
+{
+    public ushort Id { get; set; } = 1;
+    public string Address { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = 4420;
+    /// <summary>TRADDR shown in the discovery log (e.g. the address hosts really use behind NAT).</summary>
+    public string? AdvertisedAddress { get; set; }
+}
+
+public sealed class LimitsConfig
+{
+    public int? Mqes { get; set; }
+    public int? Mdts { get; set; }
+    public int? InCapsuleDataSize { get; set; }
+    public int? MaxH2CData { get; set; }
+    public int? IoQueues { get; set; }
+    public bool? C2HSuccess { get; set; }
+}
+
+public sealed class SubsystemConfig
+{
+    public string Nqn { get; set; } = "";
+    public string? Serial { get; set; }
+    public string? Model { get; set; }
+    public string? FirmwareRevision { get; set; }
+    /// <summary>True when <see cref="AllowedHosts"/> is empty and this is not set.</summary>
+    public bool? AllowAnyHost { get; set; }
+    public List<string> AllowedHosts { get; set; } = [];
+    public List<NamespaceConfig> Namespaces { get; set; } = [];
+}
+
+public sealed class NamespaceConfig
+{
+    public uint Nsid { get; set; }
+    /// <summary>memory, file or block.</summary>
+    public string Backend { get; set; } = "memory";
+    public string? Path { get; set; }
+    /// <summary>Size with an optional K/M/G/T suffix (powers of 1024). Required for memory; for a file it is
+    /// the size to create it with when missing.</summary>
+    public string? Size { get; set; }
+    public int BlockSize { get; set; } = 512;
+    public Guid? Uuid { get; set; }
+}

@@ -1,0 +1,50 @@
+using System.Threading.Tasks.Sources;
+
+namespace Transport.Tcp;
+
+/// <summary>
+/// An allocation-free auto-reset signal with one waiter (the connection's writer loop). Many threads may
+/// <see cref="Set"/>; sets that happen while nobody waits collapse into one wake-up, which is what batches
+/// responses into one flush.
+/// </summary>
+internal sealed class AsyncSignal : IValueTaskSource
+{
+    private const int Idle = 0, Signaled = 1, Waiting = 2;
+    private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+    private int _state;
+
+    public void Set()
+    {
+        while (true)
+        {
+            int s = Volatile.Read(ref _state);
+            if (s == Signaled) return;
+            if (s == Idle)
+            {
+                if (Interlocked.CompareExchange(ref _state, Signaled, Idle) == Idle) return;
+            }
+            else if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
+            {
+                _core.SetResult(true);
+                return;
+            }
+        }
+    }
+
+    public ValueTask WaitAsync()
+    {
+        if (Interlocked.CompareExchange(ref _state, Idle, Signaled) == Signaled) return default;
+        _core.Reset();
+        if (Interlocked.CompareExchange(ref _state, Waiting, Idle) != Idle)
+        {
+            Volatile.Write(ref _state, Idle); // set in between: consume it
+            return default;
+        }
+        return new ValueTask(this, _core.Version);
+    }
+
+    void IValueTaskSource.GetResult(short token) => _core.GetResult(token);
+    ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => _core.GetStatus(token);
+    void IValueTaskSource.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+}

@@ -1,0 +1,118 @@
+using Nvme.Core;
+using Nvme.Core.Spec;
+using Transport.Tcp.Pdu;
+
+namespace Transport.Tcp;
+
+public sealed partial class NvmeTcpQueue
+{
+    /// <summary>Core callback: a command completed (any thread).</summary>
+    public void QueueResponse(NvmeRequest request) => Send((TcpRequest)request, SendKind.Response);
+
+    private void Send(TcpRequest req, SendKind kind)
+    {
+        lock (_closeLock)
+        {
+            if (!_closed)
+            {
+                _sends.Enqueue((req, kind));
+                if (t_batchOwner == this) _batchHasWork = true; // the receive loop signals once per batch
+                else _signal.Set();
+                return;
+            }
+        }
+        // The connection is gone: nothing to send; the buffer can go back to the pool now that the command is done.
+        if (kind == SendKind.Response) req.ReleaseBuffers();
+    }
+
+    private async Task WriterLoopAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                await _signal.WaitAsync().ConfigureAwait(false);
+                bool stop = false;
+                if (_icRespDigest != 0xFF)
+                {
+                    PduWriter.WriteICResp(_output, _icRespDigest, (uint)Limits.MaxH2CData);
+                    _icRespDigest = 0xFF;
+                }
+                while (_sends.TryDequeue(out var item)) stop |= Write(item.Request, item.Kind);
+                if (_termError is PduError err)
+                {
+                    PduWriter.WriteC2HTermReq(_output, err.Status, err.FieldOffset, ((ReadOnlySpan<byte>)_termHeader)[.._termHeaderLength]);
+                    _termError = null;
+                    stop = true;
+                }
+                var flush = await _output.FlushAsync().ConfigureAwait(false);
+                if (stop)
+                {
+                    _closeReason ??= "disconnect";
+                    Terminate(_closeReason);
+                    return;
+                }
+                if (flush.IsCompleted || flush.IsCanceled || _closing) return;
+            }
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
+        {
+            _closeReason ??= "send failed: " + e.Message;
+            Terminate(_closeReason);
+        }
+    }
+
+    /// <summary>Writes one queued item; returns true when the connection should close after this batch.</summary>
+    private bool Write(TcpRequest req, SendKind kind)
+    {
+        bool hdgst = _settings.HeaderDigest, ddgst = _settings.DataDigest;
+        if (kind == SendKind.R2T)
+        {
+            PduWriter.WriteR2T(_output, req.Sqe.CommandId, req.Tag, (uint)req.R2TOffset, (uint)req.R2TLength, hdgst);
+            return false;
+        }
+        ref readonly var cqe = ref req.Cqe;
+        if (req.Direction == DataDirection.ControllerToHost && cqe.Status == NvmeStatus.Success && req.DataLength > 0)
+        {
+            // C2HData SUCCESS (no CapsuleResp) is only allowed when the host disabled SQ flow control, and only
+            // carries an all-zero result.
+            bool success = _core.SqFlowControlDisabled && Limits.C2HSuccessOptimization && cqe.Result == 0;
+            var data = req.DataSpan;
+            int chunk = Limits.MaxC2HData;
+            for (int offset = 0; offset < data.Length; offset += chunk)
+            {
+                int n = Math.Min(chunk, data.Length - offset);
+                bool last = offset + n == data.Length;
+                PduWriter.WriteC2HData(_output, cqe.CommandId, (uint)offset, data.Slice(offset, n), last, last && success, hdgst, ddgst);
+            }
+            if (!success) PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
+        }
+        else PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
+        Return(req);
+        return _core.DisconnectRequested;
+    }
+
+    /// <summary>After the loops ended: release what no in-flight command still uses.</summary>
+    private void Shutdown()
+    {
+        lock (_closeLock) _closed = true;
+        while (_sends.TryDequeue(out var item))
+            if (item.Kind == SendKind.Response) item.Request.ReleaseBuffers();
+        for (int i = 0; i < _slotCount; i++)
+        {
+            var req = _slots[i]!;
+            switch (req.State)
+            {
+                case RequestState.Free:
+                    req.ReleaseBuffers();
+                    break;
+                case RequestState.AwaitingData:
+                    // Never executed: give its namespace reference back (the response is dropped).
+                    req.State = RequestState.Executing;
+                    _core.Complete(req, NvmeStatus.AbortSqDeleted);
+                    break;
+                // Executing: the store may still be using the buffer; it is released when the command completes.
+            }
+        }
+    }
+}

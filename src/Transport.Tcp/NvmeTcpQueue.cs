@@ -1,0 +1,340 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Nvme.Core;
+using Nvme.Core.Model;
+using Nvme.Core.Spec;
+using Transport.Tcp.Pdu;
+
+namespace Transport.Tcp;
+
+/// <summary>
+/// One NVMe/TCP connection = one NVMe queue, over any <see cref="IDuplexPipe"/>. The receive loop frames
+/// PDUs and hands commands to the core; commands run concurrently; every byte sent goes through one writer
+/// loop that drains the send queue and flushes once per batch.
+/// </summary>
+public sealed partial class NvmeTcpQueue : IQueueTransport
+{
+    [ThreadStatic] private static NvmeTcpQueue? t_batchOwner;
+
+    private readonly NvmeTarget _target;
+    private readonly PipeReader _input;
+    private readonly PipeWriter _output;
+    private readonly TcpTransportOptions _options;
+    private readonly ILogger _log;
+    private readonly Action? _abort;
+    private readonly FabricQueue _core;
+    private readonly TcpRequest?[] _slots;
+    private readonly ConcurrentQueue<TcpRequest> _free = new();
+    private readonly ConcurrentQueue<(TcpRequest Request, SendKind Kind)> _sends = new();
+    private readonly AsyncSignal _signal = new();
+    private readonly Lock _closeLock = new();
+    private readonly CancellationTokenSource _stall = new();
+    private PduReaderSettings _settings;
+    private int _slotCount;
+    private bool _icDone;
+    private bool _batchHasWork;
+    private volatile bool _closed;
+    private volatile string? _closeReason;
+    // Control PDUs the writer sends before anything else.
+    private byte _icRespDigest = 0xFF;
+    private PduError? _termError;
+    private PduHeaderBytes _termHeader;
+    private int _termHeaderLength;
+
+    public NvmeTcpQueue(NvmeTarget target, IDuplexPipe transport, TcpTransportOptions options, ILogger logger, string peerAddress, Action? abort = null)
+    {
+        _target = target;
+        _input = transport.Input;
+        _output = transport.Output;
+        _options = options;
+        _log = logger;
+        _abort = abort;
+        PeerAddress = peerAddress;
+        _core = target.CreateQueue(this);
+        // The queue depth is at most MQES + 1; a few more slots absorb a host that sends a new command as
+        // soon as it sees a completion, before our writer returned the old slot.
+        _slots = new TcpRequest?[target.Limits.MaxQueueEntries + 1 + 16];
+        _settings = new PduReaderSettings
+        {
+            MaxInCapsuleData = Math.Max(options.AdminInCapsuleDataSize, target.Limits.InCapsuleDataSize),
+            MaxH2CData = target.Limits.MaxH2CData,
+        };
+    }
+
+    public string PeerAddress { get; }
+    public FabricQueue Core => _core;
+    private string HostNqn => _core.Controller?.HostNqn ?? "-";
+    private TargetLimits Limits => _target.Limits;
+
+    /// <summary>Runs the connection until the peer goes away, a protocol error, or <see cref="Terminate"/>.</summary>
+    public async Task RunAsync()
+    {
+        _log.ConnectionAccepted(PeerAddress);
+        var writer = Task.Run(WriterLoopAsync);
+        try
+        {
+            _stall.CancelAfter(_options.ICReqTimeout);
+            await ReaderLoopAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _log.InternalError(e, PeerAddress);
+            _closeReason ??= "internal error: " + e.Message;
+        }
+        finally
+        {
+            _closing = true;
+            _signal.Set();
+            try { await writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
+            catch (Exception) { /* the writer logs its own failures; a stuck peer is aborted below */ }
+            _core.Close();
+            Shutdown();
+            _log.ConnectionClosed(PeerAddress, HostNqn, _core.QueueId, _closeReason ?? "peer closed the connection");
+            await _input.CompleteAsync().ConfigureAwait(false);
+            await _output.CompleteAsync().ConfigureAwait(false);
+            _abort?.Invoke();
+            _stall.Dispose();
+        }
+    }
+
+    private volatile bool _closing;
+
+    /// <summary>Thread-safe: closes the connection (controller teardown, keep-alive expiry, shutdown).</summary>
+    public void Terminate(string reason)
+    {
+        _closeReason ??= reason;
+        _closing = true;
+        _signal.Set();
+        _input.CancelPendingRead();
+    }
+
+    // ------------------------------------------------------------------ receive
+
+    private async Task ReaderLoopAsync()
+    {
+        while (!_closing)
+        {
+            ReadResult result;
+            try
+            {
+                result = await _input.ReadAsync(_stall.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                string what = _icDone ? "a PDU started but did not complete in time" : "no ICReq in time";
+                _log.Stalled(PeerAddress, HostNqn, what);
+                _closeReason ??= "stalled: " + what;
+                return;
+            }
+            if (result.IsCanceled) return;
+            var buffer = result.Buffer;
+            bool keepGoing = ProcessBatch(ref buffer);
+            _input.AdvanceTo(buffer.Start, buffer.End);
+            if (!keepGoing) return;
+            if (result.IsCompleted)
+            {
+                _closeReason ??= buffer.IsEmpty ? "peer closed the connection" : "peer closed the connection in the middle of a PDU";
+                return;
+            }
+            // Arm the stall timer only while a PDU is half received (or before ICReq).
+            if (_icDone) _stall.CancelAfter(buffer.IsEmpty ? Timeout.InfiniteTimeSpan : _options.StallTimeout);
+        }
+    }
+
+    /// <summary>Handles every complete PDU in the buffer; responses completed meanwhile go out in one batch.</summary>
+    private bool ProcessBatch(ref ReadOnlySequence<byte> buffer)
+    {
+        t_batchOwner = this;
+        try
+        {
+            while (true)
+            {
+                var r = PduReader.TryRead(ref buffer, _settings, out var pdu, out var error);
+                if (r == PduReadResult.Incomplete) return true;
+                if (r == PduReadResult.Error)
+                {
+                    Span<byte> header = stackalloc byte[(int)Math.Min(buffer.Length, TermReqPdu.MaxDataLength)];
+                    buffer.Slice(0, header.Length).CopyTo(header);
+                    int hlen = header.Length >= 3 ? Math.Min(header[2], header.Length) : header.Length;
+                    return Fatal(error, header[..hlen]);
+                }
+                if (!Handle(ref pdu)) return false;
+            }
+        }
+        finally
+        {
+            t_batchOwner = null;
+            if (_batchHasWork)
+            {
+                _batchHasWork = false;
+                _signal.Set();
+            }
+        }
+    }
+
+    private bool Handle(ref ReceivedPdu pdu)
+    {
+        if (!_icDone && pdu.Type != PduType.ICReq)
+            return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"{pdu.Type} before ICReq"), pdu.Header);
+        switch (pdu.Type)
+        {
+            case PduType.ICReq: return HandleICReq(ref pdu);
+            case PduType.CapsuleCmd: return HandleCapsule(ref pdu);
+            case PduType.H2CData: return HandleH2CData(ref pdu);
+            case PduType.H2CTermReq:
+                {
+                    var t = pdu.As<TermReqPdu>();
+                    _log.HostTerminated(PeerAddress, HostNqn, (int)t.Status);
+                    _closeReason ??= $"host sent H2CTermReq (FES {(int)t.Status})";
+                    return false;
+                }
+            default:
+                return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 0, $"{pdu.Type} is not a host-to-controller PDU"), pdu.Header);
+        }
+    }
+
+    private bool HandleICReq(ref ReceivedPdu pdu)
+    {
+        if (_icDone) return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, "second ICReq"), pdu.Header);
+        var ic = pdu.As<InitializeConnectionPdu>();
+        if (ic.Pfv != 0) return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 8, $"unsupported PDU format version {ic.Pfv}"), pdu.Header);
+        if (ic.DataAlignment > 31) return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 10, $"HPDA {ic.DataAlignment} out of range"), pdu.Header);
+        _icDone = true;
+        _settings.HeaderDigest = (ic.Digest & 1) != 0;
+        _settings.DataDigest = (ic.Digest & 2) != 0;
+        _icRespDigest = (byte)(ic.Digest & 3);
+        _batchHasWork = true;
+        _stall.CancelAfter(Timeout.InfiniteTimeSpan);
+        return true;
+    }
+
+    private bool HandleCapsule(ref ReceivedPdu pdu)
+    {
+        if (!TryRent(out var req))
+            return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {_slots.Length} commands outstanding"), pdu.Header);
+        req.Sqe = MemoryMarshal.Read<SubmissionQueueEntry>(pdu.Header[CommonHeader.Size..]);
+        var status = _core.Prepare(req);
+        if (status == NvmeStatus.Success) status = CheckSgl(req, pdu.Data.Length);
+        if (status != NvmeStatus.Success)
+        {
+            _core.Complete(req, status);
+            return true;
+        }
+        if (req.Direction == DataDirection.HostToController)
+        {
+            if (pdu.Data.IsEmpty)
+            {
+                RequestData(req, 0);
+                return true;
+            }
+            pdu.Data.CopyTo(req.DataSpan);
+            if (pdu.DataDigestError)
+            {
+                _log.DataDigestError(PeerAddress, HostNqn, req.Sqe.CommandId);
+                _core.Complete(req, NvmeStatus.TransientTransportError);
+                return true;
+            }
+        }
+        req.State = RequestState.Executing;
+        bool wasConnected = _core.IsConnected;
+        _core.Execute(req);
+        if (!wasConnected && _core.IsConnected && _core.QueueId != 0)
+            _settings.MaxInCapsuleData = Limits.InCapsuleDataSize; // I/O queue: IOCCSZ applies from now on
+        else if (!wasConnected && _core.IsConnected)
+            _settings.MaxInCapsuleData = _options.AdminInCapsuleDataSize;
+        return true;
+    }
+
+    /// <summary>Transport-level SGL checks (NVMe/TCP transport spec 3.3.1): in-capsule data uses a Data Block
+    /// descriptor with subtype Offset, everything else a Transport Data Block descriptor.</summary>
+    private NvmeStatus CheckSgl(TcpRequest req, long inCapsuleLength)
+    {
+        var sgl = req.Sqe.Sgl;
+        if (sgl.Identifier == SglDescriptor.InCapsuleOffset)
+        {
+            if (req.Direction != DataDirection.HostToController) return NvmeStatus.SglDescriptorTypeInvalid;
+            if (sgl.Address != 0) return NvmeStatus.SglOffsetInvalid;
+            if (inCapsuleLength != sgl.Length) return NvmeStatus.DataSglLengthInvalid;
+            return NvmeStatus.Success;
+        }
+        if (inCapsuleLength != 0) return NvmeStatus.DataSglLengthInvalid; // data in the capsule the SGL does not describe
+        if (sgl.Identifier != SglDescriptor.TransportDataBlock && req.Direction != DataDirection.None)
+            return NvmeStatus.SglDescriptorTypeInvalid;
+        return NvmeStatus.Success;
+    }
+
+    private void RequestData(TcpRequest req, int offset)
+    {
+        req.State = RequestState.AwaitingData;
+        req.R2TOffset = offset;
+        req.R2TLength = Math.Min(req.DataLength - offset, Limits.MaxH2CData);
+        req.Received = 0;
+        Send(req, SendKind.R2T);
+    }
+
+    private bool HandleH2CData(ref ReceivedPdu pdu)
+    {
+        var h = pdu.As<DataPdu>();
+        var req = h.TransferTag < _slotCount ? _slots[h.TransferTag] : null;
+        if (req is null || req.State != RequestState.AwaitingData || req.Sqe.CommandId != h.CommandId)
+            return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 10, $"H2CData for CID {h.CommandId} TTAG {h.TransferTag}, which awaits no data"), pdu.Header);
+        long expected = req.R2TOffset + req.Received;
+        if (h.DataOffset != expected)
+            return Fatal(new PduError(FatalErrorStatus.DataTransferOutOfRange, 12, $"H2CData offset {h.DataOffset}, expected {expected}"), pdu.Header);
+        if (h.DataLength != pdu.Data.Length)
+            return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 16, $"H2CData DATAL {h.DataLength} but {pdu.Data.Length} bytes of data"), pdu.Header);
+        if ((long)h.DataOffset + h.DataLength > req.R2TOffset + req.R2TLength)
+            return Fatal(new PduError(FatalErrorStatus.DataTransferOutOfRange, 16, $"H2CData [{h.DataOffset}, +{h.DataLength}) beyond the R2T window [{req.R2TOffset}, +{req.R2TLength})"), pdu.Header);
+        pdu.Data.CopyTo(req.DataSpan[(int)h.DataOffset..]);
+        req.DataDigestError |= pdu.DataDigestError;
+        req.Received += (int)h.DataLength;
+        if (req.Received < req.R2TLength) return true;
+
+        int next = req.R2TOffset + req.R2TLength;
+        if (next < req.DataLength)
+        {
+            RequestData(req, next);
+            return true;
+        }
+        req.State = RequestState.Executing;
+        if (req.DataDigestError)
+        {
+            _log.DataDigestError(PeerAddress, HostNqn, req.Sqe.CommandId);
+            _core.Complete(req, NvmeStatus.TransientTransportError);
+        }
+        else _core.Execute(req);
+        return true;
+    }
+
+    private bool Fatal(PduError error, ReadOnlySpan<byte> offendingHeader)
+    {
+        _log.ProtocolError(PeerAddress, HostNqn, _core.QueueId, error.Message, error.Status.ToString());
+        _closeReason ??= "protocol error: " + error.Message;
+        offendingHeader[..Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength)].CopyTo(_termHeader);
+        _termHeaderLength = Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength);
+        _termError = error;
+        _closing = true;
+        _batchHasWork = true;
+        return false;
+    }
+
+    // ------------------------------------------------------------------ request pool
+
+    private bool TryRent(out TcpRequest req)
+    {
+        if (_free.TryDequeue(out req!)) return true;
+        if (_slotCount == _slots.Length) return false;
+        req = new TcpRequest((ushort)_slotCount);
+        _slots[_slotCount++] = req;
+        return true;
+    }
+
+    private void Return(TcpRequest req)
+    {
+        req.Reset();
+        _free.Enqueue(req);
+    }
+}

@@ -1,0 +1,98 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Nvme.Core.Spec;
+
+namespace Transport.Tcp.Pdu;
+
+/// <summary>
+/// Writes controller-to-host PDUs into a buffer writer (the connection's PipeWriter). Headers are built in
+/// place in the writer's memory; digests are appended when negotiated. Nothing allocates.
+/// </summary>
+public static class PduWriter
+{
+    public static void WriteICResp(IBufferWriter<byte> w, byte digest, uint maxH2CData)
+    {
+        var span = w.GetSpan(InitializeConnectionPdu.Size)[..InitializeConnectionPdu.Size];
+        span.Clear();
+        ref var p = ref MemoryMarshal.AsRef<InitializeConnectionPdu>(span);
+        p.Header = Header(PduType.ICResp, 0, InitializeConnectionPdu.Size, 0, InitializeConnectionPdu.Size);
+        p.Pfv = 0;
+        p.DataAlignment = 0; // CPDA: no padding before data
+        p.Digest = digest;
+        p.Limit = maxH2CData;
+        w.Advance(InitializeConnectionPdu.Size);
+    }
+
+    public static void WriteCapsuleResp(IBufferWriter<byte> w, in CompletionQueueEntry cqe, bool hdgst)
+    {
+        int total = CapsuleResponsePdu.Size + (hdgst ? 4 : 0);
+        var span = w.GetSpan(total)[..total];
+        ref var p = ref MemoryMarshal.AsRef<CapsuleResponsePdu>(span);
+        p.Header = Header(PduType.CapsuleResp, hdgst ? PduFlags.HeaderDigest : (byte)0, CapsuleResponsePdu.Size, 0, (uint)total);
+        p.Response = cqe;
+        if (hdgst) AppendDigest(span, CapsuleResponsePdu.Size);
+        w.Advance(total);
+    }
+
+    public static void WriteR2T(IBufferWriter<byte> w, ushort cid, ushort ttag, uint offset, uint length, bool hdgst)
+    {
+        int total = R2TPdu.Size + (hdgst ? 4 : 0);
+        var span = w.GetSpan(total)[..total];
+        span[..R2TPdu.Size].Clear();
+        ref var p = ref MemoryMarshal.AsRef<R2TPdu>(span);
+        p.Header = Header(PduType.R2T, hdgst ? PduFlags.HeaderDigest : (byte)0, R2TPdu.Size, 0, (uint)total);
+        p.CommandId = cid;
+        p.TransferTag = ttag;
+        p.Offset = offset;
+        p.Length = length;
+        if (hdgst) AppendDigest(span, R2TPdu.Size);
+        w.Advance(total);
+    }
+
+    /// <summary>One C2HData PDU carrying <paramref name="data"/> at <paramref name="offset"/> of the command's data.</summary>
+    public static void WriteC2HData(IBufferWriter<byte> w, ushort cid, uint offset, ReadOnlySpan<byte> data, bool last, bool success, bool hdgst, bool ddgst)
+    {
+        int hd = hdgst ? 4 : 0, dd = ddgst ? 4 : 0;
+        int headerTotal = DataPdu.Size + hd;
+        byte flags = (byte)((hdgst ? PduFlags.HeaderDigest : 0) | (ddgst ? PduFlags.DataDigest : 0)
+                            | (last ? PduFlags.LastPdu : 0) | (success ? PduFlags.Success : 0));
+        var span = w.GetSpan(headerTotal)[..headerTotal];
+        span[..DataPdu.Size].Clear();
+        ref var p = ref MemoryMarshal.AsRef<DataPdu>(span);
+        p.Header = Header(PduType.C2HData, flags, DataPdu.Size, (byte)headerTotal, (uint)(headerTotal + data.Length + dd));
+        p.CommandId = cid;
+        p.DataOffset = offset;
+        p.DataLength = (uint)data.Length;
+        if (hdgst) AppendDigest(span, DataPdu.Size);
+        w.Advance(headerTotal);
+        w.Write(data);
+        if (ddgst)
+        {
+            var d = w.GetSpan(4);
+            BinaryPrimitives.WriteUInt32LittleEndian(d, Crc32C.Compute(data));
+            w.Advance(4);
+        }
+    }
+
+    /// <summary>C2HTermReq: FES, FEI and (up to 128 bytes of) the header of the PDU in error.</summary>
+    public static void WriteC2HTermReq(IBufferWriter<byte> w, FatalErrorStatus fes, uint fei, ReadOnlySpan<byte> offendingHeader)
+    {
+        var data = offendingHeader[..Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength)];
+        int total = TermReqPdu.Size + data.Length;
+        var span = w.GetSpan(total)[..total];
+        span[..TermReqPdu.Size].Clear();
+        ref var p = ref MemoryMarshal.AsRef<TermReqPdu>(span);
+        p.Header = Header(PduType.C2HTermReq, 0, TermReqPdu.Size, 0, (uint)total);
+        p.Status = fes;
+        p.ErrorInformation = fei;
+        data.CopyTo(span[TermReqPdu.Size..]);
+        w.Advance(total);
+    }
+
+    private static CommonHeader Header(PduType type, byte flags, int hlen, byte pdo, uint plen) =>
+        new() { Type = type, Flags = flags, HeaderLength = (byte)hlen, DataOffset = pdo, PduLength = plen };
+
+    private static void AppendDigest(Span<byte> span, int headerLength) =>
+        BinaryPrimitives.WriteUInt32LittleEndian(span[headerLength..], Crc32C.Compute(span[..headerLength]));
+}

@@ -1,0 +1,27 @@
+using Nvme.Core;
+
+namespace Transport.Tcp;
+
+internal enum RequestState : byte { Free, AwaitingData, Executing }
+
+/// <summary>A pooled request of one connection. <see cref="Tag"/> is its slot, used as the R2T transfer tag.</summary>
+internal sealed class TcpRequest : NvmeRequest
+{
+    public TcpRequest(ushort tag) => Tag = tag;
+
+    public ushort Tag { get; }
+    public RequestState State;
+    /// <summary>Current R2T window and how much of it has arrived.</summary>
+    public int R2TOffset, R2TLength, Received;
+    public bool DataDigestError;
+
+    public override void Reset()
+    {
+        base.Reset();
+        State = RequestState.Free;
+        R2TOffset = R2TLength = Received = 0;
+        DataDigestError = false;
+    }
+}
+
+internal enum SendKind : byte { R2T, Response }

@@ -1,0 +1,28 @@
+using Microsoft.Extensions.Logging;
+
+namespace Transport.Tcp;
+
+internal static partial class TransportLog
+{
+    [LoggerMessage(EventId = 200, Level = LogLevel.Debug, Message = "Connection from {Peer} accepted")]
+    public static partial void ConnectionAccepted(this ILogger log, string peer);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Debug, Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) closed: {Reason}")]
+    public static partial void ConnectionClosed(this ILogger log, string peer, string hostNqn, int qid, string reason);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning,
+        Message = "Protocol error from {Peer} (host {HostNqn}, queue {Qid}): {Message}; sending C2HTermReq FES {Fes} and closing")]
+    public static partial void ProtocolError(this ILogger log, string peer, string hostNqn, int qid, string message, string fes);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Warning, Message = "Host {Peer} (host {HostNqn}) terminated the connection: H2CTermReq FES {Fes}")]
+    public static partial void HostTerminated(this ILogger log, string peer, string hostNqn, int fes);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "Data digest error from {Peer} (host {HostNqn}) on command {Cid}; completing it with Transient Transport Error")]
+    public static partial void DataDigestError(this ILogger log, string peer, string hostNqn, ushort cid);
+
+    [LoggerMessage(EventId = 205, Level = LogLevel.Error, Message = "Internal error on connection from {Peer}; closing it")]
+    public static partial void InternalError(this ILogger log, Exception e, string peer);
+
+    [LoggerMessage(EventId = 206, Level = LogLevel.Warning, Message = "Connection from {Peer} (host {HostNqn}) stalled: {What}; closing it")]
+    public static partial void Stalled(this ILogger log, string peer, string hostNqn, string what);
+}
