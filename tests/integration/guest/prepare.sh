@@ -151,7 +151,7 @@ depmod -b "$KROOT" "$KVER"
 #     decompression (~6 s under TCG). Debian 6.1 bzImages are xz-compressed.
 extract_vmlinux() {
     local img="$1" out="$2" off
-    for off in $(LC_ALL=C grep -abo $'\xfd7zXZ\x00' "$img" | cut -d: -f1); do
+    for off in $(LC_ALL=C grep -abo $'\xfd7zXZ' "$img" | cut -d: -f1); do
         # (tail gets SIGPIPE when xz stops after the first stream: judge by the result only)
         { tail -c "+$((off + 1))" "$img" | xz -dc --single-stream > "$out"; } 2>/dev/null || true
         if [ -s "$out" ] && [ "$(head -c 4 "$out" | od -An -tx1 | tr -d ' ')" = "7f454c46" ]; then

@@ -73,7 +73,7 @@ kill_qemu() {
     q="$(qemu_pid)"
     alive "$q" && kill -TERM "$q" 2>/dev/null || true
     alive "$TPID" && kill -TERM "$TPID" 2>/dev/null || true
-    for i in $(seq 1 25); do
+    for _ in $(seq 1 25); do
         alive "$q" || alive "$TPID" || break
         sleep 0.2
     done

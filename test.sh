@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, in-process integration tests and the real Linux initiator suite
+# (a Debian kernel booted under QEMU). Installs missing Debian test prerequisites itself (needs root or
+# sudo). Under CI=true a missing prerequisite is a failure, never a skip.
+#
+#   ./test.sh                 everything
+#   ./test.sh --filter EXPR   passed to dotnet test (e.g. --filter "FullyQualifiedName~LinuxHost")
+set -euo pipefail
+cd "$(dirname "$0")"
+
+packages=(qemu-system-x86 busybox-static nvme-cli fio kmod cpio)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing missing test prerequisites: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+    echo "test.sh: ERROR: could not install ${missing[*]}; the Linux initiator suite cannot run" >&2
+    exit 1
+  fi
+fi
+command -v dotnet >/dev/null || { echo "test.sh: ERROR: the .NET SDK (dotnet) is not on PATH" >&2; exit 1; }
+
+dotnet build NvmeTcpTarget.sln -c Release -nologo -clp:ErrorsOnly
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+# Test assemblies run one after another: the QEMU guest needs both cores to itself.
+dotnet test NvmeTcpTarget.sln -c Release --no-build -nologo -m:1 "$@" 2>&1 | tee "$log" || status=$?
+passed=$(grep -Eo 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -Eo 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+skipped=$(grep -Eo 'Skipped: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+if [ "$status" -eq 0 ] && [ "$passed" -eq 0 ]; then echo "test.sh: ERROR: no test ran" >&2; exit 1; fi
+exit "$status"
