@@ -63,7 +63,7 @@ public sealed class FabricQueue
             2 => DataDirection.ControllerToHost,
             _ => DataDirection.None,
         };
-        if ((xfer & 3) == 3) return NvmeStatus.InvalidField; // bidirectional transfers are not supported
+        // Bidirectional (xfer 3) opcodes: none is supported; the handlers answer Invalid Opcode.
         if (length > (uint)Limits.MaxTransferBytes) return NvmeStatus.InvalidField; // MDTS
         req.DataLength = req.Direction == DataDirection.None ? 0 : (int)length;
 
@@ -73,6 +73,10 @@ public sealed class FabricQueue
         ctrl.Touch();
         return QueueId == 0 ? AdminCommands.Prepare(this, ctrl, req) : IoCommands.Prepare(this, ctrl, req);
     }
+
+    /// <summary>A successful Connect was SQ entry 0 of the new queue: its completion reports SQHD 1, as the
+    /// Linux target and SPDK do.</summary>
+    internal ushort ConsumeConnectEntry() => (ushort)(_sqhd = 1);
 
     /// <summary>Runs a prepared command whose host-to-controller data (if any) has arrived. Completion comes
     /// back through the transport, synchronously for memory namespaces and admin commands.</summary>
@@ -119,7 +123,12 @@ public sealed class FabricQueue
             ns.Release();
         }
         req.Cqe.Status = status;
-        if (status != NvmeStatus.Success) Controller?.RecordError(req, QueueId);
+        var ctrl = Controller;
+        if (ctrl != null)
+        {
+            ctrl.Touch(); // traffic-based keep-alive: completing a command counts too (a slow command is not silence)
+            if (status != NvmeStatus.Success) ctrl.RecordError(req, QueueId);
+        }
         Transport.QueueResponse(req);
     }
 

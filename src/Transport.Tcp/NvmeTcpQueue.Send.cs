@@ -31,7 +31,8 @@ public sealed partial class NvmeTcpQueue
         {
             while (true)
             {
-                await _signal.WaitAsync().ConfigureAwait(false);
+                // Once closing, keep draining without waiting: a TermReq or a late completion may still be queued.
+                if (!_closing) await _signal.WaitAsync().ConfigureAwait(false);
                 bool stop = false;
                 if (_icRespDigest != 0xFF)
                 {
@@ -52,7 +53,8 @@ public sealed partial class NvmeTcpQueue
                     Terminate(_closeReason);
                     return;
                 }
-                if (flush.IsCompleted || flush.IsCanceled || _closing) return;
+                if (flush.IsCompleted || flush.IsCanceled) return;
+                if (_closing && _termError is null && _sends.IsEmpty && _icRespDigest == 0xFF) return;
             }
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)

@@ -88,14 +88,18 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
         {
             _closing = true;
             _signal.Set();
-            try { await writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
+            bool writerDone = false;
+            try { await writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); writerDone = true; }
             catch (Exception) { /* the writer logs its own failures; a stuck peer is aborted below */ }
             _core.Close();
             Shutdown();
             _log.ConnectionClosed(PeerAddress, HostNqn, _core.QueueId, _closeReason ?? "peer closed the connection");
             await _input.CompleteAsync().ConfigureAwait(false);
             await _output.CompleteAsync().ConfigureAwait(false);
-            _abort?.Invoke();
+            // Only a stuck peer is aborted: Abort drops output Kestrel has not sent yet (a C2HTermReq, the
+            // Disconnect response) and resets the socket. Otherwise returning lets Kestrel send the rest and
+            // close with a FIN.
+            if (!writerDone) _abort?.Invoke();
             _stall.Dispose();
         }
     }

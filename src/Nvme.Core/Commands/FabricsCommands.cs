@@ -96,6 +96,7 @@ internal static class FabricsCommands
         }
         q.QueueId = qid;
         q.QueueSize = sqsize + 1;
+        req.Cqe.SqHead = q.ConsumeConnectEntry();
         q.SqFlowControlDisabled = (cattr & ConnectCommand.CattrDisableSqFlowControl) != 0;
         q.Controller = ctrl;
         req.Cqe.SqId = qid;

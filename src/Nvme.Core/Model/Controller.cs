@@ -114,7 +114,7 @@ public sealed class Controller
         {
             uint iosqes = (value >> 16) & 0xF, iocqes = (value >> 20) & 0xF, mps = (value >> 7) & 0xF, css = (value >> 4) & 0x7;
             if (iosqes != 6 || iocqes != 4 || mps != 0 || css != 0) Csts |= 2; // CFS: controller fatal status
-            else Csts = (Csts & ~0xCu) | 1u;
+            else Csts = (Csts & ~0xEu) | 1u; // ready; clears CFS left by an earlier bad enable, and SHST
         }
         else if (!enable && wasEnabled)
         {
