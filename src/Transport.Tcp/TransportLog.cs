@@ -7,7 +7,7 @@ internal static partial class TransportLog
     [LoggerMessage(EventId = 200, Level = LogLevel.Debug, Message = "Connection from {Peer} accepted")]
     public static partial void ConnectionAccepted(this ILogger log, string peer);
 
-    [LoggerMessage(EventId = 201, Level = LogLevel.Debug, Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) closed: {Reason}")]
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) closed: {Reason}")]
     public static partial void ConnectionClosed(this ILogger log, string peer, string hostNqn, int qid, string reason);
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Warning,

@@ -52,7 +52,7 @@ public sealed partial class GuestVm : IAsyncDisposable
             UseShellExecute = false,
         };
         foreach (var a in new[] { Path.Combine(GuestDir, "run-guest.sh"), "--script", scriptPath, "--timeout", ((int)timeout.TotalSeconds).ToString(),
-                     "--smp", smp.ToString(), "--mem", memoryMiB.ToString(), "--append", "guest.loglevel=1",
+                     "--smp", smp.ToString(), "--mem", memoryMiB.ToString(), "--append", "guest.loglevel=4",
                      "--console", Path.ChangeExtension(scriptPath, ".console.log") })
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start run-guest.sh");

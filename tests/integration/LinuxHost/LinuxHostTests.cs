@@ -75,6 +75,12 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
             for bs in 4k 64k 1m; do for qd in 1 32; do sec fio-dg-$bs-qd$qd verify $D $bs $qd 8M $off; off=$((off+8388608)); done; done
             sec disconnect-digest nvme disconnect -n $N
             nodevs
+            sec connect-nosqflow nvme connect -t tcp -a $T -s $P -n $N --disable-sqflow
+            D=$(nsdev 1)
+            sec fio-nosqflow verify $D 4k 32 8M
+            sec mdts-nosqflow mdtsio $D
+            sec disconnect-nosqflow nvme disconnect -n $N
+            nodevs
             sec qsize-mqes qsize 128
             nodevs
             sec qsize-over qsize 1024
@@ -133,6 +139,10 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
                     Check(f.Rc == 0 && f.Output.Contains("err= 0"), $"{prefix} {bs} QD{qd} verify failed", vm);
                 }
         Check(Section(s, "connect-digest", vm).Rc == 0, "connect with -g -G failed", vm);
+        // SQ flow control disabled: reads complete with C2HData SUCCESS and no response capsule
+        Check(Section(s, "connect-nosqflow", vm).Rc == 0, "connect --disable-sqflow failed", vm);
+        Check(Section(s, "fio-nosqflow", vm) is { Rc: 0 } nf && nf.Output.Contains("err= 0"), "fio verify with SQ flow control disabled failed", vm);
+        Check(Section(s, "mdts-nosqflow", vm).Output.Contains("identical"), "1 MiB round trip with SQ flow control disabled", vm);
 
         // smart-log counters moved: 6 verify runs of 8 MiB written and read back = 48 MiB each way
         long unitsW = long.Parse(Regex.Match(Section(s, "smart-after", vm).Output, @"Data Units Written\s*:\s*([\d,]+)").Groups[1].Value.Replace(",", ""));
@@ -189,7 +199,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
                     D=$(nsdev 2)
                     dd if=/dev/urandom of=/tmp/p bs=1M count=8 2>/dev/null
                     sec write dd if=/tmp/p of=$D bs=1M seek=1 count=8 oflag=direct
-                    sec flush nvme flush $(ctrldev) -n 2
+                    sec flush nvme flush $D
                     sec sha sha256sum /tmp/p
                     sec disconnect nvme disconnect -n $N
                     """;

@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+using Integration.Tests.Initiator;
+using Integration.Tests.LinuxHost;
+using Nvme.Core.Spec;
+
+namespace Integration.Tests.Program;
+
+/// <summary>The real executable: --help, start-up validation (exit code 2 with one message per mistake),
+/// the default start with its nvme connect hint, a host connecting, and a clean SIGTERM shutdown.</summary>
+public sealed partial class ProgramTests
+{
+    private static string TargetDll => Path.Combine(AppContext.BaseDirectory, "nvme-tcp-target.dll");
+
+    private static Process Start(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(TargetDll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("NVMET_", StringComparison.Ordinal)).ToList()) psi.Environment.Remove(key);
+        return Process.Start(psi)!;
+    }
+
+    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
+    {
+        using var p = Start(args);
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try { await p.WaitForExitAsync(cts.Token); }
+        finally { if (!p.HasExited) p.Kill(true); }
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    [Fact]
+    public async Task Help_DocumentsEveryOption()
+    {
+        var (code, output, _) = await RunAsync("--help");
+        Assert.Equal(0, code);
+        foreach (var option in new[] { "--config", "--listen", "--advertise", "--nqn", "--namespace", "--allow-host", "--mqes", "--mdts",
+                     "--in-capsule", "--max-h2c-data", "--io-queues", "--c2h-success", "--log-level", "--help", "--version", "NVMET_LISTEN" })
+            Assert.Contains(option, output);
+    }
+
+    [Theory]
+    [InlineData(new[] { "--nqn", "not-an-nqn" }, "NQN 'not-an-nqn' is not of the form")]
+    [InlineData(new[] { "--namespace", "memory:lots" }, "size 'lots' is not a size")]
+    [InlineData(new[] { "--namespace", "tape:/dev/st0" }, "backend 'tape' is not memory, file or block")]
+    [InlineData(new[] { "--namespace", "file:/nonexistent/dir/x.img" }, "backing file '/nonexistent/dir/x.img' does not exist")]
+    [InlineData(new[] { "--config", "/nonexistent/target.json" }, "configuration file '/nonexistent/target.json' does not exist")]
+    [InlineData(new[] { "--mdts", "40" }, "limits.mdts 40 is outside")]
+    [InlineData(new[] { "--bogus" }, "unknown option '--bogus'")]
+    [InlineData(new[] { "--listen", "localhost" }, "--listen 'localhost' is not ADDR:PORT")]
+    public async Task BadInput_ExitsWithCode2AndAClearMessage(string[] args, string message)
+    {
+        var (code, _, err) = await RunAsync(args);
+        Assert.Equal(2, code);
+        Assert.Contains(message, err);
+    }
+
+    [Fact]
+    public async Task ConfigFile_EveryMistakeIsReported()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllTextAsync(file, """
+                {
+                  "ports": [ { "id": 1, "address": "127.0.0.1", "port": 0 } ],
+                  "subsystems": [
+                    { "nqn": "nqn.2026-01.io.example:a",
+                      "namespaces": [ { "nsid": 1, "backend": "memory", "size": "16M" },
+                                      { "nsid": 1, "backend": "memory", "size": "16M" },
+                                      { "nsid": 2, "backend": "memory", "size": "16M", "blockSize": 1000 } ] },
+                    { "nqn": "bad nqn", "allowedHosts": [ "also bad" ] }
+                  ]
+                }
+                """);
+            var (code, _, err) = await RunAsync("--config", file);
+            Assert.Equal(2, code);
+            Assert.Contains("NSID 1 is used by 2 namespaces", err);
+            Assert.Contains("blockSize 1000 must be 512 or 4096", err);
+            Assert.Contains("NQN 'bad nqn' is not of the form", err);
+            Assert.Contains("allowed host: NQN 'also bad'", err);
+        }
+        finally { File.Delete(file); }
+    }
+
+    [Fact]
+    public async Task PortInUse_ExitsWithCode2()
+    {
+        using var blocker = new TcpListener(IPAddress.Loopback, 0);
+        blocker.Start();
+        int port = ((IPEndPoint)blocker.LocalEndpoint).Port;
+        var (code, _, err) = await RunAsync("--listen", $"127.0.0.1:{port}", "--namespace", "memory:16M");
+        Assert.Equal(2, code);
+        Assert.Contains($"cannot listen on 127.0.0.1:{port}", err);
+    }
+
+    [Fact]
+    public async Task DefaultStart_PrintsConnectCommand_ServesAHost_StopsCleanlyOnSigterm()
+    {
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
+        using var p = Start("--listen", $"127.0.0.1:{port}");
+        var log = new StringBuilder();
+        var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        p.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (log) log.AppendLine(e.Data);
+            if (e.Data.Contains("nvme connect -t tcp")) ready.TrySetResult(e.Data);
+        };
+        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        try
+        {
+            var line = await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Contains($"nvme connect -t tcp -a 127.0.0.1 -s {port} -n nqn.2026-01.io.nvmetcptarget:default", line);
+
+            await using (var host = await NvmeTcpHost.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), "nqn.2026-01.io.nvmetcptarget:default"))
+            {
+                var ns = await host.IdentifyAsync(IdentifyCns.Namespace, 1);
+                Assert.Equal(1UL << 21, BitConverter.ToUInt64(ns, 0)); // 1 GiB of 512-byte blocks
+            }
+
+            using (var kill = Process.Start("kill", ["-TERM", p.Id.ToString()])) await kill.WaitForExitAsync();
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await p.WaitForExitAsync(cts.Token);
+            Assert.Equal(0, p.ExitCode);
+            lock (log) Assert.Contains("Stopped", log.ToString());
+        }
+        finally
+        {
+            if (!p.HasExited) p.Kill(true);
+        }
+    }
+}
