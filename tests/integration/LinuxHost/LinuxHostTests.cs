@@ -138,6 +138,8 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
                     var f = Section(s, $"{prefix}-{bs}-qd{qd}", vm);
                     Check(f.Rc == 0 && f.Output.Contains("err= 0"), $"{prefix} {bs} QD{qd} verify failed", vm);
                 }
+        foreach (var name in s.Keys.Where(k => k.StartsWith("fio", StringComparison.Ordinal)))
+            Log($"{name}: " + string.Join(" | ", s[name].Output.Split('\n').Where(l => l.Contains("IOPS=")).Select(l => l.Trim())));
         Check(Section(s, "connect-digest", vm).Rc == 0, "connect with -g -G failed", vm);
         // SQ flow control disabled: reads complete with C2HData SUCCESS and no response capsule
         Check(Section(s, "connect-nosqflow", vm).Rc == 0, "connect --disable-sqflow failed", vm);

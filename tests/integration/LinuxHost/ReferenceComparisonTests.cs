@@ -89,6 +89,9 @@ public sealed class ReferenceComparisonTests(ITestOutputHelper output)
         var extra = ourLines.Except(refLines).ToList();
         Check(extra.Count == 0, "host logged lines for our target that the kernel target does not cause:\n" + string.Join("\n", extra), vm);
         output.WriteLine("host log lines (normalised), both targets:\n" + string.Join("\n", ourLines));
+        // Throughput under TCG emulation says little about either target, but the two are measured alike.
+        foreach (var tag in new[] { "ref", "ours" })
+            output.WriteLine($"{tag} fio 4k randwrite+verify QD16: " + string.Join(" | ", Out(tag + "-fio").Split('\n').Where(l => l.Contains("IOPS=")).Select(l => l.Trim())));
     }
 
     private static HashSet<string> NormalisedNvmeLines(string dmesg) =>
