@@ -4,6 +4,8 @@ using Target;
 using Xunit.Abstractions;
 using Xunit.Sdk;
 
+using static Integration.Tests.LinuxHost.GuestAssert;
+
 namespace Integration.Tests.LinuxHost;
 
 /// <summary>
@@ -19,11 +21,6 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
     private static string Script(int port, string body) =>
         GuestScripts.Prelude + $"T=10.0.2.2; P={port}; N={LinuxTarget.Nqn}; N2={LinuxTarget.RestrictedNqn}\n" + body;
 
-    /// <summary>Fails with the guest console attached, so the cause is visible in the test output.</summary>
-    private static void Check(bool ok, string what, GuestVm vm)
-    {
-        if (!ok) throw new XunitException($"{what}\n----- guest console -----\n{vm.Console}");
-    }
 
     private static (string Output, int Rc) Section(Dictionary<string, (string Output, int Rc)> s, string name, GuestVm vm)
     {
@@ -31,11 +28,6 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         return s[name];
     }
 
-    private static string Field(string idOutput, string name)
-    {
-        var m = Regex.Match(idOutput, $@"^{Regex.Escape(name)}\s*:\s*(.*?)\s*$", RegexOptions.Multiline);
-        return m.Success ? m.Groups[1].Value : $"<no {name}>";
-    }
 
     [Fact]
     public async Task Discovery_NvmeCli_DataVerify_Digests_Limits_InvalidInput()

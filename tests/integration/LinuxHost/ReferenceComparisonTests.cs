@@ -3,6 +3,8 @@ using Target;
 using Xunit.Abstractions;
 using Xunit.Sdk;
 
+using static Integration.Tests.LinuxHost.GuestAssert;
+
 namespace Integration.Tests.LinuxHost;
 
 /// <summary>
@@ -105,14 +107,5 @@ public sealed class ReferenceComparisonTests(ITestOutputHelper output)
             .Where(l => l.Length > 0)
             .ToHashSet();
 
-    private static string Field(string idOutput, string name)
-    {
-        var m = Regex.Match(idOutput, $@"^{Regex.Escape(name)}\s*:\s*(.*?)\s*$", RegexOptions.Multiline);
-        return m.Success ? m.Groups[1].Value : $"<no {name}>";
-    }
 
-    private static void Check(bool ok, string what, GuestVm vm)
-    {
-        if (!ok) throw new XunitException($"{what}\n----- guest console -----\n{vm.Console}");
-    }
 }
