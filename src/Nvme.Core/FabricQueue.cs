@@ -15,7 +15,7 @@ namespace Nvme.Core;
 public sealed class FabricQueue
 {
     private int _sqhd;
-    private volatile bool _closed;
+    private int _closed;
 
     internal FabricQueue(NvmeTarget target, IQueueTransport transport)
     {
@@ -135,15 +135,15 @@ public sealed class FabricQueue
     /// <summary>Completes a parked Async Event Request (dword0 already set) unless the queue is gone.</summary>
     internal void CompleteParked(NvmeRequest req)
     {
-        if (!_closed) Complete(req, NvmeStatus.Success);
+        if (Volatile.Read(ref _closed) == 0) Complete(req, NvmeStatus.Success);
     }
 
     /// <summary>The transport connection ended: unbind from the controller (the admin queue takes the
     /// controller down with it).</summary>
     public void Close()
     {
-        if (_closed) return;
-        _closed = true;
+        if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+        Target.OnQueueClosed();
         Controller?.UnbindQueue(QueueId, this);
     }
 }

@@ -88,8 +88,19 @@ public sealed class NvmeTarget : IDisposable
     public IReadOnlyList<Controller> Controllers =>
         [.. Discovery.Controllers, .. Volatile.Read(ref _subsystems).Values.SelectMany(s => s.Controllers)];
 
-    /// <summary>Creates the core side of a new transport queue (one per connection).</summary>
-    public FabricQueue CreateQueue(IQueueTransport transport) => new(this, transport);
+    private int _queueCount;
+
+    /// <summary>Transport queues (connections) open right now, connected to a controller or not.</summary>
+    public int QueueCount => Volatile.Read(ref _queueCount);
+
+    /// <summary>Creates the core side of a new transport queue (one per connection); <see cref="FabricQueue.Close"/> ends it.</summary>
+    public FabricQueue CreateQueue(IQueueTransport transport)
+    {
+        Interlocked.Increment(ref _queueCount);
+        return new FabricQueue(this, transport);
+    }
+
+    internal void OnQueueClosed() => Interlocked.Decrement(ref _queueCount);
 
     /// <summary>Destroys controllers whose keep-alive timeout passed without any command.</summary>
     public void CheckKeepAlives()

@@ -7,10 +7,12 @@ namespace Transport.Tcp;
 /// <see cref="Set"/>; sets that happen while nobody waits collapse into one wake-up, which is what batches
 /// responses into one flush.
 /// </summary>
-internal sealed class AsyncSignal : IValueTaskSource
+internal sealed class AsyncSignal : IValueTaskSource, IThreadPoolWorkItem
 {
     private const int Idle = 0, Signaled = 1, Waiting = 2;
-    private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = true };
+    // The waiter resumes on a thread-pool thread (never inside the caller of Set, which may hold locks), queued
+    // through this object itself: IThreadPoolWorkItem, so a wake-up allocates nothing.
+    private ManualResetValueTaskSourceCore<bool> _core = new() { RunContinuationsAsynchronously = false };
     private int _state;
 
     public void Set()
@@ -25,7 +27,7 @@ internal sealed class AsyncSignal : IValueTaskSource
             }
             else if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
             {
-                _core.SetResult(true);
+                ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
                 return;
             }
         }
@@ -42,6 +44,8 @@ internal sealed class AsyncSignal : IValueTaskSource
         }
         return new ValueTask(this, _core.Version);
     }
+
+    void IThreadPoolWorkItem.Execute() => _core.SetResult(true);
 
     void IValueTaskSource.GetResult(short token) => _core.GetResult(token);
     ValueTaskSourceStatus IValueTaskSource.GetStatus(short token) => _core.GetStatus(token);

@@ -18,10 +18,10 @@ public class NvmeTcpDataPathTests
     private const string Nqn = "nqn.2016-06.io.spdk:cnode1";
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
-    private sealed class Host
+    internal sealed class Host
     {
-        private readonly Pipe _toTarget = new();
-        private readonly Pipe _fromTarget = new();
+        private readonly Pipe _toTarget = new(PooledMemoryPool.PipeOptions);
+        private readonly Pipe _fromTarget = new(PooledMemoryPool.PipeOptions);
         private ushort _cid = 0x40;
 
         public Host(NvmeTarget target)
@@ -33,6 +33,8 @@ public class NvmeTcpDataPathTests
 
         public Task Run { get; }
         public ushort NextCid() => _cid++;
+        public PipeWriter ToTarget => _toTarget.Writer;
+        public PipeReader FromTarget => _fromTarget.Reader;
 
         public async Task SendAsync(byte[] bytes) => await _toTarget.Writer.WriteAsync(bytes);
 
@@ -73,7 +75,7 @@ public class NvmeTcpDataPathTests
         }
     }
 
-    private static byte[] Capsule(SubmissionQueueEntry sqe, byte[]? data = null)
+    internal static byte[] Capsule(SubmissionQueueEntry sqe, byte[]? data = null)
     {
         bool hasData = data is { Length: > 0 };
         int plen = 72 + 4 + (hasData ? data!.Length + 4 : 0);
@@ -112,7 +114,7 @@ public class NvmeTcpDataPathTests
         return b;
     }
 
-    private static SubmissionQueueEntry Rw(byte opcode, ushort cid, ulong slba, uint blocks)
+    internal static SubmissionQueueEntry Rw(byte opcode, ushort cid, ulong slba, uint blocks)
     {
         var s = new SubmissionQueueEntry { Opcode = opcode, Flags = 0x40, CommandId = cid, Nsid = 1 };
         s.Sgl.Identifier = SglDescriptor.TransportDataBlock;
@@ -138,7 +140,7 @@ public class NvmeTcpDataPathTests
         return b;
     }
 
-    private sealed class Fixture : IDisposable
+    internal sealed class Fixture : IDisposable
     {
         public Fixture()
         {
@@ -156,7 +158,7 @@ public class NvmeTcpDataPathTests
     }
 
     /// <summary>Admin queue (connected, enabled) and I/O queue 1 with the given Connect attributes.</summary>
-    private static async Task<(Host Admin, Host Io)> ConnectAsync(Fixture f, byte cattr = 0)
+    internal static async Task<(Host Admin, Host Io)> ConnectAsync(Fixture f, byte cattr = 0)
     {
         var admin = new Host(f.Target);
         await admin.SendAsync(CaptureVectors.ICReq);
@@ -179,7 +181,7 @@ public class NvmeTcpDataPathTests
         return (admin, io);
     }
 
-    private static async Task CloseAsync(Fixture f, params Host[] hosts)
+    internal static async Task CloseAsync(Fixture f, params Host[] hosts)
     {
         foreach (var h in hosts.Reverse()) await h.CloseAsync();
         Assert.Empty(f.Target.Controllers);

@@ -170,8 +170,9 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         Check(dmesgInvalid.Contains("Connect Invalid Host") || dmesgInvalid.Contains("hostnqn"), "host log does not report the host as not allowed", vm);
 
         // the target is left with no controller and no queue of this host
-        await WaitUntil(() => !host.Target.Controllers.Any(), TimeSpan.FromSeconds(10));
+        await WaitUntil(() => !host.Target.Controllers.Any() && host.Target.QueueCount == 0, TimeSpan.FromSeconds(10));
         Assert.Empty(host.Target.Controllers);
+        Assert.Equal(0, host.Target.QueueCount);
     }
 
     [Fact]
