@@ -31,7 +31,7 @@ var log = loggers.CreateLogger("Target");
 TargetHost host;
 try
 {
-    host = await TargetHost.StartAsync(cl.Config, loggers);
+    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath);
 }
 catch (StoreException e)
 {

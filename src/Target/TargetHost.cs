@@ -8,6 +8,7 @@ using Nvme.Core;
 using Nvme.Core.Model;
 using Nvme.Core.Storage;
 using Target.Configuration;
+using Target.Management;
 using Transport.Tcp;
 
 namespace Target;
@@ -21,21 +22,26 @@ public sealed class TargetHost : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly List<ListenOptions> _listeners;
 
-    private TargetHost(WebApplication app, NvmeTarget target, List<ListenOptions> listeners)
+    private TargetHost(WebApplication app, NvmeTarget target, List<ListenOptions> listeners, TargetManager manager)
     {
         _app = app;
         Target = target;
         _listeners = listeners;
+        Manager = manager;
     }
 
     public NvmeTarget Target { get; }
+
+    /// <summary>Live changes (namespaces, subsystems, hosts), persisted to the configuration file if there is one.</summary>
+    public TargetManager Manager { get; }
 
     /// <summary>Bound endpoints, in configuration order (real ports even when port 0 was asked for).</summary>
     public IReadOnlyList<IPEndPoint> Endpoints => _listeners.Select(l => l.IPEndPoint!).ToList();
 
     /// <summary>Builds the model, opens stores and starts listening. Throws <see cref="StoreException"/> for
     /// backing store problems and <see cref="IOException"/> when a port cannot be bound.</summary>
-    public static async Task<TargetHost> StartAsync(TargetConfig config, ILoggerFactory loggerFactory, TcpTransportOptions? transportOptions = null)
+    public static async Task<TargetHost> StartAsync(TargetConfig config, ILoggerFactory loggerFactory, TcpTransportOptions? transportOptions = null,
+        string? configPath = null)
     {
         var target = BuildModel(config, loggerFactory);
         try
@@ -64,7 +70,8 @@ public sealed class TargetHost : IAsyncDisposable
                 var bound = listeners[i].IPEndPoint!;
                 target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress));
             }
-            return new TargetHost(app, target, listeners);
+            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management"));
+            return new TargetHost(app, target, listeners, manager);
         }
         catch
         {
@@ -91,13 +98,7 @@ public sealed class TargetHost : IAsyncDisposable
         var target = new NvmeTarget(limits, loggerFactory);
         try
         {
-            foreach (var sc in config.Subsystems)
-            {
-                var sub = new Subsystem(sc.Nqn, SubsystemKind.Nvm, sc.Serial, sc.Model, sc.FirmwareRevision,
-                    allowAnyHost: sc.AllowAnyHost ?? sc.AllowedHosts.Count == 0, sc.AllowedHosts);
-                target.AddSubsystem(sub);
-                foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc));
-            }
+            foreach (var sc in config.Subsystems) target.AddSubsystem(BuildSubsystem(sc));
             return target;
         }
         catch
@@ -106,6 +107,23 @@ public sealed class TargetHost : IAsyncDisposable
             target.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A subsystem with its namespaces' stores open (all closed again if one fails).</summary>
+    public static Subsystem BuildSubsystem(SubsystemConfig sc)
+    {
+        var sub = new Subsystem(sc.Nqn, SubsystemKind.Nvm, sc.Serial, sc.Model, sc.FirmwareRevision,
+            allowAnyHost: sc.AllowAnyHost ?? sc.AllowedHosts.Count == 0, sc.AllowedHosts);
+        try
+        {
+            foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc));
+        }
+        catch
+        {
+            foreach (var ns in sub.Namespaces) ns.Store.Dispose();
+            throw;
+        }
+        return sub;
     }
 
     public static Namespace OpenNamespace(string subsystemNqn, NamespaceConfig nc)

@@ -60,6 +60,9 @@ public sealed class Controller
 
     public int IoQueueCount { get { lock (_lock) return _queues.Skip(1).Count(q => q != null); } }
 
+    /// <summary>The queues bound right now (admin queue first).</summary>
+    public IReadOnlyList<FabricQueue> Queues { get { lock (_lock) return _queues.Where(q => q != null).ToArray()!; } }
+
     // ---- keep-alive ----
     /// <summary>Any command counts as keep-alive traffic (CTRATT TBKAS).</summary>
     internal void Touch() => Volatile.Write(ref _lastActivity, Environment.TickCount64);

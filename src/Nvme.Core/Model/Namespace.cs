@@ -22,8 +22,8 @@ public sealed class Namespace
         Store = store;
         BlockSize = blockSize;
         BlockShift = blockSize == 512 ? 9 : 12;
-        BlockCount = (ulong)(store.Length >> BlockShift);
-        if (BlockCount == 0) throw new ArgumentException($"backing store ({store.Length} bytes) is smaller than one block", nameof(store));
+        _blockCount = (ulong)(store.Length >> BlockShift);
+        if (_blockCount == 0) throw new ArgumentException($"backing store ({store.Length} bytes) is smaller than one block", nameof(store));
         Ids = ids;
     }
 
@@ -31,7 +31,11 @@ public sealed class Namespace
     public IBlockStore Store { get; }
     public int BlockSize { get; }
     public int BlockShift { get; }
-    public ulong BlockCount { get; private set; }
+    private ulong _blockCount;
+
+    /// <summary>NSZE: the size in logical blocks (changes on resize; read lock-free on the I/O path).</summary>
+    public ulong BlockCount => Volatile.Read(ref _blockCount);
+    internal void SetBlockCount(ulong blocks) => Volatile.Write(ref _blockCount, blocks);
     public NamespaceIds Ids { get; }
     public NamespaceCounters Counters { get; } = new();
 

@@ -44,7 +44,7 @@ public sealed partial class Subsystem
     public bool AllowAnyHost { get; set; }
     public IReadOnlySet<string> AllowedHosts => _allowedHosts;
 
-    /// <summary>Raised (outside locks) when a namespace is attached, detached or resized.</summary>
+    /// <summary>Raised (outside locks) when what the discovery log shows of this subsystem changes (its allowed hosts).</summary>
     internal event Action<Subsystem>? Changed;
 
     public bool IsHostAllowed(string hostNqn) => AllowAnyHost || _allowedHosts.Contains(hostNqn);
@@ -90,6 +90,49 @@ public sealed partial class Subsystem
         }
         foreach (var c in ctrls) c.NotifyNamespaceChanged(nsid);
         return ns;
+    }
+
+    /// <summary>
+    /// Hot-remove (the order matters): stop admitting new I/O to the namespace, wait up to
+    /// <paramref name="drainTimeout"/> for in-flight I/O, detach it from every controller (changed namespace
+    /// list + async event), and release the backing store once the last in-flight request has completed.
+    /// Returns false when requests were still in flight at the timeout; the store is then released when they
+    /// finish (never before).
+    /// </summary>
+    public async Task<bool> RemoveNamespaceAsync(uint nsid, TimeSpan drainTimeout)
+    {
+        var ns = GetNamespace(nsid) ?? throw new KeyNotFoundException($"namespace {nsid} does not exist in {Nqn}");
+        var drained = ns.StopAndDrainAsync();
+        bool inTime = await Task.WhenAny(drained, Task.Delay(drainTimeout)).ConfigureAwait(false) == drained;
+        DetachNamespace(nsid);
+        if (inTime) ns.Store.Dispose();
+        else _ = drained.ContinueWith(_ => ns.Store.Dispose(), TaskScheduler.Default);
+        return inTime;
+    }
+
+    /// <summary>Changes a namespace's size and tells every controller. Growing is always allowed; shrinking
+    /// only with <paramref name="allowShrink"/> (data past the new end is lost).</summary>
+    public void ResizeNamespace(uint nsid, long newBytes, bool allowShrink)
+    {
+        var ns = GetNamespace(nsid) ?? throw new KeyNotFoundException($"namespace {nsid} does not exist in {Nqn}");
+        if (newBytes <= 0 || newBytes % ns.BlockSize != 0)
+            throw new ArgumentException($"size {newBytes} is not a positive multiple of the block size {ns.BlockSize}");
+        ulong blocks = (ulong)(newBytes >> ns.BlockShift);
+        if (blocks == ns.BlockCount) return;
+        if (blocks < ns.BlockCount)
+        {
+            if (!allowShrink) throw new InvalidOperationException($"shrinking namespace {nsid} from {ns.BlockCount} to {blocks} blocks loses data; force it to proceed");
+            ns.SetBlockCount(blocks);   // new I/O sees the new end first...
+            ns.Store.Resize(newBytes);  // ...then the store lets go of the tail
+        }
+        else
+        {
+            ns.Store.Resize(newBytes);  // the space exists before any I/O may address it
+            ns.SetBlockCount(blocks);
+        }
+        Controller[] ctrls;
+        lock (_lock) ctrls = [.. _controllers.Values];
+        foreach (var c in ctrls) c.NotifyNamespaceChanged(nsid);
     }
 
     // ---- controllers ----

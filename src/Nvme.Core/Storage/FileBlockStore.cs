@@ -18,12 +18,13 @@ public sealed class FileBlockStore : IBlockStore
     {
         _handle = handle;
         Path = path;
-        Length = length;
+        _length = length;
         _isBlockDevice = isBlockDevice;
     }
 
     public string Path { get; }
-    public long Length { get; }
+    private long _length;
+    public long Length => Volatile.Read(ref _length);
     public string Description => _isBlockDevice ? $"block device {Path}" : $"file {Path}";
 
     /// <summary>Opens (or creates sparse, when <paramref name="createSize"/> is given and the file is
@@ -117,6 +118,21 @@ public sealed class FileBlockStore : IBlockStore
     {
         const ulong BLKGETSIZE64 = 0x80081272;
         return Native.ioctl(handle.DangerousGetHandle().ToInt32(), BLKGETSIZE64, out size) == 0 && size > 0;
+    }
+
+    public void Resize(long newLength)
+    {
+        if (_isBlockDevice) throw new StoreException($"'{Path}' is a block device: resize the device itself");
+        if (newLength <= 0) throw new StoreException($"size {newLength} is not positive");
+        try
+        {
+            if (newLength > RandomAccess.GetLength(_handle) || newLength < Length) RandomAccess.SetLength(_handle, newLength);
+        }
+        catch (IOException e)
+        {
+            throw new StoreException($"cannot resize '{Path}' to {newLength} bytes: {e.Message}", e);
+        }
+        Volatile.Write(ref _length, newLength);
     }
 
     public void Dispose() => _handle.Dispose();

@@ -22,4 +22,8 @@ public interface IBlockStore : IDisposable
     /// <summary>Zeroes a range; reads of it return zeros afterwards. <paramref name="deallocate"/> lets the
     /// store release the space (punch a hole) instead of writing zeros.</summary>
     ValueTask ZeroAsync(long offset, long length, bool deallocate);
+
+    /// <summary>Changes the usable size. Growing is safe while I/O runs; when shrinking, the caller first makes
+    /// sure nothing addresses the range cut off. Throws <see cref="StoreException"/> when not possible.</summary>
+    void Resize(long newLength);
 }

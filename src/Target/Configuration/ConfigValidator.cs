@@ -27,49 +27,58 @@ public static class ConfigValidator
         if (l.IoQueues is < 1 or > 1024) e.Add($"limits.ioQueues {l.IoQueues} is outside 1..1024");
 
         if (c.Subsystems.Count == 0) e.Add("no subsystems: add at least one to 'subsystems'");
-        foreach (var s in c.Subsystems)
-        {
-            var name = string.IsNullOrEmpty(s.Nqn) ? "(unnamed)" : s.Nqn;
-            if (Subsystem.ValidateNqn(s.Nqn) is string bad) e.Add($"subsystem {name}: {bad}");
-            if (s.Nqn == WellKnown.DiscoveryNqn) e.Add($"subsystem {name}: the discovery NQN is reserved");
-            if (s.Serial is { Length: 0 or > 20 }) e.Add($"subsystem {name}: serial must be 1..20 characters");
-            if (s.Serial != null && s.Serial.Any(ch => ch is < ' ' or > '~')) e.Add($"subsystem {name}: serial must be printable ASCII");
-            if (s.Model is { Length: 0 or > 40 }) e.Add($"subsystem {name}: model must be 1..40 characters");
-            if (s.FirmwareRevision is { Length: 0 or > 8 }) e.Add($"subsystem {name}: firmwareRevision must be 1..8 characters");
-            foreach (var h in s.AllowedHosts)
-                if (Subsystem.ValidateNqn(h) is string badHost) e.Add($"subsystem {name}: allowed host: {badHost}");
-            if (s.AllowAnyHost == true && s.AllowedHosts.Count > 0) e.Add($"subsystem {name}: allowAnyHost is true but allowedHosts is not empty");
-            foreach (var ns in s.Namespaces)
-            {
-                var where = $"subsystem {name} namespace {ns.Nsid}";
-                if (ns.Nsid is 0 or > 1024) e.Add($"{where}: NSID must be 1..1024");
-                if (ns.BlockSize is not (512 or 4096)) e.Add($"{where}: blockSize {ns.BlockSize} must be 512 or 4096");
-                long size = 0;
-                if (ns.Size != null && !Sizes.TryParse(ns.Size, out size)) e.Add($"{where}: size '{ns.Size}' is not a size (e.g. 1G, 512M, 1073741824)");
-                else if (ns.Size != null && size < ns.BlockSize) e.Add($"{where}: size {size} is smaller than one block");
-                switch (ns.Backend)
-                {
-                    case "memory":
-                        if (ns.Size is null) e.Add($"{where}: a memory namespace needs a size");
-                        if (ns.Path != null) e.Add($"{where}: a memory namespace has no path");
-                        break;
-                    case "file":
-                        if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a file namespace needs a path");
-                        else if (!File.Exists(ns.Path) && ns.Size is null) e.Add($"{where}: backing file '{ns.Path}' does not exist (give a size to create it)");
-                        break;
-                    case "block":
-                        if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a block namespace needs a device path");
-                        else if (!File.Exists(ns.Path)) e.Add($"{where}: block device '{ns.Path}' does not exist");
-                        break;
-                    default:
-                        e.Add($"{where}: backend '{ns.Backend}' is not memory, file or block");
-                        break;
-                }
-            }
-            foreach (var dup in s.Namespaces.GroupBy(n => n.Nsid).Where(g => g.Count() > 1))
-                e.Add($"subsystem {name}: NSID {dup.Key} is used by {dup.Count()} namespaces");
-        }
+        foreach (var s in c.Subsystems) e.AddRange(ValidateSubsystem(s));
         foreach (var dup in c.Subsystems.GroupBy(s => s.Nqn).Where(g => g.Count() > 1)) e.Add($"subsystem {dup.Key} is defined more than once");
+        return e;
+    }
+
+    /// <summary>One subsystem and its namespaces (also used for subsystems created at run time).</summary>
+    public static List<string> ValidateSubsystem(SubsystemConfig s)
+    {
+        var e = new List<string>();
+        var name = string.IsNullOrEmpty(s.Nqn) ? "(unnamed)" : s.Nqn;
+        if (Subsystem.ValidateNqn(s.Nqn) is string bad) e.Add($"subsystem {name}: {bad}");
+        if (s.Nqn == WellKnown.DiscoveryNqn) e.Add($"subsystem {name}: the discovery NQN is reserved");
+        if (s.Serial is { Length: 0 or > 20 }) e.Add($"subsystem {name}: serial must be 1..20 characters");
+        if (s.Serial != null && s.Serial.Any(ch => ch is < ' ' or > '~')) e.Add($"subsystem {name}: serial must be printable ASCII");
+        if (s.Model is { Length: 0 or > 40 }) e.Add($"subsystem {name}: model must be 1..40 characters");
+        if (s.FirmwareRevision is { Length: 0 or > 8 }) e.Add($"subsystem {name}: firmwareRevision must be 1..8 characters");
+        foreach (var h in s.AllowedHosts)
+            if (Subsystem.ValidateNqn(h) is string badHost) e.Add($"subsystem {name}: allowed host: {badHost}");
+        if (s.AllowAnyHost == true && s.AllowedHosts.Count > 0) e.Add($"subsystem {name}: allowAnyHost is true but allowedHosts is not empty");
+        foreach (var ns in s.Namespaces) e.AddRange(ValidateNamespace(ns, $"subsystem {name} namespace {ns.Nsid}", 1024));
+        foreach (var dup in s.Namespaces.GroupBy(n => n.Nsid).Where(g => g.Count() > 1))
+            e.Add($"subsystem {name}: NSID {dup.Key} is used by {dup.Count()} namespaces");
+        return e;
+    }
+
+    /// <summary>One namespace: NSID, block size, size, backend and path.</summary>
+    public static List<string> ValidateNamespace(NamespaceConfig ns, string where, uint maxNsid)
+    {
+        var e = new List<string>();
+        if (ns.Nsid == 0 || ns.Nsid > maxNsid) e.Add($"{where}: NSID must be 1..{maxNsid}");
+        if (ns.BlockSize is not (512 or 4096)) e.Add($"{where}: blockSize {ns.BlockSize} must be 512 or 4096");
+        long size = 0;
+        if (ns.Size != null && !Sizes.TryParse(ns.Size, out size)) e.Add($"{where}: size '{ns.Size}' is not a size (e.g. 1G, 512M, 1073741824)");
+        else if (ns.Size != null && size < ns.BlockSize) e.Add($"{where}: size {size} is smaller than one block");
+        switch (ns.Backend)
+        {
+            case "memory":
+                if (ns.Size is null) e.Add($"{where}: a memory namespace needs a size");
+                if (ns.Path != null) e.Add($"{where}: a memory namespace has no path");
+                break;
+            case "file":
+                if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a file namespace needs a path");
+                else if (!File.Exists(ns.Path) && ns.Size is null) e.Add($"{where}: backing file '{ns.Path}' does not exist (give a size to create it)");
+                break;
+            case "block":
+                if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a block namespace needs a device path");
+                else if (!File.Exists(ns.Path)) e.Add($"{where}: block device '{ns.Path}' does not exist");
+                break;
+            default:
+                e.Add($"{where}: backend '{ns.Backend}' is not memory, file or block");
+                break;
+        }
         return e;
     }
 }
