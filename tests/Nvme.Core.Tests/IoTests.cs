@@ -363,6 +363,7 @@ public class IoTests
         public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source) { await Maybe(); await _inner.WriteAsync(offset, source); }
         public ValueTask FlushAsync() { Interlocked.Increment(ref Flushes); return default; }
         public ValueTask ZeroAsync(long offset, long len, bool deallocate) => _inner.ZeroAsync(offset, len, deallocate);
+        public void Resize(long newLength) => throw new StoreException("not resizable");
         public void Dispose() => _inner.Dispose();
     }
 }
