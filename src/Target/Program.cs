@@ -4,7 +4,11 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Nvme.Core.Storage;
 using Target;
+using Target.Cli;
 using Target.Configuration;
+
+// `nvme-tcp-target ns add ...` and the other command words: a client of a running target's management API.
+if (args.Length > 0 && ClientCli.IsCommand(args[0])) return await ClientCli.RunAsync(args, Console.Out, Console.Error);
 
 var cl = CommandLine.Parse(args);
 if (cl.ShowHelp) { Console.Out.Write(CommandLine.HelpText()); return 0; }
@@ -31,7 +35,7 @@ var log = loggers.CreateLogger("Target");
 TargetHost host;
 try
 {
-    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath);
+    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath, api: cl.Api);
 }
 catch (StoreException e)
 {
@@ -40,7 +44,8 @@ catch (StoreException e)
 }
 catch (IOException e) when (e.InnerException is SocketException or null || e.Message.Contains("address", StringComparison.OrdinalIgnoreCase))
 {
-    var ports = string.Join(", ", cl.Config.Ports.Select(p => $"{p.Address}:{p.Port}"));
+    var ports = string.Join(", ", cl.Config.Ports.Select(p => $"{p.Address}:{p.Port}")
+        .Concat(cl.Api is { } api ? [$"{api.Address}:{api.Port} (management API; --api ADDR:PORT or --api off)"] : []));
     Console.Error.WriteLine($"error: cannot listen on {ports}: {e.Message}");
     return 2;
 }
@@ -56,6 +61,15 @@ foreach (var ep in host.Endpoints)
     foreach (var s in host.Target.Subsystems)
         log.LogInformation("Connect from Linux: nvme connect -t tcp -a {Address} -s {Port} -n {Nqn}", port.TransportAddress, ep.Port, s.Nqn);
 }
+if (host.ApiEndpoint is { } apiEndpoint)
+{
+    var url = $"http://{(apiEndpoint.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{apiEndpoint.Address}]" : apiEndpoint.Address)}:{apiEndpoint.Port}";
+    log.LogInformation("Management API on {Url}/api/v1 ({Auth}); e.g. nvme-tcp-target ns list --api {Url}", url,
+        cl.Api!.Token != null ? "bearer token required" : "no token", url);
+}
+else log.LogInformation("Management API off");
+if (cl.ConfigPath != null) log.LogInformation("Live changes are saved to {Path}", Path.GetFullPath(cl.ConfigPath));
+else if (host.ApiEndpoint != null) log.LogInformation("Live changes last until the target stops (start it with --config FILE to keep them)");
 
 var stop = new TaskCompletionSource();
 int signals = 0;

@@ -22,12 +22,15 @@ public sealed class TargetHost : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly List<ListenOptions> _listeners;
 
-    private TargetHost(WebApplication app, NvmeTarget target, List<ListenOptions> listeners, TargetManager manager)
+    private readonly ListenOptions? _apiListener;
+
+    private TargetHost(WebApplication app, NvmeTarget target, List<ListenOptions> listeners, TargetManager manager, ListenOptions? apiListener)
     {
         _app = app;
         Target = target;
         _listeners = listeners;
         Manager = manager;
+        _apiListener = apiListener;
     }
 
     public NvmeTarget Target { get; }
@@ -38,18 +41,26 @@ public sealed class TargetHost : IAsyncDisposable
     /// <summary>Bound endpoints, in configuration order (real ports even when port 0 was asked for).</summary>
     public IReadOnlyList<IPEndPoint> Endpoints => _listeners.Select(l => l.IPEndPoint!).ToList();
 
+    /// <summary>Bound endpoint of the management HTTP API (the real port even when port 0 was asked for);
+    /// null when the API is off.</summary>
+    public IPEndPoint? ApiEndpoint => _apiListener?.IPEndPoint;
+
     /// <summary>Builds the model, opens stores and starts listening. Throws <see cref="StoreException"/> for
-    /// backing store problems and <see cref="IOException"/> when a port cannot be bound.</summary>
+    /// backing store problems and <see cref="IOException"/> when a port cannot be bound.
+    /// <paramref name="api"/> is the management HTTP API listener (see <see cref="CommandLine.Api"/>); null: no API.</summary>
     public static async Task<TargetHost> StartAsync(TargetConfig config, ILoggerFactory loggerFactory, TcpTransportOptions? transportOptions = null,
-        string? configPath = null)
+        string? configPath = null, ApiConfig? api = null)
     {
         var target = BuildModel(config, loggerFactory);
         try
         {
-            var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management"));
+            var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "nvme-tcp-target" });
             builder.Services.AddSingleton(loggerFactory);
             builder.WebHost.UseKestrelCore();
+            if (api != null) ManagementApi.AddServices(builder.Services);
             var listeners = new List<ListenOptions>();
+            ListenOptions? apiListener = null;
             var handler = new NvmeTcpConnectionHandler(target, transportOptions ?? new TcpTransportOptions(), loggerFactory);
             builder.WebHost.ConfigureKestrel(k =>
             {
@@ -61,8 +72,15 @@ public sealed class TargetHost : IAsyncDisposable
                         listeners.Add(lo);
                     });
                 }
+                if (api != null)
+                    k.Listen(IPAddress.Parse(api.Address), api.Port, lo =>
+                    {
+                        lo.Protocols = HttpProtocols.Http1;
+                        apiListener = lo;
+                    });
             });
             var app = builder.Build();
+            if (api != null) ManagementApi.Map(app, manager, api.Token);
             await app.StartAsync().ConfigureAwait(false);
             for (int i = 0; i < config.Ports.Count; i++)
             {
@@ -70,8 +88,7 @@ public sealed class TargetHost : IAsyncDisposable
                 var bound = listeners[i].IPEndPoint!;
                 target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress));
             }
-            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management"));
-            return new TargetHost(app, target, listeners, manager);
+            return new TargetHost(app, target, listeners, manager, apiListener);
         }
         catch
         {

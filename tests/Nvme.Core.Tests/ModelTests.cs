@@ -111,7 +111,13 @@ public class ModelTests
         var fixedUuid = Guid.Parse("11111111-2222-4333-8444-555555555555");
         var e = NamespaceIds.Derive(nqn, 1, fixedUuid);
         Assert.Equal(fixedUuid, e.Uuid);
-        Assert.Equal(a.Nguid, e.Nguid);
+        // A configured UUID seeds every identifier: a different store re-added under NSID 1 (it gets a new
+        // UUID) must not carry the NGUID/EUI-64 of the one removed.
+        Assert.NotEqual(a.Nguid, e.Nguid);
+        Assert.NotEqual(a.Eui64, e.Eui64);
+        var f = NamespaceIds.Derive("nqn.2024-01.com.example:other", 7, fixedUuid);
+        Assert.Equal(e.Nguid, f.Nguid);
+        Assert.Equal(e.Eui64, f.Eui64);
     }
 
     // ------------------------------------------------------------------ MemoryBlockStore

@@ -81,14 +81,17 @@ public sealed class NamespaceCounters
 }
 
 /// <summary>
-/// NGUID, EUI-64 and UUID of a namespace. Unless configured, they are derived from the subsystem NQN and
-/// NSID with SHA-256, so they are identical across restarts and distinct between namespaces.
+/// NGUID, EUI-64 and UUID of a namespace, derived with SHA-256 from a seed: the namespace's configured UUID
+/// when it has one (namespaces added at run time get a fresh one, persisted), otherwise the subsystem NQN and
+/// NSID. Either way they are identical across restarts, distinct between namespaces, and a different backing
+/// store re-added under a removed NSID does not masquerade as the old one.
 /// </summary>
 public sealed record NamespaceIds(Guid Uuid, byte[] Nguid, byte[] Eui64)
 {
     public static NamespaceIds Derive(string subsystemNqn, uint nsid, Guid? uuid = null)
     {
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"{subsystemNqn}\0{nsid}"));
+        var seed = uuid is Guid u0 ? $"uuid\0{u0:D}" : $"{subsystemNqn}\0{nsid}";
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(seed));
         var u = hash.AsSpan(0, 16).ToArray();
         u[6] = (byte)((u[6] & 0x0F) | 0x40);  // RFC 4122 version 4 layout (random-looking, name derived)
         u[8] = (byte)((u[8] & 0x3F) | 0x80);  // RFC 4122 variant

@@ -14,6 +14,9 @@ public sealed class CommandLine
     public List<string> Errors { get; } = [];
     public TargetConfig Config { get; private set; } = new();
     public string? ConfigPath { get; private set; }
+    /// <summary>The management API listener (defaults, then the file's "api", then NVMET_API*, then --api*);
+    /// null when it is off. Kept apart from <see cref="Config"/> so that overrides are not written back to the file.</summary>
+    public ApiConfig? Api { get; private set; }
 
     private sealed record Option(string Long, string? Short, string? Arg, string Env, string Help);
 
@@ -22,6 +25,9 @@ public sealed class CommandLine
         new("--config", "-c", "FILE", "NVMET_CONFIG", "JSON configuration file: ports, limits, subsystems, namespaces, allowed hosts."),
         new("--listen", "-l", "ADDR:PORT", "NVMET_LISTEN", "Listen on this address and port instead of the configured ports (default 127.0.0.1:4420)."),
         new("--advertise", null, "ADDR", "NVMET_ADVERTISE", "Address the discovery log reports as TRADDR (default: the listen address)."),
+        new("--api", null, "ADDR:PORT|off", "NVMET_API", $"Management HTTP API listener (default 127.0.0.1:{ApiConfig.DefaultPort}); off disables it. No TLS:\n" +
+            "keep it on loopback or a management network."),
+        new("--api-token", null, "TOKEN", "NVMET_API_TOKEN", "Require \"Authorization: Bearer TOKEN\" on every management API request."),
         new("--nqn", null, "NQN", "NVMET_NQN", $"NQN of the default subsystem (default {DefaultNqn}); not with --config."),
         new("--namespace", "-n", "SPEC", "NVMET_NAMESPACE", "Namespace of the default subsystem, repeatable; not with --config. SPEC is\n" +
             "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096.\n" +
@@ -43,7 +49,8 @@ public sealed class CommandLine
         var w = new StringWriter(CultureInfo.InvariantCulture);
         w.WriteLine("nvme-tcp-target: an NVMe-over-TCP target (Linux hosts attach with `nvme connect -t tcp`).");
         w.WriteLine();
-        w.WriteLine("Usage: nvme-tcp-target [options]");
+        w.WriteLine("Usage: nvme-tcp-target [options]                      run the target");
+        w.WriteLine("       nvme-tcp-target <command> <action> [options]   manage a running target (see Client commands)");
         w.WriteLine();
         w.WriteLine("With no options it listens on 127.0.0.1:4420 with one subsystem, " + DefaultNqn + ",");
         w.WriteLine("holding a 1 GiB memory namespace, plus the discovery subsystem, and prints the nvme connect command.");
@@ -57,6 +64,13 @@ public sealed class CommandLine
             foreach (var l in lines.Skip(1)) w.WriteLine($"  {"",-28} {l}");
             if (o.Env.Length > 0) w.WriteLine($"  {"",-28} [env {o.Env}]");
         }
+        w.WriteLine();
+        w.WriteLine("Client commands (talk to a running target's management API; run one with --help for its options):");
+        w.WriteLine("  nvme-tcp-target subsys list|create|delete    subsystems");
+        w.WriteLine("  nvme-tcp-target ns list|add|remove|resize    namespaces (hot-add/remove: connected hosts are notified)");
+        w.WriteLine("  nvme-tcp-target hosts list|add|remove        allowed host NQNs");
+        w.WriteLine("  nvme-tcp-target ctrl list                    connected controllers and their queues");
+        w.WriteLine($"  e.g. nvme-tcp-target ns add --nqn {DefaultNqn} --memory 1G");
         w.WriteLine();
         w.WriteLine("Exit codes: 0 after a clean shutdown (Ctrl-C / SIGTERM), 2 for a configuration or usage error, 1 otherwise.");
         w.WriteLine("The configuration file format is described in README.md, section 'Configuration reference'.");
@@ -169,6 +183,25 @@ public sealed class CommandLine
             else Errors.Add($"--c2h-success '{c2h}' must be on or off");
         }
         Config.LogLevel = Last("--log-level") ?? Config.LogLevel;
+
+        var api = new ApiConfig { Address = Config.Api?.Address ?? "127.0.0.1", Port = Config.Api?.Port ?? ApiConfig.DefaultPort, Token = Config.Api?.Token };
+        bool apiOn = Config.Api?.Enabled ?? true;
+        if (Last("--api") is string apiArg)
+        {
+            int colon = apiArg.LastIndexOf(':');
+            if (apiArg is "off" or "none" or "false" or "0") apiOn = false;
+            else if (colon <= 0 || !int.TryParse(apiArg[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int apiPort))
+                Errors.Add($"--api '{apiArg}' is not ADDR:PORT or off");
+            else { apiOn = true; api.Address = apiArg[..colon].Trim('[', ']'); api.Port = apiPort; }
+        }
+        if (Last("--api-token") is string token) api.Token = token;
+        if (apiOn)
+        {
+            if (!System.Net.IPAddress.TryParse(api.Address, out _)) Errors.Add($"api: '{api.Address}' is not an IP address");
+            if (api.Port is < 0 or > 65535) Errors.Add($"api: TCP port {api.Port} is outside 0..65535");
+            if (api.Token is { Length: 0 }) Errors.Add("api: the token must not be empty (leave it out for no token)");
+            Api = api;
+        }
     }
 
     /// <summary>memory:SIZE | file:PATH[:SIZE] | block:DEVICE, with an optional ",bs=512|4096".</summary>

@@ -10,6 +10,8 @@ public sealed class TargetConfig
     public LimitsConfig Limits { get; set; } = new();
     public List<SubsystemConfig> Subsystems { get; set; } = [];
     public string? LogLevel { get; set; }
+    /// <summary>The management HTTP API; absent means the default (127.0.0.1:8420, no token).</summary>
+    public ApiConfig? Api { get; set; }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -30,6 +32,18 @@ public sealed class PortConfig
     public int Port { get; set; } = 4420;
     /// <summary>TRADDR shown in the discovery log (e.g. the address hosts really use behind NAT).</summary>
     public string? AdvertisedAddress { get; set; }
+}
+
+public sealed class ApiConfig
+{
+    public const int DefaultPort = 8420;
+
+    /// <summary>False turns the management API off (like --api off).</summary>
+    public bool? Enabled { get; set; }
+    public string Address { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = DefaultPort;
+    /// <summary>When set, every request needs "Authorization: Bearer TOKEN".</summary>
+    public string? Token { get; set; }
 }
 
 public sealed class LimitsConfig
@@ -61,8 +75,23 @@ public sealed class NamespaceConfig
     public string Backend { get; set; } = "memory";
     public string? Path { get; set; }
     /// <summary>Size with an optional K/M/G/T suffix (powers of 1024). Required for memory; for a file it is
-    /// the size to create it with when missing.</summary>
+    /// the size to create it with when missing. A JSON number of bytes is accepted too.</summary>
+    [JsonConverter(typeof(SizeJsonConverter))]
     public string? Size { get; set; }
     public int BlockSize { get; set; } = 512;
     public Guid? Uuid { get; set; }
+}
+
+/// <summary>Reads a size given as a string ("1G") or as a number of bytes; writes a string.</summary>
+public sealed class SizeJsonConverter : JsonConverter<string>
+{
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.TokenType switch
+    {
+        JsonTokenType.String => reader.GetString(),
+        JsonTokenType.Number when reader.TryGetInt64(out var n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        JsonTokenType.Null => null,
+        _ => throw new JsonException("a size is a string such as \"1G\" or a number of bytes"),
+    };
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WriteStringValue(value);
 }

@@ -18,12 +18,18 @@ public sealed partial class TargetManager
     private readonly TargetConfig _config;
     private readonly ILogger _log;
 
+    private readonly TargetConfig? _fileConfig;
+
     public TargetManager(NvmeTarget target, TargetConfig config, string? configPath, ILogger log)
     {
         _target = target;
         _config = config;
         ConfigPath = configPath;
         _log = log;
+        // What is written back is the file as the operator wrote it, with only the subsystems replaced by the
+        // live ones: --listen, --advertise or limit options given for this run never end up in the file.
+        if (configPath != null)
+            _fileConfig = System.Text.Json.JsonSerializer.Deserialize<TargetConfig>(File.ReadAllText(configPath), TargetConfig.Json);
     }
 
     /// <summary>Where accepted changes are persisted; null when the target runs without a configuration file.</summary>
@@ -100,6 +106,8 @@ public sealed partial class TargetManager
         var errors = ConfigValidator.ValidateNamespace(nc, $"namespace {nc.Nsid}", _target.Limits.MaxNamespaces);
         if (errors.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", errors));
         if (s.GetNamespace(nc.Nsid) != null) throw new ManagementException(ManagementError.Conflict, $"NSID {nc.Nsid} is already in use in {nqn}");
+        // A fresh identity (persisted with the namespace): a host must not mistake it for one removed earlier.
+        nc.Uuid ??= Guid.NewGuid();
         var ns = OpenStore(nqn, nc);
         try { s.AttachNamespace(ns); }
         catch (InvalidOperationException e)
@@ -180,7 +188,11 @@ public sealed partial class TargetManager
             T result;
             try { result = await change().ConfigureAwait(false); }
             catch (StoreException e) { throw new ManagementException(ManagementError.Invalid, e.Message); }
-            if (ConfigPath != null) ConfigStore.Save(ConfigPath, _config);
+            if (ConfigPath != null && _fileConfig != null)
+            {
+                _fileConfig.Subsystems = _config.Subsystems;
+                ConfigStore.Save(ConfigPath, _fileConfig);
+            }
             return result;
         }
         finally { _gate.Release(); }

@@ -105,7 +105,7 @@ public sealed partial class ProgramTests
     {
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        using var p = Start("--listen", $"127.0.0.1:{port}");
+        using var p = Start("--listen", $"127.0.0.1:{port}", "--api", "127.0.0.1:0");
         var log = new StringBuilder();
         var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         p.OutputDataReceived += (_, e) =>

@@ -1,0 +1,281 @@
+using System.Collections;
+using System.Globalization;
+using Target.Configuration;
+using Target.Management;
+
+namespace Target.Cli;
+
+/// <summary>
+/// The client side of the executable: <c>nvme-tcp-target ns add ...</c> and friends talk to a running target's
+/// management API. Exit codes: 0 success, 1 the API refused (its problem detail on stderr), 2 usage error,
+/// 3 the API could not be reached.
+/// </summary>
+public static partial class ClientCli
+{
+    public const string DefaultUrl = "http://127.0.0.1:8420";
+    public const int Ok = 0, ApiError = 1, UsageError = 2, Unreachable = 3;
+
+    private sealed record Opt(string Name, string? Arg, string Help, bool Repeatable = false);
+
+    private sealed record Verb(string Command, string Action, string Summary, string[] Examples, Opt[] Options, Func<Run, Task<int>> Execute);
+
+    private static readonly Opt[] CommonOptions =
+    [
+        new("--api", "URL", $"Management API of the target (default {DefaultUrl}) [env NVMET_API_URL]."),
+        new("--token", "TOKEN", "Bearer token, when the target was started with --api-token [env NVMET_API_TOKEN]."),
+        new("--json", null, "Print the API's JSON answer instead of a table."),
+        new("--help", null, "Show this help."),
+    ];
+
+    private static readonly Opt NqnOpt = new("--nqn", "NQN", "Subsystem NQN (may be left out when the target has only one subsystem).");
+
+    private static readonly Dictionary<string, string> CommandSummaries = new()
+    {
+        ["subsys"] = "NVM subsystems",
+        ["ns"] = "namespaces: hot-add, hot-remove, resize (connected hosts are notified)",
+        ["hosts"] = "host NQNs allowed to connect to a subsystem",
+        ["ctrl"] = "connected controllers and their queues",
+    };
+
+    public static IReadOnlyCollection<string> Commands => CommandSummaries.Keys;
+
+    /// <summary>True when the first argument selects the client instead of running the target.</summary>
+    public static bool IsCommand(string firstArgument) => CommandSummaries.ContainsKey(firstArgument);
+
+    private static readonly Verb[] Verbs =
+    [
+        new("subsys", "list", "List the subsystems.", ["nvme-tcp-target subsys list"], [], SubsysListAsync),
+        new("subsys", "create", "Create a subsystem, optionally with namespaces and allowed hosts.",
+            ["nvme-tcp-target subsys create --nqn nqn.2026-01.io.example:db --namespace memory:1G",
+             "nvme-tcp-target subsys create --nqn nqn.2026-01.io.example:db --allow-host nqn.2014-08.org.nvmexpress:uuid:..."],
+            [
+                new("--nqn", "NQN", "NQN of the new subsystem (required)."),
+                new("--serial", "SERIAL", "Serial number, 1..20 printable characters (default derived from the NQN)."),
+                new("--model", "MODEL", "Model number, 1..40 characters."),
+                new("--firmware", "REV", "Firmware revision, 1..8 characters."),
+                new("--namespace", "SPEC", "Namespace, repeatable: memory:SIZE | file:PATH[:SIZE] | block:DEVICE [,bs=512|4096].", true),
+                new("--allow-host", "NQN", "Allowed host NQN, repeatable (default: any host).", true),
+            ], SubsysCreateAsync),
+        new("subsys", "delete", "Delete a subsystem: its controllers are disconnected, its namespaces released.",
+            ["nvme-tcp-target subsys delete --nqn nqn.2026-01.io.example:db"],
+            [new("--nqn", "NQN", "NQN of the subsystem (required).")], SubsysDeleteAsync),
+
+        new("ns", "list", "List the namespaces of a subsystem.", ["nvme-tcp-target ns list --nqn " + CommandLine.DefaultNqn], [NqnOpt], NsListAsync),
+        new("ns", "add", "Hot-add a namespace; connected hosts get a namespace-changed event and see it at once.",
+            ["nvme-tcp-target ns add --nqn NQN --memory 1G",
+             "nvme-tcp-target ns add --nqn NQN --file /var/lib/nvmet/disk2.img --size 10G --nsid 2",
+             "nvme-tcp-target ns add --nqn NQN --block /dev/sdb --block-size 4096"],
+            [
+                NqnOpt,
+                new("--memory", "SIZE", "RAM-backed namespace of this size (e.g. 512M, 1G)."),
+                new("--file", "PATH", "File-backed namespace (created with --size when missing)."),
+                new("--size", "SIZE", "With --file: the size to create (or grow) the file to."),
+                new("--block", "DEVICE", "Block-device-backed namespace (e.g. /dev/sdb)."),
+                new("--nsid", "N", "NSID to use (default: the lowest free one)."),
+                new("--block-size", "BYTES", "Logical block size, 512 or 4096 (default 512)."),
+                new("--uuid", "UUID", "Namespace UUID (default derived from the NQN and NSID, stable across restarts)."),
+            ], NsAddAsync),
+        new("ns", "remove", "Hot-remove a namespace: new I/O is refused, in-flight I/O drains, hosts are notified.",
+            ["nvme-tcp-target ns remove --nqn NQN --nsid 2"],
+            [NqnOpt, new("--nsid", "N", "NSID of the namespace (required).")], NsRemoveAsync),
+        new("ns", "resize", "Grow a namespace (shrinking needs --force); hosts are notified and rescan.",
+            ["nvme-tcp-target ns resize --nqn NQN --nsid 1 --size 2G"],
+            [
+                NqnOpt,
+                new("--nsid", "N", "NSID of the namespace (required)."),
+                new("--size", "SIZE", "New size, a multiple of the block size (required)."),
+                new("--force", null, "Allow shrinking: data past the new end is lost to hosts."),
+            ], NsResizeAsync),
+
+        new("hosts", "list", "List the host NQNs allowed to connect to a subsystem.", ["nvme-tcp-target hosts list --nqn NQN"], [NqnOpt], HostsListAsync),
+        new("hosts", "add", "Allow a host NQN (a subsystem open to any host becomes restricted to its list).",
+            ["nvme-tcp-target hosts add --nqn NQN --host nqn.2014-08.org.nvmexpress:uuid:..."],
+            [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required; on Linux: cat /etc/nvme/hostnqn).")], HostsAddAsync),
+        new("hosts", "remove", "Remove a host NQN from the allowed list (its existing connections stay; an empty list admits any host).",
+            ["nvme-tcp-target hosts remove --nqn NQN --host nqn.2014-08.org.nvmexpress:uuid:..."],
+            [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required).")], HostsRemoveAsync),
+
+        new("ctrl", "list", "List the connected controllers and their queues.", ["nvme-tcp-target ctrl list"], [], CtrlListAsync),
+    ];
+
+    private sealed class UsageException(string message) : Exception(message);
+
+    /// <summary>The parsed invocation of one verb.</summary>
+    private sealed class Run
+    {
+        public required Verb Verb { get; init; }
+        public required ApiClient Api { get; init; }
+        public required TextWriter Out { get; init; }
+        public required Dictionary<string, List<string>> Values { get; init; }
+        public bool Json => Values.ContainsKey("--json");
+        public bool Has(string name) => Values.ContainsKey(name);
+        public string? Get(string name) => Values.TryGetValue(name, out var v) ? v[^1] : null;
+        public IReadOnlyList<string> All(string name) => Values.TryGetValue(name, out var v) ? v : [];
+        public string Require(string name) => Get(name) ?? throw new UsageException($"{name} is required");
+
+        public uint Nsid(bool required = true)
+        {
+            var v = required ? Require("--nsid") : Get("--nsid");
+            if (v is null) return 0;
+            if (!uint.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n == 0) throw new UsageException($"--nsid '{v}' is not an NSID (1, 2, ...)");
+            return n;
+        }
+
+        /// <summary>--nqn, or the only subsystem of the target.</summary>
+        public async Task<string> NqnAsync()
+        {
+            if (Get("--nqn") is string nqn) return nqn;
+            var (subs, _) = await Api.GetAsync<List<SubsystemInfo>>("subsystems").ConfigureAwait(false);
+            return subs.Count switch
+            {
+                1 => subs[0].Nqn,
+                0 => throw new ApiErrorException(System.Net.HttpStatusCode.NotFound, "the target has no subsystems (create one with: nvme-tcp-target subsys create --nqn NQN)"),
+                _ => throw new UsageException("the target has several subsystems; choose one with --nqn: " + string.Join(", ", subs.Select(s => s.Nqn))),
+            };
+        }
+    }
+
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, IDictionary? environment = null, HttpMessageHandler? handler = null)
+    {
+        environment ??= Environment.GetEnvironmentVariables();
+        var command = args[0];
+        if (args.Length == 1 || args[1] is "--help" or "-h" or "help")
+        {
+            var w = args.Length == 1 ? stderr : stdout;
+            w.Write(CommandHelp(command));
+            return args.Length == 1 ? UsageError : Ok;
+        }
+        var verb = Verbs.FirstOrDefault(v => v.Command == command && v.Action == args[1]);
+        if (verb is null)
+        {
+            stderr.WriteLine($"error: '{command} {args[1]}' is not a command; {command} takes: {string.Join(", ", Verbs.Where(v => v.Command == command).Select(v => v.Action))}");
+            stderr.WriteLine($"Run 'nvme-tcp-target {command} --help' for the commands.");
+            return UsageError;
+        }
+
+        Dictionary<string, List<string>> values;
+        Uri root;
+        string? token;
+        try
+        {
+            values = Parse(verb, args.AsSpan(2));
+            if (values.ContainsKey("--help"))
+            {
+                stdout.Write(VerbHelp(verb));
+                return Ok;
+            }
+            var url = values.TryGetValue("--api", out var u) ? u[^1] : environment["NVMET_API_URL"] as string is { Length: > 0 } e ? e : DefaultUrl;
+            root = ParseUrl(url);
+            token = values.TryGetValue("--token", out var t) ? t[^1] : environment["NVMET_API_TOKEN"] as string is { Length: > 0 } et ? et : null;
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine($"Run 'nvme-tcp-target {verb.Command} {verb.Action} --help' for the options.");
+            return UsageError;
+        }
+
+        using var api = new ApiClient(root, token, handler);
+        try
+        {
+            return await verb.Execute(new Run { Verb = verb, Api = api, Out = stdout, Values = values }).ConfigureAwait(false);
+        }
+        catch (UsageException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine($"Run 'nvme-tcp-target {verb.Command} {verb.Action} --help' for the options.");
+            return UsageError;
+        }
+        catch (ApiErrorException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            return ApiError;
+        }
+        catch (ApiUnreachableException e)
+        {
+            stderr.WriteLine($"error: {e.Message}");
+            stderr.WriteLine("Is the target running with its management API on? Point the client at it with --api URL or NVMET_API_URL.");
+            return Unreachable;
+        }
+    }
+
+    private static Dictionary<string, List<string>> Parse(Verb verb, ReadOnlySpan<string> args)
+    {
+        var options = verb.Options.Concat(CommonOptions).ToList();
+        var values = new Dictionary<string, List<string>>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            var a = args[i];
+            string? inline = null;
+            int eq = a.IndexOf('=');
+            if (a.StartsWith("--", StringComparison.Ordinal) && eq > 0) { inline = a[(eq + 1)..]; a = a[..eq]; }
+            if (a == "-h") a = "--help";
+            var o = options.FirstOrDefault(x => x.Name == a)
+                ?? throw new UsageException(a.StartsWith('-') ? $"unknown option '{args[i]}'" : $"unexpected argument '{args[i]}'");
+            string value = "";
+            if (o.Arg != null)
+            {
+                value = inline ?? (i + 1 < args.Length ? args[++i] : throw new UsageException($"option {o.Name} needs a value ({o.Arg})"));
+            }
+            else if (inline != null) throw new UsageException($"option {o.Name} takes no value");
+            if (!values.TryGetValue(o.Name, out var list)) values[o.Name] = list = [];
+            else if (!o.Repeatable && o.Arg != null) throw new UsageException($"option {o.Name} is given more than once");
+            list.Add(value);
+        }
+        return values;
+    }
+
+    private static Uri ParseUrl(string url)
+    {
+        var text = url.Contains("://", StringComparison.Ordinal) ? url : "http://" + url;
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
+            throw new UsageException($"--api '{url}' is not a URL such as {DefaultUrl}");
+        var path = uri.AbsolutePath.TrimEnd('/');
+        if (path.EndsWith(ManagementApi.Prefix, StringComparison.Ordinal)) path = path[..^ManagementApi.Prefix.Length];
+        return new UriBuilder(uri) { Path = path + "/" }.Uri;
+    }
+
+    // ------------------------------------------------------------------ help
+
+    /// <summary>Usage of a command word: its actions.</summary>
+    public static string CommandHelp(string command)
+    {
+        var w = new StringWriter(CultureInfo.InvariantCulture);
+        w.WriteLine($"nvme-tcp-target {command}: {CommandSummaries[command]}.");
+        w.WriteLine();
+        w.WriteLine($"Usage: nvme-tcp-target {command} <action> [options]");
+        w.WriteLine();
+        w.WriteLine("Actions:");
+        foreach (var v in Verbs.Where(v => v.Command == command)) w.WriteLine($"  {v.Action,-8} {v.Summary}");
+        w.WriteLine();
+        w.WriteLine($"Run 'nvme-tcp-target {command} <action> --help' for an action's options. Every action takes:");
+        WriteOptions(w, CommonOptions);
+        w.WriteLine();
+        w.WriteLine("Exit codes: 0 done, 1 the target refused (the reason is printed), 2 usage error, 3 the API is unreachable.");
+        return w.ToString();
+    }
+
+    private static string VerbHelp(Verb verb)
+    {
+        var w = new StringWriter(CultureInfo.InvariantCulture);
+        w.WriteLine($"nvme-tcp-target {verb.Command} {verb.Action}: {verb.Summary}");
+        w.WriteLine();
+        w.WriteLine($"Usage: nvme-tcp-target {verb.Command} {verb.Action} [options]");
+        w.WriteLine();
+        w.WriteLine("Options:");
+        WriteOptions(w, verb.Options);
+        WriteOptions(w, CommonOptions);
+        w.WriteLine();
+        w.WriteLine("Examples:");
+        foreach (var e in verb.Examples) w.WriteLine("  " + e);
+        w.WriteLine();
+        w.WriteLine("Exit codes: 0 done, 1 the target refused (the reason is printed), 2 usage error, 3 the API is unreachable.");
+        return w.ToString();
+    }
+
+    private static void WriteOptions(TextWriter w, IEnumerable<Opt> options)
+    {
+        foreach (var o in options)
+            w.WriteLine($"  {o.Name + (o.Arg != null ? " " + o.Arg : ""),-22} {o.Help}");
+    }
+}

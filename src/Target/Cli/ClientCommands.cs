@@ -1,0 +1,217 @@
+using System.Globalization;
+using Target.Configuration;
+using Target.Management;
+
+namespace Target.Cli;
+
+public static partial class ClientCli
+{
+    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    private static string Path(string nqn) => "subsystems/" + ApiClient.Segment(nqn);
+
+    // ------------------------------------------------------------------ subsys
+
+    private static async Task<int> SubsysListAsync(Run r)
+    {
+        var (subs, raw) = await r.Api.GetAsync<List<SubsystemInfo>>("subsystems").ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        if (subs.Count == 0) { r.Out.WriteLine("No subsystems."); return Ok; }
+        TextTable.Write(r.Out, ["NQN", "NAMESPACES", "HOSTS", "CONTROLLERS", "SERIAL", "MODEL"],
+            subs.Select(s => new[]
+            {
+                s.Nqn, s.Namespaces.Count.ToString(Inv), s.AllowAnyHost ? "any" : s.AllowedHosts.Count.ToString(Inv),
+                s.Controllers.ToString(Inv), s.Serial, s.Model,
+            }));
+        return Ok;
+    }
+
+    private static async Task<int> SubsysCreateAsync(Run r)
+    {
+        var sc = new SubsystemConfig
+        {
+            Nqn = r.Require("--nqn"),
+            Serial = r.Get("--serial"),
+            Model = r.Get("--model"),
+            FirmwareRevision = r.Get("--firmware"),
+            AllowedHosts = [.. r.All("--allow-host")],
+        };
+        uint nsid = 1;
+        foreach (var spec in r.All("--namespace"))
+            sc.Namespaces.Add(CommandLine.ParseNamespaceSpec(spec, nsid++, out var error) ?? throw new UsageException(error!));
+        var raw = await r.Api.SendAsync(HttpMethod.Post, "subsystems", sc).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var s = ApiClient.Parse<SubsystemInfo>(raw);
+        r.Out.WriteLine($"Created subsystem {s.Nqn} (serial {s.Serial}) with {Plural(s.Namespaces.Count, "namespace")}; " +
+            (s.AllowAnyHost ? "any host may connect." : $"{Plural(s.AllowedHosts.Count, "allowed host")}."));
+        return Ok;
+    }
+
+    private static async Task<int> SubsysDeleteAsync(Run r)
+    {
+        var nqn = r.Require("--nqn");
+        await r.Api.SendAsync(HttpMethod.Delete, Path(nqn)).ConfigureAwait(false);
+        if (!r.Json) r.Out.WriteLine($"Deleted subsystem {nqn}.");
+        return Ok;
+    }
+
+    // ------------------------------------------------------------------ ns
+
+    private static async Task<int> NsListAsync(Run r)
+    {
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var (list, raw) = await r.Api.GetAsync<List<NamespaceInfo>>(Path(nqn) + "/namespaces").ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        if (list.Count == 0) { r.Out.WriteLine($"No namespaces in {nqn}."); return Ok; }
+        TextTable.Write(r.Out, ["NSID", "BACKEND", "SIZE", "BLOCK", "BLOCKS", "UUID", "PATH"],
+            list.Select(n => new[]
+            {
+                n.Nsid.ToString(Inv), n.Backend, FormatSize(n.SizeBytes), n.BlockSize.ToString(Inv), n.Blocks.ToString(Inv),
+                n.Uuid.ToString(), n.Path ?? "-",
+            }));
+        return Ok;
+    }
+
+    private static async Task<int> NsAddAsync(Run r)
+    {
+        var backends = new[] { "--memory", "--file", "--block" }.Where(r.Has).ToList();
+        if (backends.Count != 1) throw new UsageException("give exactly one of --memory SIZE, --file PATH or --block DEVICE");
+        var nc = new NamespaceConfig { Nsid = r.Nsid(required: false) };
+        switch (backends[0])
+        {
+            case "--memory":
+                nc.Backend = "memory";
+                nc.Size = r.Get("--memory");
+                if (r.Has("--size")) throw new UsageException("--size goes with --file; a memory namespace takes its size from --memory");
+                break;
+            case "--file":
+                nc.Backend = "file";
+                nc.Path = System.IO.Path.GetFullPath(r.Get("--file")!); // the target resolves paths from its own directory
+                nc.Size = r.Get("--size");
+                break;
+            default:
+                nc.Backend = "block";
+                nc.Path = r.Get("--block");
+                if (r.Has("--size")) throw new UsageException("--size goes with --file; a block device has its own size");
+                break;
+        }
+        if (r.Get("--block-size") is string bs)
+            nc.BlockSize = int.TryParse(bs, NumberStyles.None, Inv, out var b) ? b : throw new UsageException($"--block-size '{bs}' is not a number (512 or 4096)");
+        if (r.Get("--uuid") is string uuid)
+            nc.Uuid = Guid.TryParse(uuid, out var g) ? g : throw new UsageException($"--uuid '{uuid}' is not a UUID");
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Post, Path(nqn) + "/namespaces", nc).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var n = ApiClient.Parse<NamespaceInfo>(raw);
+        r.Out.WriteLine($"Added namespace {n.Nsid} to {nqn}: {Describe(n)}, UUID {n.Uuid}.");
+        return Ok;
+    }
+
+    private static async Task<int> NsRemoveAsync(Run r)
+    {
+        var nsid = r.Nsid();
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        await r.Api.SendAsync(HttpMethod.Delete, $"{Path(nqn)}/namespaces/{nsid}").ConfigureAwait(false);
+        if (!r.Json) r.Out.WriteLine($"Removed namespace {nsid} from {nqn}.");
+        return Ok;
+    }
+
+    private static async Task<int> NsResizeAsync(Run r)
+    {
+        var nsid = r.Nsid();
+        var size = r.Require("--size");
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        string raw;
+        try
+        {
+            raw = await r.Api.SendAsync(HttpMethod.Post, $"{Path(nqn)}/namespaces/{nsid}/resize",
+                new ResizeRequest { Size = size, Force = r.Has("--force") }).ConfigureAwait(false);
+        }
+        catch (ApiErrorException e) when (e.Status == System.Net.HttpStatusCode.Conflict && !r.Has("--force") && e.Message.Contains("shrink", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ApiErrorException(e.Status, e.Message + "\nAdd --force to shrink anyway (data past the new end is lost to hosts).");
+        }
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var n = ApiClient.Parse<NamespaceInfo>(raw);
+        r.Out.WriteLine($"Resized namespace {n.Nsid} of {nqn} to {Describe(n)}.");
+        return Ok;
+    }
+
+    // ------------------------------------------------------------------ hosts
+
+    private static async Task<int> HostsListAsync(Run r)
+    {
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var (hosts, raw) = await r.Api.GetAsync<List<HostEntry>>(Path(nqn) + "/hosts").ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        if (hosts.Count == 0) { r.Out.WriteLine($"No allowed-host list: any host may connect to {nqn}."); return Ok; }
+        TextTable.Write(r.Out, ["HOST NQN"], hosts.Select(h => new[] { h.HostNqn }));
+        return Ok;
+    }
+
+    private static async Task<int> HostsAddAsync(Run r)
+    {
+        var host = r.Require("--host");
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Post, Path(nqn) + "/hosts", new HostEntry { HostNqn = host }).ConfigureAwait(false);
+        if (r.Json) r.Out.WriteLine(ApiClient.Pretty(raw));
+        else r.Out.WriteLine($"Allowed host {host} on {nqn}.");
+        return Ok;
+    }
+
+    private static async Task<int> HostsRemoveAsync(Run r)
+    {
+        var host = r.Require("--host");
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        await r.Api.SendAsync(HttpMethod.Delete, $"{Path(nqn)}/hosts/{ApiClient.Segment(host)}").ConfigureAwait(false);
+        if (!r.Json) r.Out.WriteLine($"Removed host {host} from {nqn}.");
+        return Ok;
+    }
+
+    // ------------------------------------------------------------------ ctrl
+
+    private static async Task<int> CtrlListAsync(Run r)
+    {
+        var (ctrls, raw) = await r.Api.GetAsync<List<ControllerInfo>>("controllers").ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        if (ctrls.Count == 0) { r.Out.WriteLine("No controllers (no host is connected)."); return Ok; }
+        TextTable.Write(r.Out, ["CNTLID", "SUBSYSTEM", "HOST NQN", "IO QUEUES", "KATO", "PEER", "CONNECTED"],
+            ctrls.Select(c => new[]
+            {
+                c.Cntlid.ToString(Inv), c.Subsystem, c.HostNqn, c.Discovery ? "-" : c.IoQueues.ToString(Inv),
+                c.KeepAliveTimeoutMs == 0 ? "off" : $"{c.KeepAliveTimeoutMs / 1000.0:0.#} s",
+                c.Queues.Count > 0 ? c.Queues[0].Peer : "-", c.CreatedAt.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", Inv),
+            }));
+        return Ok;
+    }
+
+    // ------------------------------------------------------------------ formatting
+
+    private static string Describe(NamespaceInfo n) =>
+        $"{n.Backend}{(n.Path != null ? " " + n.Path : "")}, {FormatSize(n.SizeBytes)} ({n.Blocks} blocks of {n.BlockSize} bytes)";
+
+    private static string Plural(int n, string noun) => n == 1 ? $"1 {noun}" : $"{n} {noun}s";
+
+    /// <summary>"1 GiB", "1.5 GiB", "700 KiB", "512 bytes".</summary>
+    public static string FormatSize(long bytes)
+    {
+        string[] units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB"];
+        int u = 0;
+        double v = bytes;
+        while (v >= 1024 && u < units.Length - 1) { v /= 1024; u++; }
+        return u == 0 ? $"{bytes} bytes" : v.ToString(v == Math.Floor(v) ? "0" : "0.##", Inv) + " " + units[u];
+    }
+}
+
+/// <summary>Plain-text table: a header row and columns padded to their widest cell.</summary>
+internal static class TextTable
+{
+    public static void Write(TextWriter w, string[] headers, IEnumerable<string[]> rows)
+    {
+        var all = new List<string[]> { headers };
+        all.AddRange(rows);
+        var widths = headers.Select((_, i) => all.Max(r => r[i].Length)).ToArray();
+        foreach (var row in all)
+            w.WriteLine(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd());
+    }
+}

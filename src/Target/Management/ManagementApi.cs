@@ -1,0 +1,258 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using HttpJsonOptions = Microsoft.AspNetCore.Http.Json.JsonOptions;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Target.Configuration;
+
+namespace Target.Management;
+
+/// <summary>Body of POST /subsystems/{nqn}/namespaces/{nsid}/resize.</summary>
+public sealed class ResizeRequest
+{
+    /// <summary>New size: "2G", "512M", or a number of bytes; a multiple of the block size.</summary>
+    [JsonRequired, JsonConverter(typeof(SizeJsonConverter))]
+    public string Size { get; set; } = "";
+    /// <summary>Allow shrinking (data past the new end is lost to hosts).</summary>
+    public bool Force { get; set; }
+}
+
+/// <summary>An allowed host: body of POST /subsystems/{nqn}/hosts and the items of GET.</summary>
+public sealed class HostEntry
+{
+    [JsonRequired]
+    public string HostNqn { get; set; } = "";
+}
+
+/// <summary>
+/// The management HTTP API (JSON, under /api/v1), served by the same Kestrel host as the NVMe/TCP listeners
+/// but only on its own listener. Every endpoint delegates to <see cref="TargetManager"/>; every error is an
+/// RFC 7807 problem (application/problem+json) whose detail is meant for the operator.
+/// </summary>
+public static class ManagementApi
+{
+    public const string Prefix = "/api/v1";
+    public const string OpenApiPath = "/openapi/v1.json";
+
+    public static void AddServices(IServiceCollection services)
+    {
+        services.AddRouting();
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+            o.SerializerOptions.ReadCommentHandling = JsonCommentHandling.Skip;
+            o.SerializerOptions.AllowTrailingCommas = true;
+            // JSON for programs and terminals, never embedded in HTML: keep '+' and quotes readable.
+            o.SerializerOptions.Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping;
+        });
+        // Binding failures (bad JSON, wrong content type, non-numeric NSID) throw, so the middleware below turns
+        // them into problem documents with the reason.
+        services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        services.AddOpenApi(o => o.AddDocumentTransformer((doc, _, _) =>
+        {
+            doc.Info.Title = "nvme-tcp-target management API";
+            doc.Info.Version = "v1";
+            doc.Info.Description = "Live changes to a running NVMe/TCP target: subsystems, namespaces (hot-add, hot-remove, resize), " +
+                "allowed hosts, and the connected controllers. Errors are RFC 7807 problem documents. When the target runs with " +
+                "--api-token, send \"Authorization: Bearer TOKEN\".";
+            return Task.CompletedTask;
+        }));
+    }
+
+    public static void Map(WebApplication app, TargetManager m, string? token)
+    {
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Target.ManagementApi");
+        var json = app.Services.GetRequiredService<IOptions<HttpJsonOptions>>().Value.SerializerOptions;
+        app.Use((ctx, next) => HandleAsync(ctx, next, token, json, log));
+        app.MapOpenApi(OpenApiPath).ExcludeFromDescription();
+
+        var api = app.MapGroup(Prefix);
+        var subsystems = api.MapGroup("").WithTags("Subsystems");
+        subsystems.MapGet("/subsystems", () => m.ListSubsystems())
+            .WithName("ListSubsystems").WithSummary("Lists the NVM subsystems with their namespaces and allowed hosts.");
+        subsystems.MapPost("/subsystems", async ([FromBody] SubsystemConfig body) =>
+            {
+                var info = await m.CreateSubsystemAsync(body).ConfigureAwait(false);
+                return TypedResults.Created(SubsystemUri(info.Nqn), info);
+            })
+            .WithName("CreateSubsystem").WithSummary("Creates a subsystem (same fields as a 'subsystems' entry of the configuration file).")
+            .ProducesProblem(400).ProducesProblem(409);
+        subsystems.MapGet("/subsystems/{nqn}", (string nqn) => m.GetSubsystem(Unescape(nqn)))
+            .WithName("GetSubsystem").WithSummary("One subsystem.").ProducesProblem(404);
+        subsystems.MapDelete("/subsystems/{nqn}", async (string nqn) =>
+            {
+                await m.DeleteSubsystemAsync(Unescape(nqn)).ConfigureAwait(false);
+                return TypedResults.NoContent();
+            })
+            .WithName("DeleteSubsystem").WithSummary("Deletes a subsystem: its controllers are destroyed and its namespaces released.")
+            .ProducesProblem(404);
+
+        var namespaces = api.MapGroup("/subsystems/{nqn}").WithTags("Namespaces");
+        namespaces.MapGet("/namespaces", (string nqn) => m.ListNamespaces(Unescape(nqn)))
+            .WithName("ListNamespaces").WithSummary("The namespaces of a subsystem.").ProducesProblem(404);
+        namespaces.MapPost("/namespaces", async (string nqn, [FromBody] NamespaceConfig body) =>
+            {
+                var info = await m.AddNamespaceAsync(Unescape(nqn), body).ConfigureAwait(false);
+                return TypedResults.Created($"{SubsystemUri(Unescape(nqn))}/namespaces/{info.Nsid}", info);
+            })
+            .WithName("AddNamespace")
+            .WithSummary("Hot-adds a namespace (nsid 0 or absent: the lowest free one); connected hosts get a namespace-changed event.")
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+        namespaces.MapGet("/namespaces/{nsid}", (string nqn, uint nsid) => m.GetNamespace(Unescape(nqn), nsid))
+            .WithName("GetNamespace").WithSummary("One namespace.").ProducesProblem(404);
+        namespaces.MapDelete("/namespaces/{nsid}", async (string nqn, uint nsid) =>
+            {
+                await m.RemoveNamespaceAsync(Unescape(nqn), nsid).ConfigureAwait(false);
+                return TypedResults.NoContent();
+            })
+            .WithName("RemoveNamespace")
+            .WithSummary("Hot-removes a namespace: new I/O is refused, in-flight I/O drains, hosts get a namespace-changed event.")
+            .ProducesProblem(404);
+        namespaces.MapPost("/namespaces/{nsid}/resize", async (string nqn, uint nsid, [FromBody] ResizeRequest body) =>
+                TypedResults.Ok(await m.ResizeNamespaceAsync(Unescape(nqn), nsid, body.Size, body.Force).ConfigureAwait(false)))
+            .WithName("ResizeNamespace").WithSummary("Grows a namespace (or shrinks it with force); hosts get a namespace-changed event.")
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+
+        var hosts = api.MapGroup("/subsystems/{nqn}").WithTags("Hosts");
+        hosts.MapGet("/hosts", (string nqn) => m.ListHosts(Unescape(nqn)).Select(h => new HostEntry { HostNqn = h }).ToList())
+            .WithName("ListHosts").WithSummary("The allowed host NQNs (empty: any host may connect).").ProducesProblem(404);
+        hosts.MapPost("/hosts", async (string nqn, [FromBody] HostEntry body) =>
+            {
+                await m.AddHostAsync(Unescape(nqn), body.HostNqn).ConfigureAwait(false);
+                return TypedResults.Created($"{SubsystemUri(Unescape(nqn))}/hosts/{Uri.EscapeDataString(body.HostNqn)}", body);
+            })
+            .WithName("AddHost").WithSummary("Allows a host NQN (the subsystem stops accepting any host).")
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+        hosts.MapDelete("/hosts/{hostNqn}", async (string nqn, string hostNqn) =>
+            {
+                await m.RemoveHostAsync(Unescape(nqn), Unescape(hostNqn)).ConfigureAwait(false);
+                return TypedResults.NoContent();
+            })
+            .WithName("RemoveHost").WithSummary("Removes a host NQN from the allowed list (its existing connections stay).")
+            .ProducesProblem(404);
+
+        api.MapGet("/controllers", () => m.ListControllers()).WithTags("Controllers")
+            .WithName("ListControllers").WithSummary("Connected controllers (admin and discovery) and their queues.");
+    }
+
+    private static string SubsystemUri(string nqn) => $"{Prefix}/subsystems/{Uri.EscapeDataString(nqn)}";
+
+    /// <summary>Kestrel decodes every escape in the path except %2F; an NQN may contain a slash.</summary>
+    private static string Unescape(string segment) => segment.Replace("%2F", "/", StringComparison.OrdinalIgnoreCase);
+
+    // ------------------------------------------------------------------ authentication and errors
+
+    private static async Task HandleAsync(HttpContext ctx, RequestDelegate next, string? token, JsonSerializerOptions json, ILogger log)
+    {
+        if (token != null && !HasToken(ctx.Request, token))
+        {
+            ctx.Response.Headers.WWWAuthenticate = "Bearer";
+            await WriteProblemAsync(ctx, StatusCodes.Status401Unauthorized, ctx.Request.Headers.Authorization.Count == 0
+                ? "this target requires a bearer token: send \"Authorization: Bearer TOKEN\" (the token the target was started with, --api-token)"
+                : "the bearer token is wrong", json).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            await next(ctx).ConfigureAwait(false);
+        }
+        catch (ManagementException e)
+        {
+            int status = e.Kind switch
+            {
+                ManagementError.NotFound => StatusCodes.Status404NotFound,
+                ManagementError.Conflict => StatusCodes.Status409Conflict,
+                _ => StatusCodes.Status400BadRequest,
+            };
+            await WriteProblemAsync(ctx, status, e.Message, json).ConfigureAwait(false);
+            return;
+        }
+        catch (BadHttpRequestException e)
+        {
+            await WriteProblemAsync(ctx, e.StatusCode, BadRequestDetail(e), json).ConfigureAwait(false);
+            return;
+        }
+        catch (Exception e) when (!ctx.RequestAborted.IsCancellationRequested)
+        {
+            log.LogError(e, "Management API request {Method} {Path} failed", ctx.Request.Method, ctx.Request.Path);
+            await WriteProblemAsync(ctx, StatusCodes.Status500InternalServerError,
+                $"the target could not carry out the request ({e.GetType().Name}: {e.Message}); the target's log has the details", json).ConfigureAwait(false);
+            return;
+        }
+
+        // Statuses produced by routing itself (no such endpoint, wrong method) get a problem document too.
+        var r = ctx.Response;
+        if (r.StatusCode >= 400 && !r.HasStarted && r.ContentType is null && r.ContentLength is null)
+        {
+            string detail = r.StatusCode switch
+            {
+                StatusCodes.Status404NotFound => $"there is no endpoint {ctx.Request.Path} (the API is under {Prefix}; {OpenApiPath} lists every endpoint)",
+                StatusCodes.Status405MethodNotAllowed => $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}",
+                StatusCodes.Status415UnsupportedMediaType => "the request body must be JSON (Content-Type: application/json)",
+                _ => ReasonPhrases.GetReasonPhrase(r.StatusCode),
+            };
+            await WriteProblemAsync(ctx, r.StatusCode, detail, json).ConfigureAwait(false);
+        }
+    }
+
+    private static bool HasToken(HttpRequest request, string token)
+    {
+        var header = request.Headers.Authorization.ToString();
+        const string scheme = "Bearer ";
+        if (!header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase)) return false;
+        return CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header[scheme.Length..].Trim()), Encoding.UTF8.GetBytes(token));
+    }
+
+    private static string BadRequestDetail(BadHttpRequestException e)
+    {
+        if (e.InnerException is JsonException j)
+            return "the request body is not valid for this endpoint: " + j.Message;
+        if (e.Message.Contains("was not provided from body", StringComparison.Ordinal) || e.Message.Contains("no body was provided", StringComparison.Ordinal))
+            return "this endpoint needs a JSON request body (Content-Type: application/json)";
+        if (e.StatusCode == StatusCodes.Status415UnsupportedMediaType)
+            return $"the request body must be JSON (Content-Type: application/json); {e.Message}";
+        if (e.Message.StartsWith("Failed to bind parameter \"uint nsid\"", StringComparison.Ordinal))
+            return "the NSID in the path must be a number (1, 2, ...)";
+        return e.Message;
+    }
+
+    private static async Task WriteProblemAsync(HttpContext ctx, int status, string detail, JsonSerializerOptions json)
+    {
+        var r = ctx.Response;
+        if (r.HasStarted) return; // too late for a status; the connection is cut
+        var authenticate = r.Headers.WWWAuthenticate;
+        r.Clear();
+        if (status == StatusCodes.Status401Unauthorized) r.Headers.WWWAuthenticate = authenticate;
+        r.StatusCode = status;
+        var problem = new ProblemDetails
+        {
+            Type = TypeFor(status),
+            Title = ReasonPhrases.GetReasonPhrase(status),
+            Status = status,
+            Detail = detail,
+            Instance = ctx.Request.Path,
+        };
+        await r.WriteAsJsonAsync(problem, json, "application/problem+json", ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static string TypeFor(int status) => status switch
+    {
+        400 => "https://tools.ietf.org/html/rfc9110#section-15.5.1",
+        401 => "https://tools.ietf.org/html/rfc9110#section-15.5.2",
+        404 => "https://tools.ietf.org/html/rfc9110#section-15.5.5",
+        405 => "https://tools.ietf.org/html/rfc9110#section-15.5.6",
+        409 => "https://tools.ietf.org/html/rfc9110#section-15.5.10",
+        413 => "https://tools.ietf.org/html/rfc9110#section-15.5.14",
+        415 => "https://tools.ietf.org/html/rfc9110#section-15.5.16",
+        500 => "https://tools.ietf.org/html/rfc9110#section-15.6.1",
+        _ => "about:blank",
+    };
+}
