@@ -116,6 +116,15 @@ public sealed class FabricQueue
     public void Complete(NvmeRequest req, NvmeStatus status)
     {
         var ns = req.Namespace;
+        if (!req.MarkCompleted())
+        {
+            // An abort answered the host already; the store is done with the buffer only now.
+            req.Namespace = null;
+            ns?.Release();
+            req.CompletedAfterAbort = true;
+            Transport.QueueResponse(req);
+            return;
+        }
         if (ns != null)
         {
             req.Namespace = null;

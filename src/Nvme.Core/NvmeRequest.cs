@@ -29,6 +29,30 @@ public class NvmeRequest
 
     public NvmeStatus Status => Cqe.Status;
 
+    // Bits 1:0: 0 running, 1 completed, 2 answered early by an abort (the store may still use the buffer).
+    // Bits 63:2: a generation, bumped on every reuse, so an abort can never hit the next command by mistake.
+    private long _state;
+
+    /// <summary>Identifies this use of the (pooled) request object; pass it to <see cref="TryAbort"/>.</summary>
+    public long Generation => Volatile.Read(ref _state) >> 2;
+
+    /// <summary>True when this request was answered early by <see cref="TryAbort"/> and has now really finished:
+    /// the transport sends nothing more for it and only recycles it.</summary>
+    public bool CompletedAfterAbort { get; internal set; }
+
+    /// <summary>Claims the right to answer this running request early (hot-remove of a namespace with stuck
+    /// I/O), if it is still the use <paramref name="generation"/> and has not completed. The transport then
+    /// sends an abort completion of its own and keeps the request (and its buffer) out of the pool until the
+    /// real completion arrives.</summary>
+    public bool TryAbort(long generation) => Interlocked.CompareExchange(ref _state, (generation << 2) | 2, generation << 2) == generation << 2;
+
+    /// <summary>Marks the real completion; false when an abort answered the host already.</summary>
+    internal bool MarkCompleted()
+    {
+        long s = Volatile.Read(ref _state);
+        return (s & 3) == 0 && Interlocked.CompareExchange(ref _state, s | 1, s) == s;
+    }
+
     /// <summary>The data buffer, exactly <see cref="DataLength"/> bytes. Rented from the shared pool on demand.</summary>
     public Memory<byte> Data => EnsureBuffer().AsMemory(0, DataLength);
     public Span<byte> DataSpan => EnsureBuffer().AsSpan(0, DataLength);
@@ -53,6 +77,8 @@ public class NvmeRequest
         }
         Namespace = null;
         Queue = null;
+        Volatile.Write(ref _state, ((_state >> 2) + 1) << 2); // next generation, running
+        CompletedAfterAbort = false;
         DataLength = 0;
         Direction = DataDirection.None;
         Cqe = default;
@@ -78,6 +104,10 @@ public interface IQueueTransport
 
     /// <summary>Closes the connection (controller teardown, keep-alive expiry). Thread-safe, idempotent.</summary>
     void Terminate(string reason);
+
+    /// <summary>Answers every running request that <paramref name="match"/> selects with <paramref name="status"/>
+    /// now, before its store operation returns (see <see cref="NvmeRequest.TryAbort(long)"/>). Returns how many.</summary>
+    int AbortRequests(Func<NvmeRequest, bool> match, NvmeStatus status);
 
     /// <summary>The peer address for logs ("10.0.2.15:51234").</summary>
     string PeerAddress { get; }

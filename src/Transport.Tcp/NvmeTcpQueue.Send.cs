@@ -6,6 +6,29 @@ namespace Transport.Tcp;
 
 public sealed partial class NvmeTcpQueue
 {
+    /// <summary>Core callback: answer running requests now (hot-remove with stuck I/O). Each answered request
+    /// stays out of the pool, buffer included, until its real completion arrives.</summary>
+    public int AbortRequests(Func<NvmeRequest, bool> match, NvmeStatus status)
+    {
+        int n = 0;
+        for (int i = 0; i < _slotCount; i++)
+        {
+            var req = Volatile.Read(ref _slots[i]);
+            if (req is null) continue;
+            long generation = req.Generation; // read first: a request recycled after this cannot be aborted
+            if (req.State != RequestState.Executing || !match(req) || !req.TryAbort(generation)) continue;
+            var cqe = new CompletionQueueEntry { CommandId = req.Sqe.CommandId, SqId = _core.QueueId, SqHead = req.Cqe.SqHead, Status = status };
+            lock (_closeLock)
+            {
+                if (_closed) continue;
+                _abortResponses.Enqueue(cqe);
+            }
+            n++;
+        }
+        if (n > 0) _signal.Set();
+        return n;
+    }
+
     /// <summary>Core callback: a command completed (any thread).</summary>
     public void QueueResponse(NvmeRequest request) => Send((TcpRequest)request, SendKind.Response);
 
@@ -39,6 +62,7 @@ public sealed partial class NvmeTcpQueue
                     PduWriter.WriteICResp(_output, _icRespDigest, (uint)Limits.MaxH2CData);
                     _icRespDigest = 0xFF;
                 }
+                while (_abortResponses.TryDequeue(out var aborted)) PduWriter.WriteCapsuleResp(_output, aborted, _settings.HeaderDigest);
                 while (_sends.TryDequeue(out var item)) stop |= Write(item.Request, item.Kind);
                 if (_termError is PduError err)
                 {
@@ -54,7 +78,7 @@ public sealed partial class NvmeTcpQueue
                     return;
                 }
                 if (flush.IsCompleted || flush.IsCanceled) return;
-                if (_closing && _termError is null && _sends.IsEmpty && _icRespDigest == 0xFF) return;
+                if (_closing && _termError is null && _sends.IsEmpty && _abortResponses.IsEmpty && _icRespDigest == 0xFF) return;
             }
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
@@ -71,6 +95,11 @@ public sealed partial class NvmeTcpQueue
         if (kind == SendKind.R2T)
         {
             PduWriter.WriteR2T(_output, req.Sqe.CommandId, req.Tag, (uint)req.R2TOffset, (uint)req.R2TLength, hdgst);
+            return false;
+        }
+        if (req.CompletedAfterAbort)
+        {
+            Return(req); // the host got its abort completion long ago; only now is the buffer free
             return false;
         }
         ref readonly var cqe = ref req.Cqe;

@@ -29,6 +29,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
     private readonly TcpRequest?[] _slots;
     private readonly ConcurrentQueue<TcpRequest> _free = new();
     private readonly ConcurrentQueue<(TcpRequest Request, SendKind Kind)> _sends = new();
+    private readonly ConcurrentQueue<CompletionQueueEntry> _abortResponses = new();
     private readonly AsyncSignal _signal = new();
     private readonly Lock _closeLock = new();
     private readonly CancellationTokenSource _stall = new();

@@ -14,8 +14,26 @@ internal sealed class FakeTransport : IQueueTransport
     private readonly List<NvmeRequest> _responses = [];
     private readonly List<string> _terminations = [];
 
+    private readonly List<NvmeRequest> _submitted = [];
+    private readonly List<(NvmeRequest Request, NvmeStatus Status)> _aborts = [];
+
     public string PeerAddress => "fake:4420";
     public void QueueResponse(NvmeRequest request) { lock (_lock) _responses.Add(request); }
+    public void Submitted(NvmeRequest request) { lock (_lock) _submitted.Add(request); }
+
+    public int AbortRequests(Func<NvmeRequest, bool> match, NvmeStatus status)
+    {
+        lock (_lock)
+        {
+            int n = 0;
+            foreach (var r in _submitted.Except(_responses))
+                if (match(r) && r.TryAbort(r.Generation)) { _aborts.Add((r, status)); n++; }
+            return n;
+        }
+    }
+
+    /// <summary>Requests answered early by an abort, with the status sent.</summary>
+    public IReadOnlyList<(NvmeRequest Request, NvmeStatus Status)> Aborts { get { lock (_lock) return [.. _aborts]; } }
     public void Terminate(string reason) { lock (_lock) _terminations.Add(reason); }
 
     public IReadOnlyList<NvmeRequest> Responses { get { lock (_lock) return [.. _responses]; } }
@@ -37,6 +55,7 @@ internal sealed class TestQueue(FabricQueue queue, FakeTransport transport)
     {
         if (assignCid) sqe.CommandId = _nextCid++;
         var req = new NvmeRequest { Sqe = sqe };
+        Transport.Submitted(req);
         var status = Queue.Prepare(req);
         if (status != NvmeStatus.Success)
         {

@@ -124,7 +124,7 @@ public class NvmeTcpDataPathTests
         return s;
     }
 
-    private static CompletionQueueEntry Resp(byte[] pdu, ushort cid, NvmeStatus status = NvmeStatus.Success)
+    internal static CompletionQueueEntry Resp(byte[] pdu, ushort cid, NvmeStatus status = NvmeStatus.Success)
     {
         Assert.Equal((byte)PduType.CapsuleResp, pdu[0]);
         var cqe = MemoryMarshal.Read<CompletionQueueEntry>(pdu.AsSpan(8));

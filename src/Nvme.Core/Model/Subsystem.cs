@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using Nvme.Core.Spec;
 
 namespace Nvme.Core.Model;
 
@@ -104,6 +105,16 @@ public sealed partial class Subsystem
         var ns = GetNamespace(nsid) ?? throw new KeyNotFoundException($"namespace {nsid} does not exist in {Nqn}");
         var drained = ns.StopAndDrainAsync();
         bool inTime = await Task.WhenAny(drained, Task.Delay(drainTimeout)).ConfigureAwait(false) == drained;
+        if (!inTime)
+        {
+            // Stragglers (a hung device): answer the hosts now with a clean abort status; the requests keep
+            // their buffers and the namespace reference until the store really returns.
+            Controller[] owners;
+            lock (_lock) owners = [.. _controllers.Values];
+            foreach (var c in owners)
+                foreach (var q in c.Queues)
+                    q.Transport.AbortRequests(r => r.Namespace == ns, NvmeStatus.AbortRequested);
+        }
         DetachNamespace(nsid);
         if (inTime) ns.Store.Dispose();
         else _ = drained.ContinueWith(_ => ns.Store.Dispose(), TaskScheduler.Default);
