@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(qemu-system-x86 busybox-static nvme-cli fio kmod cpio)
+packages=(qemu-system-x86 busybox-static nvme-cli fio kmod cpio docker.io debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Nvme.Core.Commands;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
+using Nvme.Core.Telemetry;
 
 namespace Nvme.Core;
 
@@ -48,6 +49,11 @@ public sealed class FabricQueue
         req.Cqe = default;
         req.Cqe.CommandId = req.Sqe.CommandId;
         req.Cqe.SqId = QueueId;
+        // Traces: every admin/fabrics command while a tracer listens; I/O only when sampled (default never).
+        req.Activity = QueueId == 0 || Controller is null
+            ? NvmeTelemetry.Source.HasListeners() ? NvmeTelemetry.StartCommand(this, req, io: false) : null
+            : Target.TraceIoSampleRate > 0 && NvmeTelemetry.Source.HasListeners() && Random.Shared.NextDouble() < Target.TraceIoSampleRate
+                ? NvmeTelemetry.StartCommand(this, req, io: true) : null;
         if (QueueSize > 0)
         {
             _sqhd = _sqhd + 1 == QueueSize ? 0 : _sqhd + 1; // Prepare runs on the queue's receive loop only
@@ -120,7 +126,9 @@ public sealed class FabricQueue
         {
             // An abort answered the host already; the store is done with the buffer only now.
             req.Namespace = null;
-            ns?.Release();
+            if (ns != null) Record(req, ns, NvmeStatus.AbortRequested);
+            if (req.Activity != null) EndActivity(req, NvmeStatus.AbortRequested);
+            ns?.Release(req.NamespaceEpoch);
             req.CompletedAfterAbort = true;
             Transport.QueueResponse(req);
             return;
@@ -129,8 +137,11 @@ public sealed class FabricQueue
         {
             req.Namespace = null;
             if (status != NvmeStatus.Success) Interlocked.Increment(ref ns.Counters.Errors);
-            ns.Release();
+            Record(req, ns, status);
+            ns.Release(req.NamespaceEpoch);
         }
+        else if (status != NvmeStatus.Success) RecordError(req, status);
+        if (req.Activity != null) EndActivity(req, status);
         req.Cqe.Status = status;
         var ctrl = Controller;
         if (ctrl != null)
@@ -141,10 +152,38 @@ public sealed class FabricQueue
         Transport.QueueResponse(req);
     }
 
+    /// <summary>Per-namespace count, latency and status (plain interlocked adds, no allocation).</summary>
+    private void Record(NvmeRequest req, Namespace ns, NvmeStatus status)
+    {
+        long ticks = Stopwatch.GetTimestamp() - req.StartTimestamp;
+        var op = IoOps.Of(req.Sqe.Opcode);
+        ns.Counters.RecordCompletion(op, status, ticks);
+        var metrics = Target.Metrics;
+        if (metrics.CommandDuration.Enabled) metrics.RecordDuration(Controller?.Subsystem.Nqn ?? "", ns, op, ticks);
+    }
+
+    /// <summary>A failed command that held no namespace: one rejected before it took it (LBA out of range, ...)
+    /// counts for that namespace; anything else (admin, fabrics, unknown NSID) for the subsystem.</summary>
+    private void RecordError(NvmeRequest req, NvmeStatus status)
+    {
+        var sub = Controller?.Subsystem;
+        if (QueueId != 0 && sub?.GetNamespace(req.Sqe.Nsid) is { } ns) Record(req, ns, status);
+        else Target.Metrics.RecordCommandError(sub?.Nqn ?? "", status);
+    }
+
+    private void EndActivity(NvmeRequest req, NvmeStatus status)
+    {
+        var a = req.Activity!;
+        req.Activity = null;
+        NvmeTelemetry.EndCommand(a, this, status);
+    }
+
     /// <summary>Completes a parked Async Event Request (dword0 already set) unless the queue is gone.</summary>
     internal void CompleteParked(NvmeRequest req)
     {
-        if (Volatile.Read(ref _closed) == 0) Complete(req, NvmeStatus.Success);
+        if (Volatile.Read(ref _closed) != 0) return;
+        Interlocked.Increment(ref Target.Metrics.AsyncEventsSent);
+        Complete(req, NvmeStatus.Success);
     }
 
     /// <summary>The transport connection ended: unbind from the controller (the admin queue takes the

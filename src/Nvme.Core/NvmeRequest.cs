@@ -23,9 +23,13 @@ public class NvmeRequest
 
     /// <summary>The namespace this request holds an in-flight reference on, released at completion.</summary>
     internal Namespace? Namespace;
+    /// <summary>The namespace epoch the in-flight reference was taken in (see Namespace.TryAcquire).</summary>
+    internal int NamespaceEpoch;
     internal FabricQueue? Queue;
     /// <summary>When the command was received (Stopwatch ticks), for latency measurement.</summary>
     public long StartTimestamp;
+    /// <summary>The command's trace span, when it has one (admin commands while traced, sampled I/O).</summary>
+    internal System.Diagnostics.Activity? Activity;
 
     public NvmeStatus Status => Cqe.Status;
 

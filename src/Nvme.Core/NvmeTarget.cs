@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
+using Nvme.Core.Telemetry;
 
 namespace Nvme.Core;
 
@@ -25,7 +26,15 @@ public sealed class NvmeTarget : IDisposable
         Discovery = new Subsystem(WellKnown.DiscoveryNqn, SubsystemKind.Discovery, serial: "discovery", model: "NvmeTcpTarget discovery");
         var interval = keepAliveScanInterval ?? TimeSpan.FromMilliseconds(250);
         _keepAliveTimer = new Timer(_ => CheckKeepAlives(), null, interval, interval);
+        Metrics = new CoreMetrics(this);
     }
+
+    /// <summary>The core's meter ("NvmeTcpTarget.Core") and counters not held by namespaces; disposed with the target.</summary>
+    public CoreMetrics Metrics { get; }
+
+    /// <summary>Fraction (0..1) of I/O commands that get a trace Activity when a tracer listens (default 0: none).
+    /// Admin and fabrics commands always get one then.</summary>
+    public double TraceIoSampleRate { get; set; }
 
     public TargetLimits Limits { get; }
     public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
@@ -111,6 +120,7 @@ public sealed class NvmeTarget : IDisposable
             if (c.KeepAliveExpired(now))
             {
                 Log.KeepAliveExpired(c.Cntlid, c.Subsystem.Nqn, c.HostNqn, c.KeepAliveTimeoutMs);
+                Interlocked.Increment(ref Metrics.KeepAliveExpiries);
                 c.Destroy("keep-alive timeout");
             }
         }
@@ -120,6 +130,7 @@ public sealed class NvmeTarget : IDisposable
     {
         _keepAliveTimer.Dispose();
         foreach (var c in Controllers) c.Destroy("target shutting down");
+        Metrics.Dispose();
     }
 }
 

@@ -26,16 +26,37 @@ if (!Enum.TryParse<LogLevel>(cl.Config.LogLevel ?? "Information", ignoreCase: tr
     Console.Error.WriteLine($"error: log level '{cl.Config.LogLevel}' is not trace, debug, information, warning or error");
     return 2;
 }
-using var loggers = LoggerFactory.Create(b => b
-    .SetMinimumLevel(level)
-    .AddFilter("Microsoft", LogLevel.Warning)
-    .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff "; }));
+using var loggers = LoggerFactory.Create(b =>
+{
+    b.SetMinimumLevel(level).AddFilter("Microsoft", LogLevel.Warning);
+    if (cl.LogFormat == "json")
+        b.AddJsonConsole(o =>
+        {
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            o.UseUtcTimestamp = true;
+        });
+    else b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fff "; });
+});
 var log = loggers.CreateLogger("Target");
+
+// Signals are handled from before the start: one that arrives while starting stops the target right after.
+var stop = new TaskCompletionSource();
+int signals = 0;
+void OnSignal(PosixSignalContext ctx)
+{
+    ctx.Cancel = true;
+    if (Interlocked.Increment(ref signals) > 1) Environment.Exit(130); // a second signal: exit at once
+    log.ShuttingDown(ctx.Signal.ToString());
+    stop.TrySetResult();
+}
+using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 
 TargetHost host;
 try
 {
-    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath, api: cl.Api);
+    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath, api: cl.Api, telemetry: cl.Telemetry);
+    host.ShutdownGrace = cl.ShutdownGrace;
 }
 catch (StoreException e)
 {
@@ -52,37 +73,25 @@ catch (IOException e) when (e.InnerException is SocketException or null || e.Mes
 
 foreach (var s in host.Target.Subsystems)
     foreach (var ns in s.Namespaces)
-        log.LogInformation("Subsystem {Nqn} namespace {Nsid}: {Store}, {Blocks} blocks of {BlockSize} bytes",
-            s.Nqn, ns.Nsid, ns.Store.Description, ns.BlockCount, ns.BlockSize);
+        log.NamespaceReady(s.Nqn, ns.Nsid, ns.Store.Description, ns.BlockCount, ns.BlockSize);
 foreach (var ep in host.Endpoints)
 {
     var port = host.Target.Ports.First(p => p.ServiceId == ep.Port);
-    log.LogInformation("Listening for NVMe/TCP on {Endpoint} (discovery log address {Advertised})", ep, port.TransportAddress);
+    log.Listening(ep.ToString(), port.TransportAddress);
     foreach (var s in host.Target.Subsystems)
-        log.LogInformation("Connect from Linux: nvme connect -t tcp -a {Address} -s {Port} -n {Nqn}", port.TransportAddress, ep.Port, s.Nqn);
+        log.ConnectHint(port.TransportAddress, ep.Port, s.Nqn);
 }
 if (host.ApiEndpoint is { } apiEndpoint)
 {
     var url = $"http://{(apiEndpoint.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{apiEndpoint.Address}]" : apiEndpoint.Address)}:{apiEndpoint.Port}";
-    log.LogInformation("Management API on {Url}/api/v1 ({Auth}); e.g. nvme-tcp-target ns list --api {Url}", url,
-        cl.Api!.Token != null ? "bearer token required" : "no token", url);
+    log.ApiListening(url, cl.Api!.Token != null ? "bearer token required" : "no token");
+    log.Probes(url, cl.Telemetry.MetricsRequireToken && cl.Api.Token != null ? "bearer token required" : "no token");
 }
-else log.LogInformation("Management API off");
-if (cl.ConfigPath != null) log.LogInformation("Live changes are saved to {Path}", Path.GetFullPath(cl.ConfigPath));
-else if (host.ApiEndpoint != null) log.LogInformation("Live changes last until the target stops (start it with --config FILE to keep them)");
+else log.ApiOff();
+if (cl.ConfigPath != null) log.ConfigSaved(Path.GetFullPath(cl.ConfigPath));
+else if (host.ApiEndpoint != null) log.ConfigNotSaved();
 
-var stop = new TaskCompletionSource();
-int signals = 0;
-void OnSignal(PosixSignalContext ctx)
-{
-    ctx.Cancel = true;
-    if (Interlocked.Increment(ref signals) > 1) Environment.Exit(130); // a second signal: exit at once
-    log.LogInformation("Shutting down ({Signal})", ctx.Signal);
-    stop.TrySetResult();
-}
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
 await stop.Task;
-await host.DisposeAsync();
-log.LogInformation("Stopped");
+await host.DisposeAsync(); // graceful: see TargetHost.StopAsync (each step is logged)
+log.Stopped();
 return 0;

@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -9,28 +10,45 @@ using Nvme.Core.Model;
 using Nvme.Core.Storage;
 using Target.Configuration;
 using Target.Management;
+using Target.Telemetry;
 using Transport.Tcp;
 
 namespace Target;
 
 /// <summary>
 /// Composes the target: builds the NVMe model from a validated configuration, opens the backing stores, and
-/// hosts the NVMe/TCP listeners on Kestrel. Used by the program and by the integration tests.
+/// hosts the NVMe/TCP listeners on Kestrel, with the management API, /metrics, /healthz and /readyz on their
+/// own listener. Owns the telemetry (the transport's meter, the OTLP exporters) and the graceful shutdown.
+/// Used by the program and by the integration tests.
 /// </summary>
 public sealed class TargetHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly List<ListenOptions> _listeners;
-
     private readonly ListenOptions? _apiListener;
+    private readonly NvmeTcpConnectionHandler _handler;
+    private readonly TcpTransportMetrics _transportMetrics;
+    private readonly OtlpTelemetry? _otlp;
+    private readonly Lifecycle _lifecycle;
+    private readonly ILogger _log;
+    private readonly Lock _stopLock = new();
+    private Task? _stopping;
 
-    private TargetHost(WebApplication app, NvmeTarget target, List<ListenOptions> listeners, TargetManager manager, ListenOptions? apiListener)
+    private TargetHost(WebApplication app, NvmeTarget target, List<ListenOptions> listeners, TargetManager manager, ListenOptions? apiListener,
+        NvmeTcpConnectionHandler handler, TcpTransportMetrics transportMetrics, OtlpTelemetry? otlp, Lifecycle lifecycle,
+        PrometheusExposition metrics, ILogger log)
     {
         _app = app;
         Target = target;
         _listeners = listeners;
         Manager = manager;
         _apiListener = apiListener;
+        _handler = handler;
+        _transportMetrics = transportMetrics;
+        _otlp = otlp;
+        _lifecycle = lifecycle;
+        Metrics = metrics;
+        _log = log;
     }
 
     public NvmeTarget Target { get; }
@@ -45,15 +63,45 @@ public sealed class TargetHost : IAsyncDisposable
     /// null when the API is off.</summary>
     public IPEndPoint? ApiEndpoint => _apiListener?.IPEndPoint;
 
+    /// <summary>The Prometheus text of GET /metrics (also usable without the API).</summary>
+    public PrometheusExposition Metrics { get; }
+
+    /// <summary>Meter of the NVMe/TCP transport ("NvmeTcpTarget.Transport"); the core's is Target.Metrics.Meter.</summary>
+    public TcpTransportMetrics TransportMetrics => _transportMetrics;
+
+    public LifecyclePhase Phase => _lifecycle.Phase;
+
+    /// <summary>What GET /readyz answers.</summary>
+    public ReadinessReport Readiness => ReadinessReport.Check(_lifecycle.Phase, Target);
+
+    /// <summary>NVMe/TCP connections open right now.</summary>
+    public int ConnectionCount => _handler.ConnectionCount;
+
+    /// <summary>How long <see cref="StopAsync()"/> lets connections finish the commands they have (default 10 s).</summary>
+    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Builds the model, opens stores and starts listening. Throws <see cref="StoreException"/> for
     /// backing store problems and <see cref="IOException"/> when a port cannot be bound.
-    /// <paramref name="api"/> is the management HTTP API listener (see <see cref="CommandLine.Api"/>); null: no API.</summary>
+    /// <paramref name="api"/> is the management HTTP API listener (see <see cref="CommandLine.Api"/>); null: no API
+    /// (and no /metrics, /healthz, /readyz). <paramref name="telemetry"/>: OTLP export, I/O trace sampling, /metrics auth.</summary>
     public static async Task<TargetHost> StartAsync(TargetConfig config, ILoggerFactory loggerFactory, TcpTransportOptions? transportOptions = null,
-        string? configPath = null, ApiConfig? api = null)
+        string? configPath = null, ApiConfig? api = null, TelemetryOptions? telemetry = null)
     {
+        telemetry ??= new TelemetryOptions();
         var target = BuildModel(config, loggerFactory);
+        target.TraceIoSampleRate = telemetry.TraceIoSampleRate;
+        var transportMetrics = new TcpTransportMetrics();
+        OtlpTelemetry? otlp = null;
         try
         {
+            var log = loggerFactory.CreateLogger("Target");
+            var lifecycle = new Lifecycle();
+            var exposition = new PrometheusExposition(target, transportMetrics.Meter);
+            if (telemetry.OtlpEndpoint != null)
+            {
+                otlp = OtlpTelemetry.Start(telemetry);
+                log.OtlpOn(telemetry.OtlpProtocol, telemetry.OtlpEndpoint, telemetry.TraceIoSampleRate);
+            }
             var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management"));
             var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "nvme-tcp-target" });
             builder.Services.AddSingleton(loggerFactory);
@@ -61,7 +109,7 @@ public sealed class TargetHost : IAsyncDisposable
             if (api != null) ManagementApi.AddServices(builder.Services);
             var listeners = new List<ListenOptions>();
             ListenOptions? apiListener = null;
-            var handler = new NvmeTcpConnectionHandler(target, transportOptions ?? new TcpTransportOptions(), loggerFactory);
+            var handler = new NvmeTcpConnectionHandler(target, transportOptions ?? new TcpTransportOptions(), loggerFactory, transportMetrics);
             builder.WebHost.ConfigureKestrel(k =>
             {
                 foreach (var p in config.Ports)
@@ -80,7 +128,16 @@ public sealed class TargetHost : IAsyncDisposable
                     });
             });
             var app = builder.Build();
-            if (api != null) ManagementApi.Map(app, manager, api.Token);
+            if (api != null)
+            {
+                bool metricsOpen = !telemetry.MetricsRequireToken;
+                ManagementApi.Map(app, manager, api.Token, path =>
+                    path == HealthEndpoints.LivenessPath || path == HealthEndpoints.ReadinessPath || (metricsOpen && path == MetricsPath));
+                HealthEndpoints.Map(app, () => ReadinessReport.Check(lifecycle.Phase, target));
+                app.MapGet(MetricsPath, () => Results.Text(exposition.Collect(), PrometheusExposition.ContentType))
+                    .ExcludeFromDescription().WithName("Metrics")
+                    .WithSummary("Prometheus text exposition of the target's metrics (no token unless --metrics-auth token).");
+            }
             await app.StartAsync().ConfigureAwait(false);
             for (int i = 0; i < config.Ports.Count; i++)
             {
@@ -88,15 +145,20 @@ public sealed class TargetHost : IAsyncDisposable
                 var bound = listeners[i].IPEndPoint!;
                 target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress));
             }
-            return new TargetHost(app, target, listeners, manager, apiListener);
+            lifecycle.Phase = LifecyclePhase.Running;
+            return new TargetHost(app, target, listeners, manager, apiListener, handler, transportMetrics, otlp, lifecycle, exposition, log);
         }
         catch
         {
+            otlp?.Dispose();
+            transportMetrics.Dispose();
             DisposeStores(target);
             target.Dispose();
             throw;
         }
     }
+
+    public const string MetricsPath = "/metrics";
 
     /// <summary>Creates subsystems and namespaces; opens every backing store (closing them all on failure).</summary>
     public static NvmeTarget BuildModel(TargetConfig config, ILoggerFactory loggerFactory)
@@ -170,19 +232,75 @@ public sealed class TargetHost : IAsyncDisposable
             foreach (var ns in s.Namespaces) ns.Store.Dispose();
     }
 
-    /// <summary>Stops listening, closes every connection, flushes and closes the stores.</summary>
-    public async Task StopAsync()
+    /// <summary>Graceful shutdown with <see cref="ShutdownGrace"/>; see <see cref="StopAsync(TimeSpan)"/>.</summary>
+    public Task StopAsync() => StopAsync(ShutdownGrace);
+
+    /// <summary>
+    /// Graceful shutdown, each step logged: /readyz turns 503; the listeners close; every connection stops
+    /// taking new commands (the host retries those after reconnecting), finishes the ones it has, sends their
+    /// responses and closes; after <paramref name="grace"/> the connections still busy are closed anyway. Then
+    /// every namespace is flushed (fsync for files) and closed, and the telemetry exporters push what is left.
+    /// Idempotent: a second call returns the first call's task.
+    /// </summary>
+    public Task StopAsync(TimeSpan grace)
     {
-        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
-            await _app.StopAsync(timeout.Token).ConfigureAwait(false);
-        Target.Dispose();
-        foreach (var s in Target.Subsystems)
-            foreach (var ns in s.Namespaces)
+        lock (_stopLock) return _stopping ??= StopCoreAsync(grace);
+    }
+
+    private async Task StopCoreAsync(TimeSpan grace)
+    {
+        _lifecycle.Phase = LifecyclePhase.Stopping;
+        int draining = _handler.BeginDrain();
+        _log.ShutdownDraining(draining, grace.TotalSeconds);
+        int leftAtExpiry = 0;
+        using (var timeout = new CancellationTokenSource(grace))
+        using (timeout.Token.Register(() => Volatile.Write(ref leftAtExpiry, _handler.ConnectionCount)))
+        {
+            // Kestrel closes the listeners and waits for the connections (ours close once drained) until the
+            // grace period is over; then it aborts those that remain.
+            try
             {
-                await ns.StopAndDrainAsync().WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-                try { await ns.Store.FlushAsync().ConfigureAwait(false); } catch (IOException) { }
-                ns.Store.Dispose();
+                await _app.StopAsync(timeout.Token).ConfigureAwait(false);
+                while (_handler.ConnectionCount > 0 && !timeout.IsCancellationRequested) await Task.Delay(20, CancellationToken.None).ConfigureAwait(false);
             }
+            catch (OperationCanceledException) { }
+        }
+        if (Volatile.Read(ref leftAtExpiry) > 0) _log.ShutdownGraceExpired(grace.TotalSeconds, leftAtExpiry);
+        else _log.ShutdownDrained();
+        foreach (var c in Target.Controllers) c.Destroy("target shutting down");
+
+        var namespaces = Target.Subsystems.SelectMany(s => s.Namespaces.Select(ns => (Subsystem: s, Namespace: ns))).ToList();
+        var drains = namespaces.Select(x => x.Namespace.StopAndDrainAsync()).ToList();
+        // After the grace period only commands stuck in a backing store can be left; give them a moment more.
+        var extra = grace < TimeSpan.FromSeconds(5) ? grace : TimeSpan.FromSeconds(5);
+        await Task.WhenAny(Task.WhenAll(drains), Task.Delay(extra)).ConfigureAwait(false);
+        for (int i = 0; i < namespaces.Count; i++)
+        {
+            var (s, ns) = namespaces[i];
+            try { await ns.Store.FlushAsync().ConfigureAwait(false); }
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
+            {
+                _log.ShutdownFlushFailed(ns.Nsid, s.Nqn, ns.Store.Description, e.Message);
+            }
+            if (drains[i].IsCompleted)
+            {
+                ns.Store.Dispose();
+                _log.ShutdownFlushed(ns.Nsid, s.Nqn, ns.Store.Description);
+            }
+            else
+            {
+                _log.ShutdownStuck(ns.Nsid, s.Nqn, ns.InFlight);
+                _ = drains[i].ContinueWith(_ => ns.Store.Dispose(), TaskScheduler.Default);
+            }
+        }
+        if (_otlp != null)
+        {
+            _otlp.Dispose(); // the last push sees the final counts: the meters live until the target is disposed
+            _log.ShutdownTelemetry();
+        }
+        Target.Dispose();
+        _transportMetrics.Dispose();
+        _lifecycle.Phase = LifecyclePhase.Stopped;
     }
 
     public async ValueTask DisposeAsync()

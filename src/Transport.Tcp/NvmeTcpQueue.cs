@@ -1,11 +1,13 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Nvme.Core;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
+using Nvme.Core.Telemetry;
 using Transport.Tcp.Pdu;
 
 namespace Transport.Tcp;
@@ -25,6 +27,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
     private readonly TcpTransportOptions _options;
     private readonly ILogger _log;
     private readonly Action? _abort;
+    private readonly TcpTransportMetrics _metrics;
     private readonly FabricQueue _core;
     private readonly TcpRequest?[] _slots;
     private readonly ConcurrentQueue<TcpRequest> _free = new();
@@ -45,8 +48,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
     private PduHeaderBytes _termHeader;
     private int _termHeaderLength;
 
-    public NvmeTcpQueue(NvmeTarget target, IDuplexPipe transport, TcpTransportOptions options, ILogger logger, string peerAddress, Action? abort = null)
+    public NvmeTcpQueue(NvmeTarget target, IDuplexPipe transport, TcpTransportOptions options, ILogger logger, string peerAddress, Action? abort = null,
+        TcpTransportMetrics? metrics = null)
     {
+        _metrics = metrics ?? TcpTransportMetrics.Detached;
         _target = target;
         _input = transport.Input;
         _output = transport.Output;
@@ -74,6 +79,11 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
     public async Task RunAsync()
     {
         _log.ConnectionAccepted(PeerAddress);
+        Interlocked.Increment(ref _metrics.ConnectionsAccepted);
+        Interlocked.Increment(ref _metrics.ConnectionsActive);
+        // One trace span per connection (when a tracer listens); admin commands become its children.
+        using var activity = NvmeTelemetry.Source.StartActivity("NVMe/TCP connection", ActivityKind.Server);
+        activity?.SetTag("network.peer.address", PeerAddress);
         var writer = Task.Run(WriterLoopAsync);
         try
         {
@@ -95,6 +105,20 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
             _core.Close();
             Shutdown();
             _log.ConnectionClosed(PeerAddress, HostNqn, _core.QueueId, _closeReason ?? "peer closed the connection");
+            Interlocked.Decrement(ref _metrics.ConnectionsActive);
+            if (activity is { IsAllDataRequested: true })
+            {
+                activity.SetTag("nvme.host_nqn", HostNqn);
+                activity.SetTag("nvme.qid", _core.QueueId);
+                if (_core.Controller is { } c)
+                {
+                    activity.SetTag("nvme.subsystem", c.Subsystem.Nqn);
+                    activity.SetTag("nvme.cntlid", c.Cntlid);
+                }
+                activity.SetTag("nvme.close_reason", _closeReason ?? "peer closed the connection");
+                if (_termError != null || (_closeReason?.StartsWith("protocol error", StringComparison.Ordinal) ?? false))
+                    activity.SetStatus(ActivityStatusCode.Error, _closeReason);
+            }
             await _input.CompleteAsync().ConfigureAwait(false);
             await _output.CompleteAsync().ConfigureAwait(false);
             // Only a stuck peer is aborted: Abort drops output Kestrel has not sent yet (a C2HTermReq, the
@@ -131,6 +155,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
             {
                 string what = _icDone ? "a PDU started but did not complete in time" : "no ICReq in time";
                 _log.Stalled(PeerAddress, HostNqn, what);
+                Interlocked.Increment(ref _metrics.Stalls);
                 _closeReason ??= "stalled: " + what;
                 return;
             }
@@ -193,6 +218,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
                 {
                     var t = pdu.As<TermReqPdu>();
                     _log.HostTerminated(PeerAddress, HostNqn, (int)t.Status);
+                    Interlocked.Increment(ref _metrics.HostTerminations);
                     _closeReason ??= $"host sent H2CTermReq (FES {(int)t.Status})";
                     return false;
                 }
@@ -218,6 +244,13 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
 
     private bool HandleCapsule(ref ReceivedPdu pdu)
     {
+        if (_draining)
+        {
+            // Shutting down: a new command is not taken. It gets no answer; the host retries it once it has
+            // reconnected (to this target restarted, or another path), exactly as after a lost connection.
+            _ignoredWhileDraining++;
+            return true;
+        }
         if (!TryRent(out var req))
             return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {_slots.Length} commands outstanding"), pdu.Header);
         req.Sqe = MemoryMarshal.Read<SubmissionQueueEntry>(pdu.Header[CommonHeader.Size..]);
@@ -239,6 +272,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
             if (pdu.DataDigestError)
             {
                 _log.DataDigestError(PeerAddress, HostNqn, req.Sqe.CommandId);
+                Interlocked.Increment(ref _metrics.DataDigestErrors);
                 _core.Complete(req, NvmeStatus.TransientTransportError);
                 return true;
             }
@@ -308,6 +342,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
         if (req.DataDigestError)
         {
             _log.DataDigestError(PeerAddress, HostNqn, req.Sqe.CommandId);
+            Interlocked.Increment(ref _metrics.DataDigestErrors);
             _core.Complete(req, NvmeStatus.TransientTransportError);
         }
         else _core.Execute(req);
@@ -317,6 +352,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
     private bool Fatal(PduError error, ReadOnlySpan<byte> offendingHeader)
     {
         _log.ProtocolError(PeerAddress, HostNqn, _core.QueueId, error.Message, error.Status.ToString());
+        _metrics.ProtocolError(error.Status);
         _closeReason ??= "protocol error: " + error.Message;
         offendingHeader[..Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength)].CopyTo(_termHeader);
         _termHeaderLength = Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength);

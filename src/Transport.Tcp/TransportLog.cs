@@ -25,4 +25,8 @@ internal static partial class TransportLog
 
     [LoggerMessage(EventId = 206, Level = LogLevel.Warning, Message = "Connection from {Peer} (host {HostNqn}) stalled: {What}; closing it")]
     public static partial void Stalled(this ILogger log, string peer, string hostNqn, string what);
+
+    [LoggerMessage(EventId = 207, Level = LogLevel.Debug,
+        Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) drained for shutdown: every command it had taken is answered; {Ignored} newer command(s) left for the host to retry")]
+    public static partial void Drained(this ILogger log, string peer, string hostNqn, int qid, int ignored);
 }

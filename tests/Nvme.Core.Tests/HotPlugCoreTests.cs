@@ -118,7 +118,7 @@ public class HotPlugCoreTests
     }
 
     [Fact]
-    public void Grow_is_live_shrink_needs_force_and_both_raise_the_event()
+    public async Task Grow_is_live_shrink_needs_force_and_both_raise_the_event()
     {
         var (t, admin, io) = Connected();
         using var _ = t;
@@ -126,7 +126,7 @@ public class HotPlugCoreTests
         var aer = admin.Submit(Cmd.AsyncEventRequest());
         io.Expect(NvmeStatus.LbaOutOfRange, Cmd.Read(1, before, 1));
 
-        t.Subsystem.ResizeNamespace(1, TestTarget.NsBytes * 2, allowShrink: false);
+        await t.Subsystem.ResizeNamespaceAsync(1, TestTarget.NsBytes * 2, allowShrink: false);
         Assert.Equal(before * 2, t.Ns.BlockCount);
         Assert.Equal(AsyncEvent.NamespaceAttributeChangedDword0, aer.Cqe.Dword0);
         var id = admin.Ok(Cmd.Identify(IdentifyCns.Namespace, 1)).DataSpan.ToArray();
@@ -137,15 +137,15 @@ public class HotPlugCoreTests
         io.Ok(Cmd.Write(1, before * 2 - 1, 1), data);
         Assert.Equal(data, io.Ok(Cmd.Read(1, before * 2 - 1, 1)).DataSpan.ToArray());
 
-        Assert.Throws<InvalidOperationException>(() => t.Subsystem.ResizeNamespace(1, TestTarget.NsBytes, allowShrink: false));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => t.Subsystem.ResizeNamespaceAsync(1, TestTarget.NsBytes, allowShrink: false));
         Assert.Equal(before * 2, t.Ns.BlockCount);
-        Assert.Throws<ArgumentException>(() => t.Subsystem.ResizeNamespace(1, TestTarget.NsBytes + 100, allowShrink: true));
+        await Assert.ThrowsAsync<ArgumentException>(() => t.Subsystem.ResizeNamespaceAsync(1, TestTarget.NsBytes + 100, allowShrink: true));
 
-        t.Subsystem.ResizeNamespace(1, TestTarget.NsBytes, allowShrink: true);
+        await t.Subsystem.ResizeNamespaceAsync(1, TestTarget.NsBytes, allowShrink: true);
         Assert.Equal(before, t.Ns.BlockCount);
         io.Expect(NvmeStatus.LbaOutOfRange, Cmd.Read(1, before, 1));
         // Growing again exposes zeros, not the data written past the old end before the shrink.
-        t.Subsystem.ResizeNamespace(1, TestTarget.NsBytes * 2, allowShrink: false);
+        await t.Subsystem.ResizeNamespaceAsync(1, TestTarget.NsBytes * 2, allowShrink: false);
         Assert.All(io.Ok(Cmd.Read(1, before * 2 - 1, 1)).DataSpan.ToArray(), b => Assert.Equal(0, b));
         var log = admin.Ok(Cmd.GetLogPage(LogPageId.ChangedNamespaceList, 4096)).DataSpan.ToArray();
         Assert.Equal(1u, BitConverter.ToUInt32(log, 0));

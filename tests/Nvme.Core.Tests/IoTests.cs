@@ -304,7 +304,7 @@ public class IoTests
         var drain = detached!.StopAndDrainAsync();
         Assert.False(drain.IsCompleted);
         Assert.False(t.Ns.IsAdmitting);
-        Assert.False(t.Ns.TryAcquire());
+        Assert.False(t.Ns.TryAcquire(out _));
         // New I/O sees the namespace gone.
         io.Expect(NvmeStatus.InvalidNamespaceOrFormat, Cmd.Read(1, 0, 1));
 
@@ -332,14 +332,14 @@ public class IoTests
     public async Task TryAcquire_and_release_directly()
     {
         var ns = new Namespace(1, new MemoryBlockStore(4096), 512, NamespaceIds.Derive(TestTarget.SubNqn, 1));
-        Assert.True(ns.TryAcquire());
-        Assert.True(ns.TryAcquire());
+        Assert.True(ns.TryAcquire(out int e1));
+        Assert.True(ns.TryAcquire(out int e2));
         var drain = ns.StopAndDrainAsync();
-        ns.Release();
+        ns.Release(e1);
         Assert.False(drain.IsCompleted);
-        ns.Release();
+        ns.Release(e2);
         await drain.WaitAsync(TimeSpan.FromSeconds(5));
-        Assert.False(ns.TryAcquire());
+        Assert.False(ns.TryAcquire(out _));
         Assert.Equal(0, ns.InFlight);
     }
 

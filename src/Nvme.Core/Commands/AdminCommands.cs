@@ -43,7 +43,12 @@ internal static partial class AdminCommands
                 return NvmeStatus.Success;
             case AdminOpcode.AsyncEventRequest:
                 if (!c.AsyncEvents.TryPark(req, out var now)) return NvmeStatus.AsyncEventRequestLimitExceeded;
-                if (now is uint dword0) { req.Cqe.Dword0 = dword0; return NvmeStatus.Success; }
+                if (now is uint dword0)
+                {
+                    Interlocked.Increment(ref c.Target.Metrics.AsyncEventsSent);
+                    req.Cqe.Dword0 = dword0;
+                    return NvmeStatus.Success;
+                }
                 parked = true;
                 return NvmeStatus.Success;
             default:

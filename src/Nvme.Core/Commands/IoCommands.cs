@@ -22,19 +22,15 @@ internal static class IoCommands
                 {
                     var ns = c.Subsystem.GetNamespace(sqe.Nsid);
                     if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
-                    var status = CheckRange(ns, sqe.StartingLba, sqe.BlockCount);
-                    if (status != NvmeStatus.Success) return status;
                     long bytes = (long)sqe.BlockCount << ns.BlockShift;
                     if (bytes > q.Limits.MaxTransferBytes) return NvmeStatus.InvalidField; // beyond MDTS
                     if (sqe.Sgl.Length != bytes) return NvmeStatus.DataSglLengthInvalid;
-                    return Acquire(ns, req);
+                    return AcquireInRange(ns, req, sqe.StartingLba, sqe.BlockCount);
                 }
             case IoOpcode.WriteZeroes:
                 {
                     var ns = c.Subsystem.GetNamespace(sqe.Nsid);
-                    if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
-                    var status = CheckRange(ns, sqe.StartingLba, sqe.BlockCount);
-                    return status != NvmeStatus.Success ? status : Acquire(ns, req);
+                    return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : AcquireInRange(ns, req, sqe.StartingLba, sqe.BlockCount);
                 }
             case IoOpcode.DatasetManagement:
                 {
@@ -55,13 +51,24 @@ internal static class IoCommands
         }
     }
 
-    private static NvmeStatus CheckRange(Namespace ns, ulong slba, uint blocks) =>
-        slba >= ns.BlockCount || blocks > ns.BlockCount - slba ? NvmeStatus.LbaOutOfRange : NvmeStatus.Success;
+    /// <summary>Takes the in-flight reference first, then checks the range: a forced shrink sets the new size
+    /// and then waits for requests admitted earlier, so whatever passes this check completes before the store
+    /// lets go of the space.</summary>
+    private static NvmeStatus AcquireInRange(Namespace ns, NvmeRequest req, ulong slba, uint blocks)
+    {
+        var status = Acquire(ns, req);
+        if (status != NvmeStatus.Success) return status;
+        ulong count = ns.BlockCount;
+        if (slba < count && blocks <= count - slba) return NvmeStatus.Success;
+        req.Namespace = null;
+        ns.Release(req.NamespaceEpoch);
+        return NvmeStatus.LbaOutOfRange;
+    }
 
     private static NvmeStatus Acquire(Namespace ns, NvmeRequest req)
     {
         // Removal stops admitting first: a request that loses this race sees the namespace as gone.
-        if (!ns.TryAcquire()) return NvmeStatus.InvalidNamespaceOrFormat;
+        if (!ns.TryAcquire(out req.NamespaceEpoch)) return NvmeStatus.InvalidNamespaceOrFormat;
         req.Namespace = ns;
         return NvmeStatus.Success;
     }
@@ -124,9 +131,9 @@ internal static class IoCommands
                 else
                     foreach (var each in q.Controller!.Subsystem.Namespaces)
                     {
-                        if (!each.TryAcquire()) continue;
+                        if (!each.TryAcquire(out int epoch)) continue;
                         try { await each.Store.FlushAsync().ConfigureAwait(false); }
-                        finally { each.Release(); }
+                        finally { each.Release(epoch); }
                     }
                 return NvmeStatus.Success;
             default:

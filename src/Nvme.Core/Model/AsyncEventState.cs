@@ -77,7 +77,13 @@ internal sealed class AsyncEventState
             }
             _changed.Clear();
             _changedOverflow = false;
-            if (!retainAsyncEvent) _nsNoticeMasked = false;
+            if (!retainAsyncEvent)
+            {
+                _nsNoticeMasked = false;
+                // The read clears the event: a notice still queued for the next AER would report a change
+                // the host has already read (namespace notices are the only events queued here).
+                _pending.Clear();
+            }
         }
         page[..Math.Min(log.Length, page.Length)].CopyTo(log);
     }

@@ -1,6 +1,11 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
+using Nvme.Core.Spec;
 using Nvme.Core.Storage;
+using Nvme.Core.Telemetry;
 
 namespace Nvme.Core.Model;
 
@@ -10,7 +15,10 @@ namespace Nvme.Core.Model;
 /// </summary>
 public sealed class Namespace
 {
-    private int _inflight;
+    // In-flight requests, counted per epoch: a forced shrink flips the epoch and waits for the old one to
+    // empty, i.e. for every request admitted against the old size (see WaitForEarlierRequestsAsync).
+    private readonly int[] _inflight = new int[2];
+    private int _epoch;
     private volatile bool _admitting = true;
     private TaskCompletionSource? _drained;
 
@@ -25,9 +33,12 @@ public sealed class Namespace
         _blockCount = (ulong)(store.Length >> BlockShift);
         if (_blockCount == 0) throw new ArgumentException($"backing store ({store.Length} bytes) is smaller than one block", nameof(store));
         Ids = ids;
+        NsidLabel = nsid.ToString(CultureInfo.InvariantCulture);
     }
 
     public uint Nsid { get; }
+    /// <summary>The NSID as text, made once for metric labels (no allocation when recording).</summary>
+    public string NsidLabel { get; }
     public IBlockStore Store { get; }
     public int BlockSize { get; }
     public int BlockShift { get; }
@@ -40,22 +51,44 @@ public sealed class Namespace
     public NamespaceCounters Counters { get; } = new();
 
     /// <summary>Requests that hold this namespace right now.</summary>
-    public int InFlight => Volatile.Read(ref _inflight);
+    public int InFlight => Volatile.Read(ref _inflight[0]) + Volatile.Read(ref _inflight[1]);
     public bool IsAdmitting => _admitting;
 
-    /// <summary>Takes an in-flight reference; false once the namespace stopped admitting I/O.</summary>
-    public bool TryAcquire()
+    /// <summary>Takes an in-flight reference in the current epoch; false once the namespace stopped admitting
+    /// I/O. Pass <paramref name="epoch"/> back to <see cref="Release"/>.</summary>
+    public bool TryAcquire(out int epoch)
     {
-        Interlocked.Increment(ref _inflight);
+        while (true)
+        {
+            epoch = Volatile.Read(ref _epoch);
+            Interlocked.Increment(ref _inflight[epoch]);
+            if (Volatile.Read(ref _epoch) == epoch) break;
+            Interlocked.Decrement(ref _inflight[epoch]); // the epoch flipped under us: count in the new one
+        }
         if (_admitting) return true;
-        Release();
+        Release(epoch);
         return false;
     }
 
-    public void Release()
+    public void Release(int epoch)
     {
-        if (Interlocked.Decrement(ref _inflight) == 0 && !_admitting)
-            Volatile.Read(ref _drained)?.TrySetResult();
+        Interlocked.Decrement(ref _inflight[epoch]);
+        if (!_admitting && InFlight == 0) Volatile.Read(ref _drained)?.TrySetResult();
+    }
+
+    /// <summary>Waits until every request admitted before this call has released (new ones keep flowing).
+    /// Callers serialise (the management gate does); used by a forced shrink after the new size is in place.</summary>
+    internal async Task<bool> WaitForEarlierRequestsAsync(TimeSpan timeout)
+    {
+        int old = Volatile.Read(ref _epoch);
+        Interlocked.Exchange(ref _epoch, 1 - old);
+        var deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (Volatile.Read(ref _inflight[old]) != 0)
+        {
+            if (Environment.TickCount64 > deadline) return false;
+            await Task.Delay(1).ConfigureAwait(false);
+        }
+        return true;
     }
 
     /// <summary>Stops admitting new requests and completes when every in-flight one has released.</summary>
@@ -64,12 +97,18 @@ public sealed class Namespace
         var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Interlocked.CompareExchange(ref _drained, tcs, null);
         _admitting = false;
-        if (Volatile.Read(ref _inflight) == 0) _drained!.TrySetResult();
+        // Full fence: the store above must be visible before _inflight is read, or a concurrent TryAcquire
+        // (increment, then read _admitting) and this method can both miss each other's write (store-load
+        // reordering) and the namespace counts as drained while that request runs.
+        Interlocked.MemoryBarrier();
+        if (InFlight == 0) _drained!.TrySetResult();
         return _drained!.Task;
     }
 }
 
-/// <summary>Per-namespace I/O counters, read by the SMART log and metrics.</summary>
+/// <summary>Per-namespace I/O counters, read by the SMART log and metrics. The command counts and bytes are
+/// successful commands (SMART semantics); <see cref="Latency"/> and the errors by status cover every command that
+/// addressed the namespace, whatever its status.</summary>
 public sealed class NamespaceCounters
 {
     public long ReadCommands;
@@ -78,6 +117,23 @@ public sealed class NamespaceCounters
     public long BytesWritten;
     public long OtherCommands;
     public long Errors;
+
+    /// <summary>Completed commands by <see cref="IoOp"/> (index): their count and latency, receipt to completion.</summary>
+    public LatencyHistogram[] Latency { get; } = [new(), new(), new(), new()];
+
+    private readonly ConcurrentDictionary<NvmeStatus, StrongBox<long>> _errorsByStatus = new();
+
+    /// <summary>Lock-free, and allocation-free except the first time a status is seen.</summary>
+    internal void RecordCompletion(IoOp op, NvmeStatus status, long ticks)
+    {
+        Latency[(int)op].Record(ticks);
+        if (status != NvmeStatus.Success)
+            Interlocked.Increment(ref _errorsByStatus.GetOrAdd(status, static _ => new StrongBox<long>()).Value);
+    }
+
+    /// <summary>Failed commands by completion status.</summary>
+    public IEnumerable<KeyValuePair<NvmeStatus, long>> ErrorsByStatus =>
+        _errorsByStatus.Select(e => KeyValuePair.Create(e.Key, Interlocked.Read(ref e.Value.Value)));
 }
 
 /// <summary>

@@ -122,19 +122,26 @@ public sealed partial class Subsystem
     }
 
     /// <summary>Changes a namespace's size and tells every controller. Growing is always allowed; shrinking
-    /// only with <paramref name="allowShrink"/> (data past the new end is lost).</summary>
-    public void ResizeNamespace(uint nsid, long newBytes, bool allowShrink)
+    /// only with <paramref name="allowShrink"/> (data past the new end is lost). A shrink takes effect for new
+    /// I/O at once and releases the space only after every request admitted against the old size finished.</summary>
+    public async Task ResizeNamespaceAsync(uint nsid, long newBytes, bool allowShrink, TimeSpan? drainTimeout = null)
     {
         var ns = GetNamespace(nsid) ?? throw new KeyNotFoundException($"namespace {nsid} does not exist in {Nqn}");
         if (newBytes <= 0 || newBytes % ns.BlockSize != 0)
             throw new ArgumentException($"size {newBytes} is not a positive multiple of the block size {ns.BlockSize}");
         ulong blocks = (ulong)(newBytes >> ns.BlockShift);
-        if (blocks == ns.BlockCount) return;
-        if (blocks < ns.BlockCount)
+        ulong before = ns.BlockCount;
+        if (blocks == before) return;
+        if (blocks < before)
         {
-            if (!allowShrink) throw new InvalidOperationException($"shrinking namespace {nsid} from {ns.BlockCount} to {blocks} blocks loses data; force it to proceed");
+            if (!allowShrink) throw new InvalidOperationException($"shrinking namespace {nsid} from {before} to {blocks} blocks loses data; force it to proceed");
             ns.SetBlockCount(blocks);   // new I/O sees the new end first...
-            ns.Store.Resize(newBytes);  // ...then the store lets go of the tail
+            if (!await ns.WaitForEarlierRequestsAsync(drainTimeout ?? TimeSpan.FromSeconds(30)).ConfigureAwait(false))
+            {
+                ns.SetBlockCount(before);
+                throw new InvalidOperationException($"namespace {nsid}: I/O admitted before the shrink did not finish in time; the size is unchanged");
+            }
+            ns.Store.Resize(newBytes);  // ...then, with nothing left addressing the tail, the store lets it go
         }
         else
         {

@@ -25,6 +25,7 @@ public sealed class FileBlockStore : IBlockStore
     public string Path { get; }
     private long _length;
     public long Length => Volatile.Read(ref _length);
+    public bool IsOpen => !_handle.IsClosed;
     public string Description => _isBlockDevice ? $"block device {Path}" : $"file {Path}";
 
     /// <summary>Opens (or creates sparse, when <paramref name="createSize"/> is given and the file is

@@ -13,6 +13,9 @@ public interface IBlockStore : IDisposable
     /// <summary>Human readable description for logs ("memory 1 GiB", "file /var/lib/x.img").</summary>
     string Description { get; }
 
+    /// <summary>False once the store was closed (disposed): readiness checks report it.</summary>
+    bool IsOpen => true;
+
     ValueTask ReadAsync(long offset, Memory<byte> destination);
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source);
 

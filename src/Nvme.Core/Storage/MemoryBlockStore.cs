@@ -141,5 +141,12 @@ public sealed class MemoryBlockStore : IBlockStore
         return Interlocked.CompareExchange(ref slot, fresh, null) ?? fresh;
     }
 
-    public void Dispose() => Array.Clear(_directory);
+    private volatile bool _disposed;
+    public bool IsOpen => !_disposed;
+
+    public void Dispose()
+    {
+        _disposed = true;
+        Array.Clear(_directory);
+    }
 }

@@ -17,6 +17,12 @@ public sealed class CommandLine
     /// <summary>The management API listener (defaults, then the file's "api", then NVMET_API*, then --api*);
     /// null when it is off. Kept apart from <see cref="Config"/> so that overrides are not written back to the file.</summary>
     public ApiConfig? Api { get; private set; }
+    /// <summary>OTLP export, I/O trace sampling and /metrics authentication.</summary>
+    public Telemetry.TelemetryOptions Telemetry { get; } = new();
+    /// <summary>How long a shutdown lets connections finish their commands (--shutdown-grace, default 10 s).</summary>
+    public TimeSpan ShutdownGrace { get; private set; } = TimeSpan.FromSeconds(10);
+    /// <summary>Console log format: "simple" (one line per message) or "json" (one JSON object per line).</summary>
+    public string LogFormat { get; private set; } = "simple";
 
     private sealed record Option(string Long, string? Short, string? Arg, string Env, string Help);
 
@@ -40,6 +46,18 @@ public sealed class CommandLine
         new("--io-queues", null, "N", "NVMET_IO_QUEUES", "I/O queues per controller (default 64)."),
         new("--c2h-success", null, "on|off", "NVMET_C2H_SUCCESS", "Complete reads with C2HData SUCCESS when the host disabled SQ flow control (default on)."),
         new("--log-level", null, "LEVEL", "NVMET_LOG_LEVEL", "trace, debug, information, warning or error (default information)."),
+        new("--log-format", null, "simple|json", "NVMET_LOG_FORMAT", "Console log format: one line per message, or one JSON object per line with the\n" +
+            "event id, category, message and its named values (default simple)."),
+        new("--shutdown-grace", null, "SECONDS", "NVMET_SHUTDOWN_GRACE", "On SIGTERM/Ctrl-C: stop accepting connections and new commands, give the\n" +
+            "commands already received this long to finish, then flush namespaces and exit 0 (default 10)."),
+        new("--otlp-endpoint", null, "URL", "NVMET_OTLP_ENDPOINT", "Export metrics and traces over OTLP to this collector (e.g. http://collector:4318);\n" +
+            "also taken from OTEL_EXPORTER_OTLP_ENDPOINT. Default: no export (GET /metrics always works)."),
+        new("--otlp-protocol", null, "http/protobuf|grpc", "NVMET_OTLP_PROTOCOL", "OTLP protocol (default http/protobuf: /v1/metrics and /v1/traces are appended\n" +
+            "to the endpoint); also OTEL_EXPORTER_OTLP_PROTOCOL. Push interval: OTEL_METRIC_EXPORT_INTERVAL ms (60000)."),
+        new("--trace-io-sample-rate", null, "RATE", "NVMET_TRACE_IO_SAMPLE_RATE", "Fraction 0..1 of I/O commands traced (default 0). Connections and admin\n" +
+            "commands are always traced when OTLP is on."),
+        new("--metrics-auth", null, "none|token", "NVMET_METRICS_AUTH", "Whether GET /metrics needs the API token (default none: scrapers need no secret;\n" +
+            "/healthz and /readyz never do)."),
         new("--help", "-h", null, "", "Show this help and exit."),
         new("--version", null, null, "", "Show the version and exit."),
     ];
@@ -72,7 +90,13 @@ public sealed class CommandLine
         w.WriteLine("  nvme-tcp-target ctrl list                    connected controllers and their queues");
         w.WriteLine($"  e.g. nvme-tcp-target ns add --nqn {DefaultNqn} --memory 1G");
         w.WriteLine();
-        w.WriteLine("Exit codes: 0 after a clean shutdown (Ctrl-C / SIGTERM), 2 for a configuration or usage error, 1 otherwise.");
+        w.WriteLine("HTTP endpoints on the management listener (--api): /api/v1/... (the API, token if --api-token),");
+        w.WriteLine("  GET /metrics (Prometheus text format; token only with --metrics-auth token),");
+        w.WriteLine("  GET /healthz (200 while the process runs) and GET /readyz (200 when listening with every namespace's");
+        w.WriteLine("  store open, else 503 with a JSON reason); the probes never need the token.");
+        w.WriteLine();
+        w.WriteLine("Exit codes: 0 after a clean shutdown (Ctrl-C / SIGTERM; a second signal exits at once with 130),");
+        w.WriteLine("2 for a configuration or usage error, 1 otherwise.");
         w.WriteLine("The configuration file format is described in README.md, section 'Configuration reference'.");
         return w.ToString();
     }
@@ -107,11 +131,11 @@ public sealed class CommandLine
         foreach (var name in new[] { "--namespace", "--allow-host" })
             if (fromCli.Any(x => x.Item1.Long == name)) values.RemoveAll(x => x.Option.Long == name);
         values.AddRange(fromCli);
-        cl.Apply(values);
+        cl.Apply(values, environment);
         return cl;
     }
 
-    private void Apply(List<(Option Option, string? Value)> values)
+    private void Apply(List<(Option Option, string? Value)> values, IDictionary environment)
     {
         string? Last(string name) => values.LastOrDefault(v => v.Option.Long == name).Value;
         IEnumerable<string> All(string name) => values.Where(v => v.Option.Long == name).Select(v => v.Value!);
@@ -183,6 +207,7 @@ public sealed class CommandLine
             else Errors.Add($"--c2h-success '{c2h}' must be on or off");
         }
         Config.LogLevel = Last("--log-level") ?? Config.LogLevel;
+        ApplyOperations(Last, environment);
 
         var api = new ApiConfig { Address = Config.Api?.Address ?? "127.0.0.1", Port = Config.Api?.Port ?? ApiConfig.DefaultPort, Token = Config.Api?.Token };
         bool apiOn = Config.Api?.Enabled ?? true;
@@ -201,6 +226,50 @@ public sealed class CommandLine
             if (api.Port is < 0 or > 65535) Errors.Add($"api: TCP port {api.Port} is outside 0..65535");
             if (api.Token is { Length: 0 }) Errors.Add("api: the token must not be empty (leave it out for no token)");
             Api = api;
+        }
+    }
+
+    /// <summary>Logging, shutdown and telemetry options; the standard OTEL_* variables fill what NVMET_* and the
+    /// command line leave open.</summary>
+    private void ApplyOperations(Func<string, string?> last, IDictionary environment)
+    {
+        string? Otel(string name) => environment[name] is string v && v.Length > 0 ? v : null;
+
+        if (last("--log-format") is string format)
+        {
+            if (format is "simple" or "json") LogFormat = format;
+            else Errors.Add($"--log-format '{format}' must be simple or json");
+        }
+        if (last("--shutdown-grace") is string grace)
+        {
+            if (double.TryParse(grace, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) && seconds >= 0 && seconds <= 3600)
+                ShutdownGrace = TimeSpan.FromSeconds(seconds);
+            else Errors.Add($"--shutdown-grace '{grace}' is not a number of seconds between 0 and 3600");
+        }
+        if ((last("--otlp-endpoint") ?? Otel("OTEL_EXPORTER_OTLP_ENDPOINT")) is string endpoint)
+        {
+            if (Uri.TryCreate(endpoint, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https") Telemetry.OtlpEndpoint = endpoint;
+            else Errors.Add($"--otlp-endpoint '{endpoint}' is not an http:// or https:// URL");
+        }
+        if ((last("--otlp-protocol") ?? Otel("OTEL_EXPORTER_OTLP_PROTOCOL")) is string protocol)
+        {
+            if (protocol is Target.Telemetry.TelemetryOptions.HttpProtobuf or Target.Telemetry.TelemetryOptions.Grpc) Telemetry.OtlpProtocol = protocol;
+            else Errors.Add($"--otlp-protocol '{protocol}' must be http/protobuf or grpc");
+        }
+        if (Otel("OTEL_METRIC_EXPORT_INTERVAL") is string interval)
+        {
+            if (int.TryParse(interval, NumberStyles.None, CultureInfo.InvariantCulture, out int ms) && ms > 0) Telemetry.OtlpExportInterval = TimeSpan.FromMilliseconds(ms);
+            else Errors.Add($"OTEL_METRIC_EXPORT_INTERVAL '{interval}' is not a number of milliseconds");
+        }
+        if (last("--trace-io-sample-rate") is string rate)
+        {
+            if (double.TryParse(rate, NumberStyles.Float, CultureInfo.InvariantCulture, out double r) && r >= 0 && r <= 1) Telemetry.TraceIoSampleRate = r;
+            else Errors.Add($"--trace-io-sample-rate '{rate}' must be a number from 0 to 1");
+        }
+        if (last("--metrics-auth") is string auth)
+        {
+            if (auth is "none" or "token") Telemetry.MetricsRequireToken = auth == "token";
+            else Errors.Add($"--metrics-auth '{auth}' must be none or token");
         }
     }
 

@@ -67,11 +67,13 @@ public static class ManagementApi
         }));
     }
 
-    public static void Map(WebApplication app, TargetManager m, string? token)
+    /// <summary>Maps the API. <paramref name="open"/> selects paths served without the token (health probes,
+    /// and /metrics unless it is configured to need the token).</summary>
+    public static void Map(WebApplication app, TargetManager m, string? token, Func<PathString, bool>? open = null)
     {
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Target.ManagementApi");
         var json = app.Services.GetRequiredService<IOptions<HttpJsonOptions>>().Value.SerializerOptions;
-        app.Use((ctx, next) => HandleAsync(ctx, next, token, json, log));
+        app.Use((ctx, next) => HandleAsync(ctx, next, open != null && open(ctx.Request.Path) ? null : token, json, log));
         app.MapOpenApi(OpenApiPath).ExcludeFromDescription();
 
         var api = app.MapGroup(Prefix);
@@ -182,7 +184,7 @@ public static class ManagementApi
         }
         catch (Exception e) when (!ctx.RequestAborted.IsCancellationRequested)
         {
-            log.LogError(e, "Management API request {Method} {Path} failed", ctx.Request.Method, ctx.Request.Path);
+            log.ApiRequestFailed(e, ctx.Request.Method, ctx.Request.Path);
             await WriteProblemAsync(ctx, StatusCodes.Status500InternalServerError,
                 $"the target could not carry out the request ({e.GetType().Name}: {e.Message}); the target's log has the details", json).ConfigureAwait(false);
             return;

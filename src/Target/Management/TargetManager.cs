@@ -80,7 +80,7 @@ public sealed partial class TargetManager
             throw new ManagementException(ManagementError.Conflict, e.Message);
         }
         _config.Subsystems.Add(sc);
-        _log.LogInformation("Created subsystem {Nqn} with {Count} namespace(s)", sc.Nqn, sc.Namespaces.Count);
+        _log.SubsystemCreated(sc.Nqn, sc.Namespaces.Count);
         return Task.FromResult(Describe(built));
     });
 
@@ -90,7 +90,7 @@ public sealed partial class TargetManager
         _target.RemoveSubsystem(nqn); // destroys its controllers
         foreach (var ns in s.Namespaces) await s.RemoveNamespaceAsync(ns.Nsid, DrainTimeout).ConfigureAwait(false);
         _config.Subsystems.RemoveAll(x => x.Nqn == nqn);
-        _log.LogInformation("Deleted subsystem {Nqn}", nqn);
+        _log.SubsystemDeleted(nqn);
         return true;
     });
 
@@ -116,7 +116,7 @@ public sealed partial class TargetManager
             throw new ManagementException(ManagementError.Conflict, e.Message);
         }
         ConfigOf(nqn).Namespaces.Add(nc);
-        _log.LogInformation("Added namespace {Nsid} to {Nqn}: {Store}, {Blocks} blocks of {BlockSize} bytes", ns.Nsid, nqn, ns.Store.Description, ns.BlockCount, ns.BlockSize);
+        _log.NamespaceAdded(ns.Nsid, nqn, ns.Store.Description, ns.BlockCount, ns.BlockSize);
         return Task.FromResult(Describe(s, ns));
     });
 
@@ -127,26 +127,26 @@ public sealed partial class TargetManager
         if (s.GetNamespace(nsid) is null) throw new ManagementException(ManagementError.NotFound, $"namespace {nsid} does not exist in {nqn}");
         bool drained = await s.RemoveNamespaceAsync(nsid, DrainTimeout).ConfigureAwait(false);
         ConfigOf(nqn).Namespaces.RemoveAll(n => n.Nsid == nsid);
-        if (drained) _log.LogInformation("Removed namespace {Nsid} from {Nqn}", nsid, nqn);
-        else _log.LogWarning("Removed namespace {Nsid} from {Nqn}; I/O still in flight after {Timeout}: its store closes when that I/O ends", nsid, nqn, DrainTimeout);
+        if (drained) _log.NamespaceRemoved(nsid, nqn);
+        else _log.NamespaceRemovedWithStuckIo(nsid, nqn, DrainTimeout);
         return true;
     });
 
     /// <summary>Resize: grow any time; shrink only when forced. Hosts get the changed-namespace event.</summary>
-    public Task<NamespaceInfo> ResizeNamespaceAsync(string nqn, uint nsid, string size, bool force) => Change(() =>
+    public Task<NamespaceInfo> ResizeNamespaceAsync(string nqn, uint nsid, string size, bool force) => Change(async () =>
     {
         var s = Find(nqn);
         var ns = s.GetNamespace(nsid) ?? throw new ManagementException(ManagementError.NotFound, $"namespace {nsid} does not exist in {nqn}");
         if (!Sizes.TryParse(size, out long bytes)) throw new ManagementException(ManagementError.Invalid, $"size '{size}' is not a size (e.g. 2G, 512M, 1073741824)");
         if (bytes % ns.BlockSize != 0) throw new ManagementException(ManagementError.Invalid, $"size {bytes} is not a multiple of the block size {ns.BlockSize}");
         ulong before = ns.BlockCount;
-        try { s.ResizeNamespace(nsid, bytes, force); }
+        try { await s.ResizeNamespaceAsync(nsid, bytes, force, DrainTimeout).ConfigureAwait(false); }
         catch (InvalidOperationException e) { throw new ManagementException(ManagementError.Conflict, e.Message); }
         catch (StoreException e) { throw new ManagementException(ManagementError.Invalid, e.Message); }
         var nc = ConfigOf(nqn).Namespaces.FirstOrDefault(n => n.Nsid == nsid);
         if (nc != null) nc.Size = bytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        _log.LogInformation("Resized namespace {Nsid} of {Nqn} from {Before} to {After} blocks", nsid, nqn, before, ns.BlockCount);
-        return Task.FromResult(Describe(s, ns));
+        _log.NamespaceResized(nsid, nqn, before, ns.BlockCount);
+        return Describe(s, ns);
     });
 
     // ------------------------------------------------------------------ hosts
@@ -161,7 +161,7 @@ public sealed partial class TargetManager
         var sc = ConfigOf(nqn);
         sc.AllowedHosts.Add(hostNqn);
         sc.AllowAnyHost = null;
-        _log.LogInformation("Allowed host {Host} on {Nqn}", hostNqn, nqn);
+        _log.HostAllowed(hostNqn, nqn);
         return Task.FromResult(true);
     });
 
@@ -174,7 +174,7 @@ public sealed partial class TargetManager
         s.DisallowHost(hostNqn);
         if (s.AllowedHosts.Count == 0) s.AllowAnyHost = true;
         ConfigOf(nqn).AllowedHosts.Remove(hostNqn);
-        _log.LogInformation("Removed host {Host} from {Nqn}", hostNqn, nqn);
+        _log.HostRemoved(hostNqn, nqn);
         return Task.FromResult(true);
     });
 

@@ -38,7 +38,7 @@ internal sealed class ApiTarget : IAsyncDisposable
     /// <summary>Starts from <paramref name="config"/> (default: <see cref="TestTarget.DefaultConfig"/>); the API
     /// listens on port 0 unless <paramref name="api"/> says otherwise.</summary>
     public static async Task<ApiTarget> StartAsync(ITestOutputHelper? output, TargetConfig? config = null, string? configPath = null,
-        ApiConfig? api = null, string? token = null)
+        ApiConfig? api = null, string? token = null, Target.Telemetry.TelemetryOptions? telemetry = null)
     {
         config ??= TestTarget.DefaultConfig();
         var errors = ConfigValidator.Validate(config);
@@ -52,7 +52,7 @@ internal sealed class ApiTarget : IAsyncDisposable
         });
         try
         {
-            var host = await TargetHost.StartAsync(config, loggers, configPath: configPath, api: api);
+            var host = await TargetHost.StartAsync(config, loggers, configPath: configPath, api: api, telemetry: telemetry);
             return new ApiTarget(host, loggers, api.Token);
         }
         catch

@@ -1,0 +1,97 @@
+using Microsoft.Extensions.Logging;
+
+namespace Target;
+
+/// <summary>The program's, the host's and the management API's log messages (event ids 300-399 and 400-499;
+/// the core uses 100-199, the transport 200-299).</summary>
+internal static partial class TargetLog
+{
+    // ---- start-up (category "Target") ----
+    [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Subsystem {Nqn} namespace {Nsid}: {Store}, {Blocks} blocks of {BlockSize} bytes")]
+    public static partial void NamespaceReady(this ILogger log, string nqn, uint nsid, string store, ulong blocks, int blockSize);
+
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Listening for NVMe/TCP on {Endpoint} (discovery log address {Advertised})")]
+    public static partial void Listening(this ILogger log, string endpoint, string advertised);
+
+    [LoggerMessage(EventId = 302, Level = LogLevel.Information, Message = "Connect from Linux: nvme connect -t tcp -a {Address} -s {Port} -n {Nqn}")]
+    public static partial void ConnectHint(this ILogger log, string address, int port, string nqn);
+
+    [LoggerMessage(EventId = 303, Level = LogLevel.Information, Message = "Management API on {Url}/api/v1 ({Auth}); e.g. nvme-tcp-target ns list --api {Url}")]
+    public static partial void ApiListening(this ILogger log, string url, string auth);
+
+    [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "Management API off (no /metrics, /healthz or /readyz either)")]
+    public static partial void ApiOff(this ILogger log);
+
+    [LoggerMessage(EventId = 305, Level = LogLevel.Information, Message = "Live changes are saved to {Path}")]
+    public static partial void ConfigSaved(this ILogger log, string path);
+
+    [LoggerMessage(EventId = 306, Level = LogLevel.Information, Message = "Live changes last until the target stops (start it with --config FILE to keep them)")]
+    public static partial void ConfigNotSaved(this ILogger log);
+
+    [LoggerMessage(EventId = 307, Level = LogLevel.Information, Message = "Probes: {Url}/healthz and {Url}/readyz (no token); metrics: {Url}/metrics ({MetricsAuth})")]
+    public static partial void Probes(this ILogger log, string url, string metricsAuth);
+
+    [LoggerMessage(EventId = 308, Level = LogLevel.Information,
+        Message = "Exporting metrics and traces over OTLP ({Protocol}) to {Endpoint}; I/O trace sample rate {Rate}")]
+    public static partial void OtlpOn(this ILogger log, string protocol, string endpoint, double rate);
+
+    // ---- shutdown ----
+    [LoggerMessage(EventId = 310, Level = LogLevel.Information, Message = "Shutting down ({Signal}); a second signal exits at once")]
+    public static partial void ShuttingDown(this ILogger log, string signal);
+
+    [LoggerMessage(EventId = 311, Level = LogLevel.Information,
+        Message = "Shutdown: no longer accepting connections or new commands; {Connections} connection(s) finishing their commands (grace period {Grace} s)")]
+    public static partial void ShutdownDraining(this ILogger log, int connections, double grace);
+
+    [LoggerMessage(EventId = 312, Level = LogLevel.Information, Message = "Shutdown: every connection answered its commands and closed")]
+    public static partial void ShutdownDrained(this ILogger log);
+
+    [LoggerMessage(EventId = 313, Level = LogLevel.Warning,
+        Message = "Shutdown: grace period of {Grace} s over; closed the {Connections} connection(s) still waiting for commands (their hosts retry them after reconnecting)")]
+    public static partial void ShutdownGraceExpired(this ILogger log, double grace, int connections);
+
+    [LoggerMessage(EventId = 314, Level = LogLevel.Warning,
+        Message = "Shutdown: namespace {Nsid} of {Nqn} still has {InFlight} command(s) in its backing store; the store is closed when they return")]
+    public static partial void ShutdownStuck(this ILogger log, uint nsid, string nqn, int inFlight);
+
+    [LoggerMessage(EventId = 315, Level = LogLevel.Information, Message = "Shutdown: flushed and closed namespace {Nsid} of {Nqn} ({Store})")]
+    public static partial void ShutdownFlushed(this ILogger log, uint nsid, string nqn, string store);
+
+    [LoggerMessage(EventId = 316, Level = LogLevel.Error, Message = "Shutdown: flushing namespace {Nsid} of {Nqn} ({Store}) failed: {Error}")]
+    public static partial void ShutdownFlushFailed(this ILogger log, uint nsid, string nqn, string store, string error);
+
+    [LoggerMessage(EventId = 317, Level = LogLevel.Information, Message = "Shutdown: telemetry exported and exporters stopped")]
+    public static partial void ShutdownTelemetry(this ILogger log);
+
+    [LoggerMessage(EventId = 318, Level = LogLevel.Information, Message = "Stopped")]
+    public static partial void Stopped(this ILogger log);
+
+    // ---- management (category "Target.Management" / "Target.ManagementApi") ----
+    [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Created subsystem {Nqn} with {Count} namespace(s)")]
+    public static partial void SubsystemCreated(this ILogger log, string nqn, int count);
+
+    [LoggerMessage(EventId = 401, Level = LogLevel.Information, Message = "Deleted subsystem {Nqn}")]
+    public static partial void SubsystemDeleted(this ILogger log, string nqn);
+
+    [LoggerMessage(EventId = 402, Level = LogLevel.Information, Message = "Added namespace {Nsid} to {Nqn}: {Store}, {Blocks} blocks of {BlockSize} bytes")]
+    public static partial void NamespaceAdded(this ILogger log, uint nsid, string nqn, string store, ulong blocks, int blockSize);
+
+    [LoggerMessage(EventId = 403, Level = LogLevel.Information, Message = "Removed namespace {Nsid} from {Nqn}")]
+    public static partial void NamespaceRemoved(this ILogger log, uint nsid, string nqn);
+
+    [LoggerMessage(EventId = 404, Level = LogLevel.Warning,
+        Message = "Removed namespace {Nsid} from {Nqn}; I/O still in flight after {Timeout}: its store closes when that I/O ends")]
+    public static partial void NamespaceRemovedWithStuckIo(this ILogger log, uint nsid, string nqn, TimeSpan timeout);
+
+    [LoggerMessage(EventId = 405, Level = LogLevel.Information, Message = "Resized namespace {Nsid} of {Nqn} from {Before} to {After} blocks")]
+    public static partial void NamespaceResized(this ILogger log, uint nsid, string nqn, ulong before, ulong after);
+
+    [LoggerMessage(EventId = 406, Level = LogLevel.Information, Message = "Allowed host {Host} on {Nqn}")]
+    public static partial void HostAllowed(this ILogger log, string host, string nqn);
+
+    [LoggerMessage(EventId = 407, Level = LogLevel.Information, Message = "Removed host {Host} from {Nqn}")]
+    public static partial void HostRemoved(this ILogger log, string host, string nqn);
+
+    [LoggerMessage(EventId = 410, Level = LogLevel.Error, Message = "Management API request {Method} {Path} failed")]
+    public static partial void ApiRequestFailed(this ILogger log, Exception e, string method, string path);
+}

@@ -1,0 +1,51 @@
+using System.Diagnostics.Metrics;
+using Transport.Tcp.Pdu;
+
+namespace Transport.Tcp;
+
+/// <summary>
+/// The NVMe/TCP transport's metrics (Meter "NvmeTcpTarget.Transport"): connections and what ended them badly.
+/// Plain interlocked counters, touched per connection or per error, never per I/O; observable instruments read them.
+/// </summary>
+public sealed class TcpTransportMetrics : IDisposable
+{
+    public const string MeterName = "NvmeTcpTarget.Transport";
+
+    /// <summary>For queues created without metrics (unit tests): counts, but publishes no meter.</summary>
+    internal static readonly TcpTransportMetrics Detached = new(publish: false);
+
+    internal long ConnectionsAccepted;
+    internal long ConnectionsActive;
+    internal long DataDigestErrors;
+    internal long HostTerminations;
+    internal long Stalls;
+    private readonly long[] _protocolErrors = new long[8];
+
+    public TcpTransportMetrics() : this(publish: true) { }
+
+    private TcpTransportMetrics(bool publish)
+    {
+        if (!publish) return;
+        var m = Meter = new Meter(MeterName);
+        m.CreateObservableUpDownCounter("nvmet.tcp.connections", () => Interlocked.Read(ref ConnectionsActive), "{connection}",
+            "NVMe/TCP connections open (each is one admin or I/O queue)");
+        m.CreateObservableCounter("nvmet.tcp.connections.accepted", () => Interlocked.Read(ref ConnectionsAccepted), "{connection}",
+            "NVMe/TCP connections accepted");
+        m.CreateObservableCounter("nvmet.tcp.protocol_errors", () => Enum.GetValues<FatalErrorStatus>().Select(f =>
+                new Measurement<long>(Interlocked.Read(ref _protocolErrors[(int)f]), new KeyValuePair<string, object?>("fes", f.ToString()))),
+            "{connection}", "Connections ended by a protocol error of the host (the target sent C2HTermReq), by fatal error status");
+        m.CreateObservableCounter("nvmet.tcp.data_digest_errors", () => Interlocked.Read(ref DataDigestErrors), "{command}",
+            "Write commands completed with Transient Transport Error because of a data digest mismatch");
+        m.CreateObservableCounter("nvmet.tcp.host_terminations", () => Interlocked.Read(ref HostTerminations), "{connection}",
+            "Connections the host ended with H2CTermReq");
+        m.CreateObservableCounter("nvmet.tcp.stalls", () => Interlocked.Read(ref Stalls), "{connection}",
+            "Connections closed because a PDU (or the ICReq) did not arrive in time");
+    }
+
+    /// <summary>Null for <see cref="Detached"/>.</summary>
+    public Meter? Meter { get; }
+
+    internal void ProtocolError(FatalErrorStatus fes) => Interlocked.Increment(ref _protocolErrors[(int)fes & 7]);
+
+    public void Dispose() => Meter?.Dispose();
+}

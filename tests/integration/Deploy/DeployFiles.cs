@@ -1,0 +1,193 @@
+using System.Text.RegularExpressions;
+using YamlDotNet.RepresentationModel;
+
+namespace Integration.Tests.Deploy;
+
+/// <summary>Where deploy/ lives: the repository root is the first parent of the test binaries holding the solution.</summary>
+internal static class Repo
+{
+    public static string Root { get; } = FindRoot();
+
+    public static string DeployDir => Path.Combine(Root, "deploy");
+    public static string KubernetesDir => Path.Combine(Root, "deploy", "kubernetes");
+    public static string Dockerfile => Path.Combine(Root, "deploy", "Dockerfile");
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "NvmeTcpTarget.sln"))) return dir.FullName;
+        throw new InvalidOperationException($"no NvmeTcpTarget.sln above {AppContext.BaseDirectory}");
+    }
+}
+
+/// <summary>A read-only view of a YAML node with its path, for assertions with useful messages: a missing key
+/// yields a node whose <see cref="Exists"/> is false instead of an exception.</summary>
+internal sealed class Y(YamlNode? node, string path)
+{
+    public string Path { get; } = path;
+    public YamlNode? Node { get; } = node;
+    public bool Exists => Node is not null;
+
+    public Y this[string key] =>
+        new(Node is YamlMappingNode m && m.Children.TryGetValue(new YamlScalarNode(key), out var v) ? v : null, $"{Path}.{key}");
+
+    public IEnumerable<Y> Items => Node is YamlSequenceNode s ? s.Children.Select((c, i) => new Y(c, $"{Path}[{i}]")) : [];
+    public IEnumerable<string> Keys => Node is YamlMappingNode m ? m.Children.Keys.OfType<YamlScalarNode>().Select(k => k.Value!) : [];
+    public IEnumerable<(string Key, Y Value)> Entries =>
+        Node is YamlMappingNode m ? m.Children.Select(kv => (((YamlScalarNode)kv.Key).Value!, new Y(kv.Value, $"{Path}.{((YamlScalarNode)kv.Key).Value}"))) : [];
+
+    /// <summary>The scalar's text, or null when absent or not a scalar.</summary>
+    public string? Text => (Node as YamlScalarNode)?.Value;
+
+    public string S => Text ?? throw new Xunit.Sdk.XunitException($"{Path}: expected a scalar, found {(Node is null ? "nothing" : Node.NodeType.ToString())}");
+    public int Int => int.TryParse(S, out var n) ? n : throw new Xunit.Sdk.XunitException($"{Path}: '{S}' is not an integer");
+    public bool? Bool => Text is null ? null : bool.Parse(Text);
+
+    /// <summary>The first sequence item for which <paramref name="predicate"/> holds, or a missing node.</summary>
+    public Y Find(Func<Y, bool> predicate, string what) => Items.FirstOrDefault(predicate) ?? new Y(null, $"{Path}[{what}]");
+
+    public override string ToString() => Path;
+}
+
+/// <summary>One document of a manifest file.</summary>
+internal sealed record KubeObject(string File, int Index, Y Root)
+{
+    public string Kind => Root["kind"].Text ?? "";
+    public string Name => Root["metadata"]["name"].Text ?? "";
+    public override string ToString() => $"{File}#{Index} {Kind}/{Name}";
+
+    /// <summary>The Pod spec of a Pod or of a workload's Pod template.</summary>
+    public Y PodSpec => Kind == "Pod" ? Root["spec"] : Root["spec"]["template"]["spec"];
+}
+
+internal static class Manifests
+{
+    /// <summary>Every YAML document of every deploy/kubernetes/*.yaml file.</summary>
+    public static IReadOnlyList<KubeObject> LoadAll() =>
+        Directory.GetFiles(Repo.KubernetesDir, "*.yaml").Order(StringComparer.Ordinal).SelectMany(f => Load(System.IO.Path.GetFileName(f))).ToList();
+
+    public static IReadOnlyList<KubeObject> Load(string fileName)
+    {
+        var stream = new YamlStream();
+        using (var reader = new StringReader(File.ReadAllText(System.IO.Path.Combine(Repo.KubernetesDir, fileName))))
+            stream.Load(reader);
+        return stream.Documents.Select((d, i) => new KubeObject(fileName, i, new Y(d.RootNode, $"{fileName}#{i}"))).ToList();
+    }
+
+    /// <summary>The data["target.json"] of the file's ConfigMap (each manifest file carries its own).</summary>
+    public static string TargetJson(string fileName)
+    {
+        var cm = Load(fileName).Single(o => o.Kind == "ConfigMap");
+        return cm.Root["data"]["target.json"].S;
+    }
+
+    public static IEnumerable<Y> AllContainers(Y podSpec) => podSpec["initContainers"].Items.Concat(podSpec["containers"].Items);
+
+    /// <summary>The container that runs the target (by name), in containers or as a native sidecar in initContainers.</summary>
+    public static Y TargetContainer(Y podSpec) =>
+        AllContainers(podSpec).SingleOrDefault(c => c["name"].Text == "nvme-tcp-target")
+        ?? throw new Xunit.Sdk.XunitException($"{podSpec}: no container named nvme-tcp-target");
+
+    /// <summary>A probe's or Service's port: a number, or the name of one of the container's ports.</summary>
+    public static int ResolvePort(Y container, Y port)
+    {
+        if (int.TryParse(port.S, out int n)) return n;
+        var named = container["ports"].Find(p => p["name"].Text == port.S, port.S);
+        Assert.True(named.Exists, $"{port}: '{port.S}' is not a port name of {container}");
+        return named["containerPort"].Int;
+    }
+}
+
+/// <summary>The instructions of deploy/Dockerfile (comments dropped, continuation lines joined).</summary>
+internal sealed partial class DockerfileModel
+{
+    public sealed record Instruction(string Keyword, string Arguments, string Stage);
+
+    public List<Instruction> Instructions { get; } = [];
+    /// <summary>Stage names in file order (unnamed stages get their index).</summary>
+    public List<string> Stages { get; } = [];
+    /// <summary>Global ARG defaults (before the first FROM).</summary>
+    public Dictionary<string, string> GlobalArgs { get; } = [];
+
+    public static DockerfileModel Load(string path)
+    {
+        var m = new DockerfileModel();
+        var logical = new List<string>();
+        var current = "";
+        foreach (var raw in File.ReadAllLines(path))
+        {
+            var line = raw.TrimEnd();
+            if (current.Length == 0 && (line.TrimStart().StartsWith('#') || line.Trim().Length == 0)) continue;
+            if (line.TrimStart().StartsWith('#')) continue; // a comment inside a continued instruction
+            if (line.EndsWith('\\')) { current += line[..^1] + " "; continue; }
+            logical.Add(current + line);
+            current = "";
+        }
+        string stage = "";
+        foreach (var l in logical)
+        {
+            var match = InstructionRegex().Match(l.Trim());
+            var keyword = match.Groups[1].Value.ToUpperInvariant();
+            var args = match.Groups[2].Value.Trim();
+            if (keyword == "FROM")
+            {
+                var parts = args.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                stage = parts.Length >= 3 && parts[^2].Equals("AS", StringComparison.OrdinalIgnoreCase) ? parts[^1] : m.Stages.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                m.Stages.Add(stage);
+            }
+            else if (keyword == "ARG" && stage.Length == 0)
+            {
+                var eq = args.IndexOf('=');
+                if (eq > 0) m.GlobalArgs[args[..eq]] = args[(eq + 1)..];
+            }
+            m.Instructions.Add(new Instruction(keyword, args, stage));
+        }
+        return m;
+    }
+
+    /// <summary>The stages <paramref name="stage"/> builds on through FROM other-stage, itself first.</summary>
+    public IEnumerable<string> Lineage(string stage)
+    {
+        for (var s = stage; s != null;)
+        {
+            yield return s;
+            var from = Instructions.First(i => i.Stage == s && i.Keyword == "FROM").Arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];
+            s = Stages.Contains(from) ? from : null;
+        }
+    }
+
+    /// <summary>Instructions in effect for a stage: its own and those of the stages it builds on.</summary>
+    public IEnumerable<Instruction> For(string stage)
+    {
+        var lineage = Lineage(stage).ToHashSet();
+        return Instructions.Where(i => lineage.Contains(i.Stage));
+    }
+
+    /// <summary>ENV key=value pairs in effect for a stage (later ones win).</summary>
+    public Dictionary<string, string> Env(string stage)
+    {
+        var env = new Dictionary<string, string>();
+        foreach (var i in For(stage).Where(i => i.Keyword == "ENV"))
+            foreach (Match kv in EnvPairRegex().Matches(i.Arguments))
+                env[kv.Groups[1].Value] = kv.Groups[2].Value.Trim('"');
+        return env;
+    }
+
+    /// <summary>ARG defaults declared in a stage's lineage.</summary>
+    public Dictionary<string, string> StageArgs(string stage)
+    {
+        var args = new Dictionary<string, string>();
+        foreach (var i in For(stage).Where(i => i.Keyword == "ARG"))
+        {
+            var eq = i.Arguments.IndexOf('=');
+            if (eq > 0) args[i.Arguments[..eq]] = i.Arguments[(eq + 1)..];
+        }
+        return args;
+    }
+
+    [GeneratedRegex(@"^(\w+)\s*(.*)$", RegexOptions.Singleline)]
+    private static partial Regex InstructionRegex();
+
+    [GeneratedRegex(@"([A-Za-z_][A-Za-z0-9_]*)=(""[^""]*""|\S*)")]
+    private static partial Regex EnvPairRegex();
+}
