@@ -1,33 +1,13 @@
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
 using Nvme.Core.Storage;
+using Nvme.Testing;
 
 namespace Nvme.Core.Tests;
 
 /// <summary>Hot-remove and resize at the core level, without sockets.</summary>
 public class HotPlugCoreTests
 {
-    /// <summary>A store whose writes wait until released, to hold requests in flight.</summary>
-    private sealed class GatedStore(long length) : IBlockStore
-    {
-        private readonly MemoryBlockStore _inner = new(length);
-        public TaskCompletionSource Gate { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        public bool Disposed { get; private set; }
-        public long Length => _inner.Length;
-        public string Description => "gated";
-        public ValueTask ReadAsync(long offset, Memory<byte> destination) => _inner.ReadAsync(offset, destination);
-        public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source)
-        {
-            await Gate.Task;
-            if (Disposed) throw new ObjectDisposedException("store used after release");
-            await _inner.WriteAsync(offset, source);
-        }
-        public ValueTask FlushAsync() => default;
-        public ValueTask ZeroAsync(long offset, long length, bool deallocate) => _inner.ZeroAsync(offset, length, deallocate);
-        public void Resize(long newLength) => _inner.Resize(newLength);
-        public void Dispose() => Disposed = true;
-    }
-
     private static (TestTarget T, TestQueue Admin, TestQueue Io) Connected()
     {
         var t = new TestTarget();
@@ -42,7 +22,7 @@ public class HotPlugCoreTests
     {
         var (t, admin, io) = Connected();
         using var _ = t;
-        var store = new GatedStore(1 << 20);
+        var store = new GatedBlockStore(1 << 20) { Hold = true };
         t.Subsystem.AttachNamespace(new Namespace(2, store, 512, NamespaceIds.Derive(TestTarget.SubNqn, 2)));
         // The attach event was queued (no AER parked): collect it and read the log, which unmasks the notice.
         Assert.Equal(AsyncEvent.NamespaceAttributeChangedDword0, admin.Ok(Cmd.AsyncEventRequest()).Cqe.Dword0);
@@ -59,10 +39,12 @@ public class HotPlugCoreTests
         Assert.False(store.Disposed);
         Assert.DoesNotContain(aer, admin.Transport.Responses);
 
-        store.Gate.SetResult();
+        store.Release();
         Assert.True(await removal.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Equal(NvmeStatus.Success, inflight.Status); // the in-flight write finished normally
         Assert.True(store.Disposed);
+        Assert.Equal(0, store.DisposedWhileActive); // never released under a running request
+        Assert.Equal(0, store.UsedAfterDispose);
         Assert.Null(t.Subsystem.GetNamespace(2));
         Assert.Contains(aer, admin.Transport.Responses);
         Assert.Equal(AsyncEvent.NamespaceAttributeChangedDword0, aer.Cqe.Dword0);
@@ -78,7 +60,7 @@ public class HotPlugCoreTests
     {
         var (t, _, io) = Connected();
         using var __ = t;
-        var store = new GatedStore(1 << 20);
+        var store = new GatedBlockStore(1 << 20) { Hold = true };
         t.Subsystem.AttachNamespace(new Namespace(2, store, 512, NamespaceIds.Derive(TestTarget.SubNqn, 2)));
         var stuck = io.Submit(Cmd.Write(2, 0, 1), new byte[512]);
         var other = io.Submit(Cmd.Write(1, 0, 1), new byte[512]); // another namespace: untouched
@@ -92,9 +74,11 @@ public class HotPlugCoreTests
         Assert.Null(t.Subsystem.GetNamespace(2)); // ...the namespace is detached for every host...
         Assert.False(store.Disposed);              // ...but the store is never released under a running request
 
-        store.Gate.SetResult();
+        store.Release();
         for (int i = 0; i < 200 && !store.Disposed; i++) await Task.Delay(25);
         Assert.True(store.Disposed);
+        Assert.Equal(0, store.DisposedWhileActive); // never released under a running request
+        Assert.Equal(0, store.UsedAfterDispose);
         // The real completion came later and is only a recycle signal for the transport: nothing more is sent.
         Assert.True(stuck.CompletedAfterAbort);
     }

@@ -3,6 +3,7 @@ using Nvme.Core;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
 using Nvme.Core.Storage;
+using Nvme.Testing;
 using Transport.Tcp.Pdu;
 
 namespace Transport.Tcp.Tests;
@@ -11,31 +12,11 @@ namespace Transport.Tcp.Tests;
 /// timeout, nothing more when the store finally returns, and the connection keeps working.</summary>
 public class NvmeTcpAbortTests
 {
-    private sealed class GatedStore(long length) : IBlockStore
-    {
-        private readonly MemoryBlockStore _inner = new(length);
-        public TaskCompletionSource Gate { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        public volatile bool Disposed;
-        public long Length => _inner.Length;
-        public string Description => "gated";
-        public ValueTask ReadAsync(long offset, Memory<byte> destination) => _inner.ReadAsync(offset, destination);
-        public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source)
-        {
-            await Gate.Task;
-            if (Disposed) throw new ObjectDisposedException("store used after release");
-            await _inner.WriteAsync(offset, source);
-        }
-        public ValueTask FlushAsync() => default;
-        public ValueTask ZeroAsync(long offset, long length, bool deallocate) => _inner.ZeroAsync(offset, length, deallocate);
-        public void Resize(long newLength) => _inner.Resize(newLength);
-        public void Dispose() => Disposed = true;
-    }
-
     [Fact]
     public async Task Stuck_write_is_answered_with_an_abort_at_the_drain_timeout_and_never_twice()
     {
         using var f = new NvmeTcpDataPathTests.Fixture();
-        var store = new GatedStore(1 << 20);
+        var store = new GatedBlockStore(1 << 20) { Hold = true };
         f.Subsystem.AttachNamespace(new Namespace(2, store, 512, NamespaceIds.Derive(f.Subsystem.Nqn, 2)));
         var (admin, io) = await NvmeTcpDataPathTests.ConnectAsync(f);
 
@@ -49,9 +30,11 @@ public class NvmeTcpAbortTests
         Assert.Equal(1, abort.SqId);
         Assert.False(store.Disposed);
 
-        store.Gate.SetResult(); // the stuck write finally returns: no second completion for CID 0x77
+        store.Release(); // the stuck write finally returns: no second completion for CID 0x77
         for (int i = 0; i < 200 && !store.Disposed; i++) await Task.Delay(25);
         Assert.True(store.Disposed);
+        Assert.Equal(0, store.DisposedWhileActive); // never released under a running request
+        Assert.Equal(0, store.UsedAfterDispose);
 
         // The queue is healthy and the next PDU is the answer to the next command, not a late 0x77.
         var read = NvmeTcpDataPathTests.Rw(IoOpcode.Read, 0x78, 0, 1);

@@ -132,23 +132,8 @@ internal static class Api
 /// <summary>Runs the built executable (the same dll the program tests start) as the CLI.</summary>
 internal static class Cli
 {
-    private static string TargetDll => Path.Combine(AppContext.BaseDirectory, "nvme-tcp-target.dll");
-
-    public static async Task<(int Code, string Out, string Err)> RunAsync(IReadOnlyDictionary<string, string>? env, params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(TargetDll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("NVMET_", StringComparison.Ordinal)).ToList()) psi.Environment.Remove(key);
-        if (env != null) foreach (var (k, v) in env) psi.Environment[k] = v;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try { await p.WaitForExitAsync(cts.Token); }
-        finally { if (!p.HasExited) p.Kill(true); }
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    public static Task<(int Code, string Out, string Err)> RunAsync(IReadOnlyDictionary<string, string>? env, params string[] args) =>
+        TargetProcess.RunAsync(env, args);
 
     public static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => RunAsync(null, args);
 }

@@ -186,12 +186,8 @@ public sealed class ManagementProgramTests(ITestOutputHelper output)
     public async Task Executable_ServesTheApiOnTheGivenAddress_WithItsToken()
     {
         int nvmePort = FreePort(), apiPort = FreePort();
-        var psi = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "nvme-tcp-target.dll"), "--listen", $"127.0.0.1:{nvmePort}",
-                     "--namespace", "memory:16M", "--api", $"127.0.0.1:{apiPort}" })
-            psi.ArgumentList.Add(a);
-        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("NVMET_", StringComparison.Ordinal)).ToList()) psi.Environment.Remove(key);
-        psi.Environment["NVMET_API_TOKEN"] = "exe-token";
+        var psi = TargetProcess.StartInfo(new Dictionary<string, string> { ["NVMET_API_TOKEN"] = "exe-token" },
+            "--listen", $"127.0.0.1:{nvmePort}", "--namespace", "memory:16M", "--api", $"127.0.0.1:{apiPort}");
         using var p = System.Diagnostics.Process.Start(psi)!;
         var log = new System.Text.StringBuilder();
         var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -13,27 +13,8 @@ namespace Integration.Tests.Program;
 /// the default start with its nvme connect hint, a host connecting, and a clean SIGTERM shutdown.</summary>
 public sealed partial class ProgramTests
 {
-    private static string TargetDll => Path.Combine(AppContext.BaseDirectory, "nvme-tcp-target.dll");
-
-    private static Process Start(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(TargetDll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("NVMET_", StringComparison.Ordinal)).ToList()) psi.Environment.Remove(key);
-        return Process.Start(psi)!;
-    }
-
-    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
-    {
-        using var p = Start(args);
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try { await p.WaitForExitAsync(cts.Token); }
-        finally { if (!p.HasExited) p.Kill(true); }
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static Process Start(params string[] args) => TargetProcess.Start(args);
+    private static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => TargetProcess.RunAsync(args);
 
     [Fact]
     public async Task Help_DocumentsEveryOption()

@@ -20,8 +20,6 @@ public sealed class GracefulShutdownTests(ITestOutputHelper output)
     private const int SlotBlocks = 32;          // 16 KiB per slot
     private const int Writers = 8, SlotsPerWriter = 100;
 
-    private static string TargetDll => Path.Combine(AppContext.BaseDirectory, "nvme-tcp-target.dll");
-
     [Fact]
     public async Task Sigterm_FinishesTakenCommands_FlushesTheFile_AndExits0()
     {
@@ -29,11 +27,7 @@ public sealed class GracefulShutdownTests(ITestOutputHelper output)
         var image = Path.Combine(dir.FullName, "disk.img");
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { TargetDll, "--listen", $"127.0.0.1:{port}", "--api", "127.0.0.1:0", "--namespace", $"file:{image}:16M", "--shutdown-grace", "20" })
-            psi.ArgumentList.Add(a);
-        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("NVMET_", StringComparison.Ordinal) || k.StartsWith("OTEL_", StringComparison.Ordinal)).ToList())
-            psi.Environment.Remove(key);
+        var psi = TargetProcess.StartInfo(null, "--listen", $"127.0.0.1:{port}", "--api", "127.0.0.1:0", "--namespace", $"file:{image}:16M", "--shutdown-grace", "20");
         using var p = Process.Start(psi)!;
         var log = new StringBuilder();
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -8,28 +8,8 @@ namespace Integration.Tests.Telemetry;
 /// message, --log-format json writes one JSON object per line with the event ids; and the systemd unit.</summary>
 public sealed class OperationsOptionsTests(Xunit.Abstractions.ITestOutputHelper output)
 {
-    private static string TargetDll => Path.Combine(AppContext.BaseDirectory, "nvme-tcp-target.dll");
-
-    private static ProcessStartInfo Psi(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(TargetDll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("NVMET_", StringComparison.Ordinal) || k.StartsWith("OTEL_", StringComparison.Ordinal)).ToList())
-            psi.Environment.Remove(key);
-        return psi;
-    }
-
-    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
-    {
-        using var p = Process.Start(Psi(args))!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try { await p.WaitForExitAsync(cts.Token); }
-        finally { if (!p.HasExited) p.Kill(true); }
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static ProcessStartInfo Psi(params string[] args) => TargetProcess.StartInfo(null, args);
+    private static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => TargetProcess.RunAsync(args);
 
     [Fact]
     public async Task Help_DocumentsTheOperationsOptionsAndEndpoints()
