@@ -15,7 +15,7 @@ public class NvmeTcpAbortTests
     [Fact]
     public async Task Stuck_write_is_answered_with_an_abort_at_the_drain_timeout_and_never_twice()
     {
-        using var f = new NvmeTcpDataPathTests.Fixture();
+        using var f = new PipeFixture();
         var store = new GatedBlockStore(1 << 20) { Hold = true };
         f.Subsystem.AttachNamespace(new Namespace(2, store, 512, NamespaceIds.Derive(f.Subsystem.Nqn, 2)));
         var (admin, io) = await NvmeTcpDataPathTests.ConnectAsync(f);

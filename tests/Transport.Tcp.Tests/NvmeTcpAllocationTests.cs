@@ -23,7 +23,7 @@ public sealed class NvmeTcpAllocationTests(ITestOutputHelper output)
     [Fact]
     public async Task SteadyStateReadsAndWrites_AllocateNothingPerIo()
     {
-        using var f = new NvmeTcpDataPathTests.Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await NvmeTcpDataPathTests.ConnectAsync(f);
         var commands = new byte[Depth][];
         var data = new byte[4096];

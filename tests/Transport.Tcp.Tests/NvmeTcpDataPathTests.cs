@@ -15,65 +15,8 @@ namespace Transport.Tcp.Tests;
 /// the C2HData SUCCESS optimisation, H2CData errors, async events from another thread.</summary>
 public class NvmeTcpDataPathTests
 {
-    private const string Nqn = "nqn.2016-06.io.spdk:cnode1";
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
-    internal sealed class Host
-    {
-        private readonly Pipe _toTarget = new(PooledMemoryPool.PipeOptions);
-        private readonly Pipe _fromTarget = new(PooledMemoryPool.PipeOptions);
-        private ushort _cid = 0x40;
-
-        public Host(NvmeTarget target)
-        {
-            var queue = new NvmeTcpQueue(target, new DuplexPipe(_toTarget.Reader, _fromTarget.Writer), new TcpTransportOptions(),
-                NullLogger.Instance, "pipe:2");
-            Run = queue.RunAsync();
-        }
-
-        public Task Run { get; }
-        public ushort NextCid() => _cid++;
-        public PipeWriter ToTarget => _toTarget.Writer;
-        public PipeReader FromTarget => _fromTarget.Reader;
-
-        public async Task SendAsync(byte[] bytes) => await _toTarget.Writer.WriteAsync(bytes);
-
-        public async Task<byte[]?> ReceiveAsync()
-        {
-            using var cts = new CancellationTokenSource(Timeout);
-            var reader = _fromTarget.Reader;
-            while (true)
-            {
-                var result = await reader.ReadAsync(cts.Token);
-                var buffer = result.Buffer;
-                if (buffer.Length >= 8)
-                {
-                    long plen = BinaryPrimitives.ReadUInt32LittleEndian(buffer.Slice(4, 4).ToArray());
-                    if (buffer.Length >= plen)
-                    {
-                        var pdu = buffer.Slice(0, plen).ToArray();
-                        reader.AdvanceTo(buffer.GetPosition(plen));
-                        return pdu;
-                    }
-                }
-                if (result.IsCompleted)
-                {
-                    reader.AdvanceTo(buffer.End);
-                    return null;
-                }
-                reader.AdvanceTo(buffer.Start, buffer.End);
-            }
-        }
-
-        public async Task<byte[]> ReceivePduAsync() => await ReceiveAsync() ?? throw new Xunit.Sdk.XunitException("connection closed");
-
-        public async Task CloseAsync()
-        {
-            await _toTarget.Writer.CompleteAsync();
-            while (await ReceiveAsync() != null) { }
-            await Run.WaitAsync(Timeout);
-        }
-    }
 
     internal static byte[] Capsule(SubmissionQueueEntry sqe, byte[]? data = null)
     {
@@ -140,27 +83,11 @@ public class NvmeTcpDataPathTests
         return b;
     }
 
-    internal sealed class Fixture : IDisposable
-    {
-        public Fixture()
-        {
-            Target = new NvmeTarget(keepAliveScanInterval: System.Threading.Timeout.InfiniteTimeSpan);
-            Subsystem = new Subsystem(Nqn);
-            Store = new MemoryBlockStore(64 << 20);
-            Subsystem.AttachNamespace(new Namespace(1, Store, 512, NamespaceIds.Derive(Nqn, 1)));
-            Target.AddSubsystem(Subsystem);
-        }
-
-        public NvmeTarget Target { get; }
-        public Subsystem Subsystem { get; }
-        public MemoryBlockStore Store { get; }
-        public void Dispose() => Target.Dispose();
-    }
 
     /// <summary>Admin queue (connected, enabled) and I/O queue 1 with the given Connect attributes.</summary>
-    internal static async Task<(Host Admin, Host Io)> ConnectAsync(Fixture f, byte cattr = 0)
+    internal static async Task<(PipeHost Admin, PipeHost Io)> ConnectAsync(PipeFixture f, byte cattr = 0)
     {
-        var admin = new Host(f.Target);
+        var admin = new PipeHost(f.Target);
         await admin.SendAsync(CaptureVectors.ICReq);
         await admin.ReceivePduAsync();
         await admin.SendAsync(CaptureVectors.ConnectCmd);
@@ -168,7 +95,7 @@ public class NvmeTcpDataPathTests
         await admin.SendAsync(CaptureVectors.AdminReplay[6]); // Property Set CC.EN = 1
         Resp(await admin.ReceivePduAsync(), 0x2001);
 
-        var io = new Host(f.Target);
+        var io = new PipeHost(f.Target);
         await io.SendAsync(CaptureVectors.ICReq);
         await io.ReceivePduAsync();
         var sqe = MemoryMarshal.Read<SubmissionQueueEntry>(CaptureVectors.ConnectCmd.AsSpan(8));
@@ -181,16 +108,16 @@ public class NvmeTcpDataPathTests
         return (admin, io);
     }
 
-    internal static async Task CloseAsync(Fixture f, params Host[] hosts)
+    internal static async Task CloseAsync(PipeFixture f, params PipeHost[] hosts)
     {
-        foreach (var h in hosts.Reverse()) await h.CloseAsync();
+        foreach (var h in hosts.Reverse()) await h.DrainAndCloseAsync();
         Assert.Empty(f.Target.Controllers);
     }
 
     [Fact]
     public async Task Write_larger_than_maxh2cdata_takes_several_r2ts_and_h2cdata_pdus()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         const int Size = 384 * 1024; // MAXH2CDATA is 128 KiB: three R2Ts
         var data = Pattern(Size, 1);
@@ -218,7 +145,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task Read_larger_than_maxc2hdata_comes_in_several_pdus_then_a_capsule_resp()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var data = Pattern(300 * 1024, 2);
         f.Store.Write(0, data);
         var (admin, io) = await ConnectAsync(f);
@@ -248,7 +175,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task Sq_flow_control_disabled_read_ends_with_c2hdata_success_and_no_capsule_resp()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var data = Pattern(4096, 3);
         f.Store.Write(4096, data);
         var (admin, io) = await ConnectAsync(f, cattr: ConnectCommand.CattrDisableSqFlowControl);
@@ -269,7 +196,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task Failed_read_gets_a_capsule_resp_and_no_data()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f, cattr: ConnectCommand.CattrDisableSqFlowControl);
         ushort cid = io.NextCid();
         await io.SendAsync(Capsule(Rw(IoOpcode.Read, cid, (64 << 20) / 512, 1)));
@@ -280,7 +207,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task H2CData_at_the_wrong_offset_is_terminated_and_nothing_is_written()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         ushort cid = io.NextCid();
         await io.SendAsync(Capsule(Rw(IoOpcode.Write, cid, 0, 8)));
@@ -300,7 +227,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task H2CData_beyond_the_r2t_window_is_terminated()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         ushort cid = io.NextCid();
         await io.SendAsync(Capsule(Rw(IoOpcode.Write, cid, 0, 2)));
@@ -317,7 +244,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task H2CData_with_a_data_digest_error_fails_the_write_only()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         ushort cid = io.NextCid();
         await io.SendAsync(Capsule(Rw(IoOpcode.Write, cid, 0, 1)));
@@ -338,7 +265,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task Namespace_attach_completes_a_parked_aer_over_the_wire()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         // Set Features Async Event Configuration (bit 8), then an AER.
         var aec = new SubmissionQueueEntry { Opcode = AdminOpcode.SetFeatures, Flags = 0x40, CommandId = 0x70, Cdw10 = FeatureId.AsyncEventConfiguration, Cdw11 = 0x100 };
@@ -349,7 +276,7 @@ public class NvmeTcpDataPathTests
         aer.Sgl.Identifier = SglDescriptor.TransportDataBlock;
         await admin.SendAsync(Capsule(aer));
 
-        await Task.Run(() => f.Subsystem.AttachNamespace(new Namespace(2, new MemoryBlockStore(1 << 20), 512, NamespaceIds.Derive(Nqn, 2))));
+        await Task.Run(() => f.Subsystem.AttachNamespace(new Namespace(2, new MemoryBlockStore(1 << 20), 512, NamespaceIds.Derive(PipeFixture.Nqn, 2))));
         var cqe = Resp(await admin.ReceivePduAsync(), 0x1F);
         Assert.Equal(0x00040002u, cqe.Dword0);
         await CloseAsync(f, admin, io);
@@ -358,7 +285,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task Io_queue_disconnect_answers_then_closes()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         var d = new SubmissionQueueEntry { Opcode = AdminOpcode.Fabrics, Flags = 0x40, CommandId = 0x99, Nsid = FabricsType.Disconnect };
         d.Sgl.Identifier = SglDescriptor.TransportDataBlock;
@@ -375,7 +302,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task In_capsule_data_not_matching_the_sgl_fails_the_command()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         ushort cid = io.NextCid();
         var w = Rw(IoOpcode.Write, cid, 0, 1);
@@ -390,7 +317,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task Host_termreq_closes_the_connection_silently()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         var term = new byte[24];
         term[0] = (byte)PduType.H2CTermReq;
@@ -409,7 +336,7 @@ public class NvmeTcpDataPathTests
     [Fact]
     public async Task More_commands_than_slots_is_terminated()
     {
-        using var f = new Fixture();
+        using var f = new PipeFixture();
         var (admin, io) = await ConnectAsync(f);
         // Writes waiting for their data hold a slot each; the queue has MQES + 1 + 16 = 144 slots.
         var batch = new List<byte>();

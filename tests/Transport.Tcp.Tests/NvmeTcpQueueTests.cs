@@ -14,103 +14,9 @@ namespace Transport.Tcp.Tests;
 /// <summary>NvmeTcpQueue over in-memory pipes: the captured Linux host traffic replayed, and protocol errors.</summary>
 public class NvmeTcpQueueTests
 {
-    private const string SpdkNqn = "nqn.2016-06.io.spdk:cnode1";
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
-    /// <summary>A target with the subsystem the captured host connects to (NSID 1: 64 MiB, 512-byte blocks).</summary>
-    private sealed class Fixture : IDisposable
-    {
-        public Fixture()
-        {
-            Target = new NvmeTarget(keepAliveScanInterval: System.Threading.Timeout.InfiniteTimeSpan);
-            Subsystem = new Subsystem(SpdkNqn);
-            Store = new MemoryBlockStore(64 << 20);
-            Subsystem.AttachNamespace(new Namespace(1, Store, 512, NamespaceIds.Derive(SpdkNqn, 1)));
-            Target.AddSubsystem(Subsystem);
-        }
 
-        public NvmeTarget Target { get; }
-        public Subsystem Subsystem { get; }
-        public MemoryBlockStore Store { get; }
-        public void Dispose() => Target.Dispose();
-    }
-
-    /// <summary>One connection: the test is the host on the other side of two pipes.</summary>
-    private sealed class Connection
-    {
-        private readonly Pipe _toTarget = new();
-        private readonly Pipe _fromTarget = new();
-
-        public Connection(NvmeTarget target, TcpTransportOptions? options = null)
-        {
-            Queue = new NvmeTcpQueue(target, new DuplexPipe(_toTarget.Reader, _fromTarget.Writer), options ?? new TcpTransportOptions(),
-                NullLogger.Instance, "pipe:1");
-            Run = Queue.RunAsync();
-        }
-
-        public NvmeTcpQueue Queue { get; }
-        public Task Run { get; }
-
-        public async Task SendAsync(params byte[][] pdus)
-        {
-            foreach (var p in pdus) await _toTarget.Writer.WriteAsync(p);
-        }
-
-        public async Task SendAsync(byte[] bytes, int chunk)
-        {
-            for (int o = 0; o < bytes.Length; o += chunk)
-                await _toTarget.Writer.WriteAsync(bytes.AsMemory(o, Math.Min(chunk, bytes.Length - o)));
-        }
-
-        /// <summary>The next PDU the target sent, or null when the target closed its output.</summary>
-        public async Task<byte[]?> ReceiveAsync()
-        {
-            using var cts = new CancellationTokenSource(Timeout);
-            var reader = _fromTarget.Reader;
-            while (true)
-            {
-                var result = await reader.ReadAsync(cts.Token);
-                var buffer = result.Buffer;
-                if (buffer.Length >= 8)
-                {
-                    long plen = BinaryPrimitives.ReadUInt32LittleEndian(buffer.Slice(4, 4).ToArray());
-                    if (buffer.Length >= plen)
-                    {
-                        var pdu = buffer.Slice(0, plen).ToArray();
-                        reader.AdvanceTo(buffer.GetPosition(plen));
-                        return pdu;
-                    }
-                }
-                if (result.IsCompleted)
-                {
-                    reader.AdvanceTo(buffer.End);
-                    Assert.True(buffer.IsEmpty, $"target closed its output in the middle of a PDU ({buffer.Length} bytes)");
-                    return null;
-                }
-                reader.AdvanceTo(buffer.Start, buffer.End);
-            }
-        }
-
-        public async Task<byte[]> ReceivePduAsync()
-        {
-            var pdu = await ReceiveAsync();
-            Assert.NotNull(pdu);
-            return pdu;
-        }
-
-        /// <summary>Asserts the target sends nothing more and closes its output, and the connection task ends.</summary>
-        public async Task ExpectClosedAsync()
-        {
-            Assert.Null(await ReceiveAsync());
-            await Run.WaitAsync(Timeout);
-        }
-
-        public async Task CloseAsync()
-        {
-            await _toTarget.Writer.CompleteAsync();
-            await ExpectClosedAsync();
-        }
-    }
 
     private static CompletionQueueEntry ExpectCapsuleResp(byte[] pdu, ushort cid, NvmeStatus status = NvmeStatus.Success)
     {
@@ -155,7 +61,7 @@ public class NvmeTcpQueueTests
     }
 
     /// <summary>ICReq + admin Connect from the capture: a controller exists afterwards.</summary>
-    private static async Task ConnectAdminAsync(Connection c, Fixture f)
+    private static async Task ConnectAdminAsync(PipeHost c, PipeFixture f)
     {
         await c.SendAsync(CaptureVectors.ICReq);
         Assert.Equal(CaptureVectors.ICResp, await c.ReceivePduAsync());
@@ -177,8 +83,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Replay_of_the_linux_admin_and_io_queues()
     {
-        using var f = new Fixture();
-        var admin = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var admin = new PipeHost(f.Target);
         var host = CaptureVectors.AdminReplay;
 
         // ICReq -> the same ICResp SPDK sent; Connect -> the same CapsuleResp (CNTLID 1, SQHD 1).
@@ -212,7 +118,7 @@ public class NvmeTcpQueueTests
         var id = ExpectC2HData(await admin.ReceivePduAsync(), 0x12, 4096);
         ExpectCapsuleResp(await admin.ReceivePduAsync(), 0x12);
         Assert.Equal(1, Bytes.U16(id, 78)); // CNTLID
-        Assert.Equal(SpdkNqn, SpecText.ReadNulTerminated(id.AsSpan(768, 256)));
+        Assert.Equal(PipeFixture.Nqn, SpecText.ReadNulTerminated(id.AsSpan(768, 256)));
         // Get Log Page 05 and 02.
         await admin.SendAsync(host[10]);
         var effects = ExpectC2HData(await admin.ReceivePduAsync(), 0x13, 4096);
@@ -226,7 +132,7 @@ public class NvmeTcpQueueTests
         Assert.Equal(0x00010001u, ExpectCapsuleResp(await admin.ReceivePduAsync(), 0x15).Dword0);
 
         // The I/O queue 2 connection.
-        var io = new Connection(f.Target);
+        var io = new PipeHost(f.Target);
         var ioHost = CaptureVectors.IoReplay;
         await io.SendAsync(ioHost[0]);
         Assert.Equal(CaptureVectors.IoICResp, await io.ReceivePduAsync());
@@ -278,8 +184,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task All_host_pdus_in_one_write_are_answered_in_order()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await c.SendAsync(Bytes.Concat(CaptureVectors.AdminReplay));
         var cids = new List<ushort>();
         Assert.Equal(CaptureVectors.ICResp, await c.ReceivePduAsync());
@@ -297,8 +203,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task ICReq_without_digests()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await c.SendAsync(CaptureVectors.DiscoveryICReq);
         var resp = await c.ReceivePduAsync();
         Assert.Equal(128, resp.Length);
@@ -319,8 +225,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Capsule_before_ICReq_is_a_pdu_sequence_error()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await c.SendAsync(CaptureVectors.DiscoveryConnect);
         var (fes, _, data) = ExpectTermReq(await c.ReceivePduAsync());
         Assert.Equal((ushort)FatalErrorStatus.PduSequenceError, fes);
@@ -332,8 +238,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Capsule_with_digest_flags_before_ICReq_is_terminated()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await c.SendAsync(CaptureVectors.ConnectCmd);
         ExpectTermReq(await c.ReceivePduAsync());
         await c.ExpectClosedAsync();
@@ -343,8 +249,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Second_ICReq_is_a_pdu_sequence_error()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await ConnectAdminAsync(c, f);
         await c.SendAsync(CaptureVectors.ICReq);
         var (fes, _, data) = ExpectTermReq(await c.ReceivePduAsync());
@@ -357,8 +263,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task H2CData_for_an_unknown_ttag_is_terminated()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await ConnectAdminAsync(c, f);
         await c.SendAsync(CaptureVectors.H2CData); // TTAG 6: nothing awaits data
         var (fes, fei, data) = ExpectTermReq(await c.ReceivePduAsync());
@@ -372,8 +278,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Header_digest_error_is_terminated()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await ConnectAdminAsync(c, f);
         var bad = (byte[])CaptureVectors.PropertyGetCapCmd.Clone();
         bad[74] ^= 1;
@@ -387,8 +293,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Oversized_capsule_is_terminated_before_its_body_arrives()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await ConnectAdminAsync(c, f);
         var header = new byte[8] { 0x04, 0x03, 72, 76, 0, 0, 0, 0 };
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), 1u << 30);
@@ -403,8 +309,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Data_digest_error_fails_the_command_and_keeps_the_connection()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await c.SendAsync(CaptureVectors.ICReq);
         await c.ReceivePduAsync();
         var bad = (byte[])CaptureVectors.ConnectCmd.Clone();
@@ -423,8 +329,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Stalled_half_pdu_closes_the_connection()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target, new TcpTransportOptions { StallTimeout = TimeSpan.FromMilliseconds(200) });
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target, new TcpTransportOptions { StallTimeout = TimeSpan.FromMilliseconds(200) });
         await ConnectAdminAsync(c, f);
         await c.SendAsync(CaptureVectors.PropertyGetCapCmd.AsSpan(0, 40).ToArray());
         var started = DateTime.UtcNow;
@@ -436,8 +342,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Idle_connection_between_pdus_is_not_a_stall()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target, new TcpTransportOptions { StallTimeout = TimeSpan.FromMilliseconds(100) });
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target, new TcpTransportOptions { StallTimeout = TimeSpan.FromMilliseconds(100) });
         await ConnectAdminAsync(c, f);
         await Task.Delay(400);
         Assert.False(c.Run.IsCompleted);
@@ -450,8 +356,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task No_ICReq_in_time_closes_the_connection()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target, new TcpTransportOptions { ICReqTimeout = TimeSpan.FromMilliseconds(200) });
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target, new TcpTransportOptions { ICReqTimeout = TimeSpan.FromMilliseconds(200) });
         await c.ExpectClosedAsync();
         Assert.Empty(f.Target.Controllers);
     }
@@ -459,8 +365,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Peer_closing_mid_pdu_ends_the_connection()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await ConnectAdminAsync(c, f);
         await c.SendAsync(CaptureVectors.PropertyGetCapCmd.AsSpan(0, 30).ToArray());
         await c.CloseAsync();
@@ -470,8 +376,8 @@ public class NvmeTcpQueueTests
     [Fact]
     public async Task Controller_teardown_terminates_the_connection()
     {
-        using var f = new Fixture();
-        var c = new Connection(f.Target);
+        using var f = new PipeFixture();
+        var c = new PipeHost(f.Target);
         await ConnectAdminAsync(c, f);
         f.Target.Controllers.Single().Destroy("test");
         await c.ExpectClosedAsync();
