@@ -42,7 +42,7 @@ internal sealed class IoConnection
     private readonly int _index;
     private readonly Slot[] _slots;
     private readonly ConcurrentQueue<int> _ready = new();
-    private readonly Signal _signal = new();
+    private readonly Transport.Tcp.AsyncSignal _signal = new();
     private readonly byte[] _send;
     private readonly byte[] _recv;
     private readonly long _units; // block-size units this connection may address
