@@ -12,21 +12,22 @@ using Target.Configuration;
 using Target.Management;
 using Target.Telemetry;
 using Transport.Tcp;
+using Transport.Tcp.Net;
 
 namespace Target;
 
 /// <summary>
 /// Composes the target: builds the NVMe model from a validated configuration, opens the backing stores, and
-/// hosts the NVMe/TCP listeners on Kestrel, with the management API, /metrics, /healthz and /readyz on their
+/// serves NVMe/TCP on its own socket listeners (Transport.Tcp.Net), with the management API, /metrics, /healthz and /readyz on their
 /// own listener. Owns the telemetry (the transport's meter, the OTLP exporters) and the graceful shutdown.
 /// Used by the program and by the integration tests.
 /// </summary>
 public sealed class TargetHost : IAsyncDisposable
 {
-    private readonly WebApplication _app;
-    private readonly List<ListenOptions> _listeners;
+    private readonly WebApplication? _app;
+    private readonly List<IPEndPoint> _endpoints;
     private readonly ListenOptions? _apiListener;
-    private readonly NvmeTcpConnectionHandler _handler;
+    private readonly NvmeTcpServer _server;
     private readonly TcpTransportMetrics _transportMetrics;
     private readonly OtlpTelemetry? _otlp;
     private readonly Lifecycle _lifecycle;
@@ -34,16 +35,16 @@ public sealed class TargetHost : IAsyncDisposable
     private readonly Lock _stopLock = new();
     private Task? _stopping;
 
-    private TargetHost(WebApplication app, NvmeTarget target, List<ListenOptions> listeners, TargetManager manager, ListenOptions? apiListener,
-        NvmeTcpConnectionHandler handler, TcpTransportMetrics transportMetrics, OtlpTelemetry? otlp, Lifecycle lifecycle,
+    private TargetHost(WebApplication? app, NvmeTarget target, List<IPEndPoint> endpoints, TargetManager manager, ListenOptions? apiListener,
+        NvmeTcpServer server, TcpTransportMetrics transportMetrics, OtlpTelemetry? otlp, Lifecycle lifecycle,
         PrometheusExposition metrics, ILogger log)
     {
         _app = app;
         Target = target;
-        _listeners = listeners;
+        _endpoints = endpoints;
         Manager = manager;
         _apiListener = apiListener;
-        _handler = handler;
+        _server = server;
         _transportMetrics = transportMetrics;
         _otlp = otlp;
         _lifecycle = lifecycle;
@@ -57,7 +58,7 @@ public sealed class TargetHost : IAsyncDisposable
     public TargetManager Manager { get; }
 
     /// <summary>Bound endpoints, in configuration order (real ports even when port 0 was asked for).</summary>
-    public IReadOnlyList<IPEndPoint> Endpoints => _listeners.Select(l => l.IPEndPoint!).ToList();
+    public IReadOnlyList<IPEndPoint> Endpoints => _endpoints;
 
     /// <summary>Bound endpoint of the management HTTP API (the real port even when port 0 was asked for);
     /// null when the API is off.</summary>
@@ -75,7 +76,7 @@ public sealed class TargetHost : IAsyncDisposable
     public ReadinessReport Readiness => ReadinessReport.Check(_lifecycle.Phase, Target);
 
     /// <summary>NVMe/TCP connections open right now.</summary>
-    public int ConnectionCount => _handler.ConnectionCount;
+    public int ConnectionCount => _server.ConnectionCount;
 
     /// <summary>How long <see cref="StopAsync()"/> lets connections finish the commands they have (default 10 s).</summary>
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
@@ -103,50 +104,32 @@ public sealed class TargetHost : IAsyncDisposable
                 log.OtlpOn(telemetry.OtlpProtocol, telemetry.OtlpEndpoint, telemetry.TraceIoSampleRate);
             }
             var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management"));
-            var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "nvme-tcp-target" });
-            builder.Services.AddSingleton(loggerFactory);
-            builder.WebHost.UseKestrelCore();
-            if (api != null) ManagementApi.AddServices(builder.Services);
-            var listeners = new List<ListenOptions>();
-            ListenOptions? apiListener = null;
-            var handler = new NvmeTcpConnectionHandler(target, transportOptions ?? new TcpTransportOptions(), loggerFactory, transportMetrics);
-            builder.WebHost.ConfigureKestrel(k =>
+            var server = new NvmeTcpServer(target, transportOptions ?? new TcpTransportOptions(), loggerFactory, transportMetrics);
+            WebApplication? app = null;
+            try
             {
+                ListenOptions? apiListener = null;
+                if (api != null)
+                {
+                    app = BuildApi(loggerFactory, api, telemetry, manager, lifecycle, exposition, target, lo => apiListener = lo);
+                    await app.StartAsync().ConfigureAwait(false);
+                }
+                var endpoints = new List<IPEndPoint>();
                 foreach (var p in config.Ports)
                 {
-                    k.Listen(IPAddress.Parse(p.Address), p.Port, lo =>
-                    {
-                        lo.Use(_ => handler.OnConnectedAsync);
-                        listeners.Add(lo);
-                    });
+                    var bound = server.Listen(new IPEndPoint(IPAddress.Parse(p.Address), p.Port));
+                    endpoints.Add(bound);
+                    target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress));
                 }
-                if (api != null)
-                    k.Listen(IPAddress.Parse(api.Address), api.Port, lo =>
-                    {
-                        lo.Protocols = HttpProtocols.Http1;
-                        apiListener = lo;
-                    });
-            });
-            var app = builder.Build();
-            if (api != null)
-            {
-                bool metricsOpen = !telemetry.MetricsRequireToken;
-                ManagementApi.Map(app, manager, api.Token, path =>
-                    path == HealthEndpoints.LivenessPath || path == HealthEndpoints.ReadinessPath || (metricsOpen && path == MetricsPath));
-                HealthEndpoints.Map(app, () => ReadinessReport.Check(lifecycle.Phase, target));
-                app.MapGet(MetricsPath, () => Results.Text(exposition.Collect(), PrometheusExposition.ContentType))
-                    .ExcludeFromDescription().WithName("Metrics")
-                    .WithSummary("Prometheus text exposition of the target's metrics (no token unless --metrics-auth token).");
+                lifecycle.Phase = LifecyclePhase.Running;
+                return new TargetHost(app, target, endpoints, manager, apiListener, server, transportMetrics, otlp, lifecycle, exposition, log);
             }
-            await app.StartAsync().ConfigureAwait(false);
-            for (int i = 0; i < config.Ports.Count; i++)
+            catch
             {
-                var p = config.Ports[i];
-                var bound = listeners[i].IPEndPoint!;
-                target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress));
+                await server.DisposeAsync().ConfigureAwait(false);
+                if (app != null) await app.DisposeAsync().ConfigureAwait(false);
+                throw;
             }
-            lifecycle.Phase = LifecyclePhase.Running;
-            return new TargetHost(app, target, listeners, manager, apiListener, handler, transportMetrics, otlp, lifecycle, exposition, log);
         }
         catch
         {
@@ -156,6 +139,30 @@ public sealed class TargetHost : IAsyncDisposable
             target.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The management HTTP API (with /metrics, /healthz, /readyz) on Kestrel, on its own listener.</summary>
+    private static WebApplication BuildApi(ILoggerFactory loggerFactory, ApiConfig api, TelemetryOptions telemetry, TargetManager manager,
+        Lifecycle lifecycle, PrometheusExposition exposition, NvmeTarget target, Action<ListenOptions> bound)
+    {
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "nvme-tcp-target" });
+        builder.Services.AddSingleton(loggerFactory);
+        builder.WebHost.UseKestrelCore();
+        ManagementApi.AddServices(builder.Services);
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(api.Address), api.Port, lo =>
+        {
+            lo.Protocols = HttpProtocols.Http1;
+            bound(lo);
+        }));
+        var app = builder.Build();
+        bool metricsOpen = !telemetry.MetricsRequireToken;
+        ManagementApi.Map(app, manager, api.Token, path =>
+            path == HealthEndpoints.LivenessPath || path == HealthEndpoints.ReadinessPath || (metricsOpen && path == MetricsPath));
+        HealthEndpoints.Map(app, () => ReadinessReport.Check(lifecycle.Phase, target));
+        app.MapGet(MetricsPath, () => Results.Text(exposition.Collect(), PrometheusExposition.ContentType))
+            .ExcludeFromDescription().WithName("Metrics")
+            .WithSummary("Prometheus text exposition of the target's metrics (no token unless --metrics-auth token).");
+        return app;
     }
 
     public const string MetricsPath = "/metrics";
@@ -250,20 +257,20 @@ public sealed class TargetHost : IAsyncDisposable
     private async Task StopCoreAsync(TimeSpan grace)
     {
         _lifecycle.Phase = LifecyclePhase.Stopping;
-        int draining = _handler.BeginDrain();
+        int draining = _server.BeginDrain();
         _log.ShutdownDraining(draining, grace.TotalSeconds);
         int leftAtExpiry = 0;
         using (var timeout = new CancellationTokenSource(grace))
-        using (timeout.Token.Register(() => Volatile.Write(ref leftAtExpiry, _handler.ConnectionCount)))
+        using (timeout.Token.Register(() => Volatile.Write(ref leftAtExpiry, _server.ConnectionCount)))
         {
-            // Kestrel closes the listeners and waits for the connections (ours close once drained) until the
-            // grace period is over; then it aborts those that remain.
-            try
+            // The listeners are closed already; the connections close once drained. After the grace period
+            // those that remain are reset.
+            await _server.StopAsync(timeout.Token).ConfigureAwait(false);
+            if (_app != null)
             {
-                await _app.StopAsync(timeout.Token).ConfigureAwait(false);
-                while (_handler.ConnectionCount > 0 && !timeout.IsCancellationRequested) await Task.Delay(20, CancellationToken.None).ConfigureAwait(false);
+                try { await _app.StopAsync(timeout.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) { }
             }
-            catch (OperationCanceledException) { }
         }
         if (Volatile.Read(ref leftAtExpiry) > 0) _log.ShutdownGraceExpired(grace.TotalSeconds, leftAtExpiry);
         else _log.ShutdownDrained();
@@ -306,6 +313,6 @@ public sealed class TargetHost : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);
-        await _app.DisposeAsync().ConfigureAwait(false);
+        if (_app != null) await _app.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -33,6 +33,26 @@ internal sealed class AsyncSignal : IValueTaskSource, IThreadPoolWorkItem
         }
     }
 
+    /// <summary>Like <see cref="Set"/>, but a waiting waiter runs now, on this thread, before this returns. Only
+    /// for a caller that holds no lock and may do the waiter's work itself (the receive loop at a batch end).</summary>
+    public void SetInline()
+    {
+        while (true)
+        {
+            int s = Volatile.Read(ref _state);
+            if (s == Signaled) return;
+            if (s == Idle)
+            {
+                if (Interlocked.CompareExchange(ref _state, Signaled, Idle) == Idle) return;
+            }
+            else if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
+            {
+                _core.SetResult(true);
+                return;
+            }
+        }
+    }
+
     public ValueTask WaitAsync()
     {
         if (Interlocked.CompareExchange(ref _state, Idle, Signaled) == Signaled) return default;

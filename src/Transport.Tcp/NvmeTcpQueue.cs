@@ -119,12 +119,13 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
                 if (_termError != null || (_closeReason?.StartsWith("protocol error", StringComparison.Ordinal) ?? false))
                     activity.SetStatus(ActivityStatusCode.Error, _closeReason);
             }
-            await _input.CompleteAsync().ConfigureAwait(false);
-            await _output.CompleteAsync().ConfigureAwait(false);
-            // Only a stuck peer is aborted: Abort drops output Kestrel has not sent yet (a C2HTermReq, the
-            // Disconnect response) and resets the socket. Otherwise returning lets Kestrel send the rest and
-            // close with a FIN.
+            // Only a stuck peer is aborted (first: completing the output may otherwise wait on its full socket):
+            // the socket is reset and output not yet sent is dropped. Otherwise completing the output sends the
+            // rest (a C2HTermReq, the Disconnect response) and the caller closes with a FIN.
             if (!writerDone) _abort?.Invoke();
+            await _input.CompleteAsync().ConfigureAwait(false);
+            try { await _output.CompleteAsync().ConfigureAwait(false); }
+            catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException) { /* the peer is gone */ }
             _stall.Dispose();
         }
     }
@@ -150,6 +151,11 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
             try
             {
                 result = await _input.ReadAsync(_stall.Token).ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                _closeReason ??= "connection lost: " + (e.InnerException?.Message ?? e.Message);
+                return;
             }
             catch (OperationCanceledException)
             {
@@ -200,7 +206,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
             if (_batchHasWork)
             {
                 _batchHasWork = false;
-                _signal.Set();
+                _signal.SetInline();
             }
         }
     }

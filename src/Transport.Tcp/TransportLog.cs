@@ -29,4 +29,7 @@ internal static partial class TransportLog
     [LoggerMessage(EventId = 207, Level = LogLevel.Debug,
         Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) drained for shutdown: every command it had taken is answered; {Ignored} newer command(s) left for the host to retry")]
     public static partial void Drained(this ILogger log, string peer, string hostNqn, int qid, int ignored);
+
+    [LoggerMessage(EventId = 208, Level = LogLevel.Warning, Message = "Accepting a connection failed ({Error}): {Message}; still listening")]
+    public static partial void AcceptFailed(this ILogger log, string error, string message);
 }

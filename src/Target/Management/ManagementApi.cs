@@ -33,8 +33,8 @@ public sealed class HostEntry
 }
 
 /// <summary>
-/// The management HTTP API (JSON, under /api/v1), served by the same Kestrel host as the NVMe/TCP listeners
-/// but only on its own listener. Every endpoint delegates to <see cref="TargetManager"/>; every error is an
+/// The management HTTP API (JSON, under /api/v1), served by Kestrel on its own listener (the NVMe/TCP ports
+/// are served by Transport.Tcp's socket listener). Every endpoint delegates to <see cref="TargetManager"/>; every error is an
 /// RFC 7807 problem (application/problem+json) whose detail is meant for the operator.
 /// </summary>
 public static class ManagementApi

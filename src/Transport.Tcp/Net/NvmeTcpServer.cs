@@ -1,0 +1,187 @@
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Nvme.Core;
+
+namespace Transport.Tcp.Net;
+
+/// <summary>
+/// The NVMe/TCP listener: accepts TCP connections on any number of endpoints and runs each as one
+/// <see cref="NvmeTcpQueue"/> over the socket itself. A receive reads as much as the socket has (up to a
+/// 64 KiB block) straight into pooled memory, and the queue's writer sends each batch of PDUs with as few
+/// sends as the blocks allow, from the thread that completed the work: no intermediate pipe thread between
+/// the socket and the queue.
+/// </summary>
+public sealed class NvmeTcpServer : IAsyncDisposable
+{
+    /// <summary>Receive and send block size: a receive takes up to this much, a send gathers up to this much.</summary>
+    public const int BlockSize = 64 * 1024;
+
+    private readonly NvmeTarget _target;
+    private readonly TcpTransportOptions _options;
+    private readonly ILogger _log;
+    private readonly TcpTransportMetrics? _metrics;
+    private readonly BlockMemoryPool _pool = new(BlockSize);
+    private readonly List<(Socket Socket, Task Accepting)> _listeners = new();
+    private readonly ConcurrentDictionary<Connection, byte> _live = new();
+    private volatile bool _draining;
+    private volatile bool _stopped;
+
+    public NvmeTcpServer(NvmeTarget target, TcpTransportOptions options, ILoggerFactory loggers, TcpTransportMetrics? metrics = null)
+    {
+        _target = target;
+        _options = options;
+        _log = loggers.CreateLogger("Transport.Tcp");
+        _metrics = metrics;
+    }
+
+    /// <summary>Connections being served right now.</summary>
+    public int ConnectionCount => _live.Count;
+
+    /// <summary>Socket buffer blocks created so far (each <see cref="BlockSize"/> bytes, pinned, reused).</summary>
+    public long BufferBlocks => _pool.BlockCount;
+
+    /// <summary>Binds <paramref name="endpoint"/> and starts accepting; returns the bound endpoint (the real port
+    /// when port 0 was asked for). Throws <see cref="IOException"/> when the address cannot be bound.</summary>
+    public IPEndPoint Listen(IPEndPoint endpoint)
+    {
+        ObjectDisposedException.ThrowIf(_stopped, this);
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (endpoint.AddressFamily == AddressFamily.InterNetworkV6 && endpoint.Address.Equals(IPAddress.IPv6Any)) socket.DualMode = true;
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(endpoint);
+            socket.Listen(512);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new IOException($"cannot listen on {endpoint}: {e.Message}", e);
+        }
+        var bound = (IPEndPoint)socket.LocalEndPoint!;
+        lock (_listeners) _listeners.Add((socket, AcceptLoopAsync(socket)));
+        return bound;
+    }
+
+    private async Task AcceptLoopAsync(Socket listener)
+    {
+        await Task.Yield();
+        while (true)
+        {
+            Socket socket;
+            try { socket = await listener.AcceptAsync().ConfigureAwait(false); }
+            catch (ObjectDisposedException) { return; }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.OperationAborted) { return; }
+            catch (SocketException e)
+            {
+                // Out of file descriptors and the like: say so, breathe, keep accepting.
+                _log.AcceptFailed(e.SocketErrorCode.ToString(), e.Message);
+                await Task.Delay(100).ConfigureAwait(false);
+                continue;
+            }
+            _ = ServeAsync(socket);
+        }
+    }
+
+    private async Task ServeAsync(Socket socket)
+    {
+        var connection = new Connection(socket, _pool);
+        _live.TryAdd(connection, 0);
+        try
+        {
+            socket.NoDelay = true;
+            var peer = socket.RemoteEndPoint?.ToString() ?? "?";
+            var queue = new NvmeTcpQueue(_target, connection, _options, _log, peer, connection.Abort, _metrics);
+            connection.Queue = queue;
+            if (_draining) queue.BeginDrain(); // accepted while the listener was being closed
+            await queue.RunAsync().ConfigureAwait(false);
+            connection.Close();
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // The peer vanished between accept and the first read: nothing to serve.
+            connection.Abort();
+        }
+        finally { _live.TryRemove(connection, out _); }
+    }
+
+    /// <summary>Graceful shutdown: stop accepting; every connection stops taking new commands, finishes what
+    /// it has and closes (see <see cref="NvmeTcpQueue.BeginDrain"/>). Returns the connections draining.</summary>
+    public int BeginDrain()
+    {
+        _draining = true;
+        CloseListeners();
+        foreach (var c in _live.Keys) c.Queue?.BeginDrain();
+        return _live.Count;
+    }
+
+    /// <summary>Waits until every connection has closed or <paramref name="cancellation"/> fires; then aborts
+    /// those left (their sockets are reset) and waits for them to end.</summary>
+    public async Task StopAsync(CancellationToken cancellation)
+    {
+        _stopped = true;
+        CloseListeners();
+        try
+        {
+            while (!_live.IsEmpty) await Task.Delay(20, cancellation).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) { }
+        foreach (var c in _live.Keys) c.Abort();
+        for (int i = 0; i < 250 && !_live.IsEmpty; i++) await Task.Delay(20, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private void CloseListeners()
+    {
+        lock (_listeners)
+        {
+            foreach (var (socket, _) in _listeners) socket.Dispose();
+            _listeners.Clear();
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync(new CancellationToken(true)).ConfigureAwait(false);
+
+    /// <summary>One accepted socket as a duplex pipe: reads go straight to the socket into pooled 64 KiB blocks;
+    /// writes are buffered in pooled blocks and sent at each flush.</summary>
+    private sealed class Connection : IDuplexPipe
+    {
+        private readonly Socket _socket;
+        private readonly NetworkStream _stream;
+        private int _closed;
+
+        public Connection(Socket socket, BlockMemoryPool pool)
+        {
+            _socket = socket;
+            _stream = new NetworkStream(socket, ownsSocket: false);
+            Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(pool, bufferSize: BlockSize, minimumReadSize: 4096, leaveOpen: true));
+            Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(pool, minimumBufferSize: BlockSize, leaveOpen: true));
+        }
+
+        public PipeReader Input { get; }
+        public PipeWriter Output { get; }
+        public NvmeTcpQueue? Queue { get; set; }
+
+        /// <summary>After the queue ended (its pipes completed, everything flushed): FIN, then close.</summary>
+        public void Close()
+        {
+            if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+            try { _socket.Shutdown(SocketShutdown.Both); }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+            _stream.Dispose();
+            _socket.Dispose();
+        }
+
+        /// <summary>A stuck or unwanted peer: reset the connection, dropping anything not yet sent. Any thread.</summary>
+        public void Abort()
+        {
+            if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+            try { _socket.LingerState = new LingerOption(true, 0); }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+            _stream.Dispose();
+            _socket.Dispose();
+        }
+    }
+}
