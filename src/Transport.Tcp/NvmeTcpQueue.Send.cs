@@ -48,6 +48,10 @@ public sealed partial class NvmeTcpQueue
         if (kind == SendKind.Response) req.ReleaseBuffers();
     }
 
+    /// <summary>A batch flushes whenever this much is buffered (measured: 24-64 KiB all do; one flush per
+    /// batch gave 4 KiB QD32 reads ~15 % less).</summary>
+    private const int FlushThreshold = 32 * 1024;
+
     private async Task WriterLoopAsync()
     {
         try
@@ -63,7 +67,17 @@ public sealed partial class NvmeTcpQueue
                     _icRespDigest = 0xFF;
                 }
                 while (_abortResponses.TryDequeue(out var aborted)) PduWriter.WriteCapsuleResp(_output, aborted, _settings.HeaderDigest);
-                while (_sends.TryDequeue(out var item)) stop |= Write(item.Request, item.Kind);
+                while (_sends.TryDequeue(out var item))
+                {
+                    stop |= Write(item.Request, item.Kind);
+                    // A large batch goes out in pieces: the host starts on the first answers while the rest
+                    // are being written (a single send at the end would leave both sides idle in turn).
+                    if (_output.CanGetUnflushedBytes && _output.UnflushedBytes >= FlushThreshold)
+                    {
+                        var partial = await _output.FlushAsync().ConfigureAwait(false);
+                        if (partial.IsCompleted || partial.IsCanceled) return;
+                    }
+                }
                 if (_termError is PduError err)
                 {
                     PduWriter.WriteC2HTermReq(_output, err.Status, err.FieldOffset, ((ReadOnlySpan<byte>)_termHeader)[.._termHeaderLength]);
