@@ -20,6 +20,7 @@ internal sealed class Options
     public int ReadPercent = 100;
     public double Duration = 5, Warmup = 2;
     public bool Digests;
+    public bool DisableSqFlow;
     public bool Verify;
     public long Size = 1L << 30;
     public int InCapsule = 8192;
@@ -30,9 +31,9 @@ internal sealed class Options
 }
 
 /// <summary>
-/// One I/O queue: a fixed pool of command slots (CID = slot index), a send loop that drains a queue of ready
-/// slots into one buffer and writes it with one send, and a receive loop that parses responses, records
-/// latency and resubmits the slot. No task or allocation per command.
+/// One I/O queue on one thread: a fixed pool of command slots (CID = slot index); the ready slots are drained
+/// into one buffer and written with one send; each receive is parsed for responses, whose latency is recorded
+/// and whose slots are resubmitted, then everything ready is sent again. No task or allocation per command.
 /// </summary>
 internal sealed class IoConnection
 {
@@ -42,7 +43,6 @@ internal sealed class IoConnection
     private readonly int _index;
     private readonly Slot[] _slots;
     private readonly ConcurrentQueue<int> _ready = new();
-    private readonly Transport.Tcp.AsyncSignal _signal = new();
     private readonly byte[] _send;
     private readonly byte[] _recv;
     private readonly long _units; // block-size units this connection may address
@@ -172,9 +172,7 @@ internal sealed class IoConnection
             _ready.Enqueue(slot.Cid);
         }
         _inflight = _slots.Length;
-        _signal.Set();
-        _ = Task.Run(SendLoopAsync);
-        _ = Task.Run(ReceiveLoopAsync);
+        new Thread(Run) { IsBackground = true, Name = $"loadgen connection {_index}" }.Start();
     }
 
     /// <summary>Stops submitting; completes when every outstanding command has completed.</summary>
@@ -201,16 +199,32 @@ internal sealed class IoConnection
 
     // ------------------------------------------------------------------ send
 
-    private async Task SendLoopAsync()
+    /// <summary>The connection's one thread: send what is ready, receive, handle, repeat. Blocking socket calls and
+    /// no hand-off between threads (a send loop and a receive loop on the thread pool spent most of their CPU
+    /// waking each other up). A send blocks only while the target's receive window is full, and the target
+    /// always keeps reading.</summary>
+    private void Run()
+    {
+        try
+        {
+            SendReady();
+            ReceiveLoop();
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            if (!_stopping || _inflight > 0) Fail(e.Message);
+        }
+    }
+
+    /// <summary>Sends every ready command and H2CData, batched into as few sends as the buffer allows.</summary>
+    private void SendReady()
     {
         bool hd = _o.Digests, dd = _o.Digests;
         int hdl = hd ? 4 : 0;
         int carried = -1;
-        try
         {
             while (Failure is null)
             {
-                if (carried < 0) await _signal.WaitAsync().ConfigureAwait(false);
                 int len = 0;
                 // Never TryPeek: it freezes the ConcurrentQueue segment (the next enqueue allocates a new one).
                 while (true)
@@ -293,23 +307,18 @@ internal sealed class IoConnection
                 {
                     if (Debug && _dbg++ < 10) Console.Error.WriteLine($"send {len} bytes: {Convert.ToHexString(_send, 0, Math.Min(len, 80))}");
                     int sent = 0;
-                    while (sent < len) sent += await _s.SendAsync(_send.AsMemory(sent, len - sent), SocketFlags.None).ConfigureAwait(false);
+                    while (sent < len) sent += _s.Send(_send, sent, len - sent, SocketFlags.None);
                 }
-                if (carried < 0 && !_ready.IsEmpty) _signal.Set();
+                if (carried < 0) return;
             }
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
-        {
-            Fail("send: " + e.Message);
         }
     }
 
     // ------------------------------------------------------------------ receive
 
-    private async Task ReceiveLoopAsync()
+    private void ReceiveLoop()
     {
         int start = 0, end = 0;
-        try
         {
             while (Failure is null)
             {
@@ -319,7 +328,7 @@ internal sealed class IoConnection
                     end -= start;
                     start = 0;
                 }
-                int n = await _s.ReceiveAsync(_recv.AsMemory(end), SocketFlags.None).ConfigureAwait(false);
+                int n = _s.Receive(_recv, end, _recv.Length - end, SocketFlags.None);
                 if (n == 0) { Fail("target closed the connection"); return; }
                 end += n;
                 bool resubmitted = false;
@@ -342,12 +351,8 @@ internal sealed class IoConnection
                     if (Failure != null) return;
                 }
                 if (start == end) start = end = 0;
-                if (resubmitted) _signal.Set();
+                if (resubmitted) SendReady();
             }
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            if (!_stopping || _inflight > 0) Fail("receive: " + e.Message);
         }
     }
 

@@ -23,6 +23,8 @@ a fixed pool of CIDs).
   --duration SEC       measured time (5)      --warmup SEC  warm-up, not measured (2)
   --size BYTES         addressed range of the namespace (1g)
   --digests            header and data digests (HDGST+DDGST)
+  --disable-sqflow     I/O queues connect with SQ flow control disabled (as nvme connect --disable-sqflow):
+                       the target may then end a read with C2HData SUCCESS instead of a response capsule
   --in-capsule BYTES   writes up to this size go in the capsule (8192 = the target's IOCCSZ)
   --verify             write an LBA+seed pattern, check it on every read (never-written blocks must read 0)
   --json FILE          also write the result as JSON
@@ -64,6 +66,7 @@ try
             case "--warmup": o.Warmup = double.Parse(Next(), CultureInfo.InvariantCulture); break;
             case "--size": o.Size = Size(Next()); break;
             case "--digests": o.Digests = true; break;
+            case "--disable-sqflow": o.DisableSqFlow = true; break;
             case "--in-capsule": o.InCapsule = (int)Size(Next()); break;
             case "--verify": o.Verify = true; break;
             case "--json": o.Json = Next(); break;
@@ -132,7 +135,7 @@ try
     {
         var s = Wire.Open(o.Target);
         int maxH2C = Wire.Initialize(s, o.Digests, o.Digests);
-        Wire.Connect(s, o.Nqn, (ushort)(i + 1), 127, cntlid, o.Digests, o.Digests);
+        Wire.Connect(s, o.Nqn, (ushort)(i + 1), 127, cntlid, o.Digests, o.Digests, o.DisableSqFlow);
         conns.Add(new IoConnection(o, s, i, maxH2C));
     }
 }
@@ -170,7 +173,7 @@ foreach (var c in conns)
 double secs = (tEnd - t0) / (double)Stopwatch.Frequency;
 long ios = reads + writes;
 double iops = ios / secs, mibs = bytes / secs / (1 << 20);
-string label = o.Label ?? $"{rw} bs={o.BlockSize} qd={o.QueueDepth} conns={o.Connections} digests={(o.Digests ? "on" : "off")}{(o.Sink ? " (sink)" : "")}";
+string label = o.Label ?? $"{rw} bs={o.BlockSize} qd={o.QueueDepth} conns={o.Connections} digests={(o.Digests ? "on" : "off")}{(o.DisableSqFlow ? " sqflow=off" : "")}{(o.Sink ? " (sink)" : "")}";
 double us(long ns) => ns / 1000.0;
 Console.WriteLine(label);
 Console.WriteLine(FormattableString.Invariant($"  IOPS {iops:F0}  MiB/s {mibs:F1}  MB/s {bytes / secs / 1e6:F1}  reads {reads}  writes {writes}  errors {errors}  verify-failures {verifyFailures}  digest-errors {digestErrors}"));
@@ -182,7 +185,7 @@ if (o.Json != null)
     var result = new Dictionary<string, object?>
     {
         ["label"] = label, ["rw"] = rw, ["bs"] = o.BlockSize, ["qd"] = o.QueueDepth, ["conns"] = o.Connections, ["digests"] = o.Digests,
-        ["sink"] = o.Sink, ["inProcess"] = o.InProcess, ["verify"] = o.Verify, ["seconds"] = secs,
+        ["disableSqFlow"] = o.DisableSqFlow, ["sink"] = o.Sink, ["inProcess"] = o.InProcess, ["verify"] = o.Verify, ["seconds"] = secs,
         ["iops"] = iops, ["mibPerSec"] = mibs, ["mbPerSec"] = bytes / secs / 1e6, ["reads"] = reads, ["writes"] = writes,
         ["errors"] = errors, ["verifyFailures"] = verifyFailures, ["digestErrors"] = digestErrors,
         ["latencyUs"] = new Dictionary<string, double>

@@ -99,14 +99,15 @@ internal static class Wire
         }
     }
 
-    public static CompletionQueueEntry Connect(Socket s, string subNqn, ushort qid, ushort sqsize, ushort cntlid, bool hdgst, bool ddgst)
+    public static CompletionQueueEntry Connect(Socket s, string subNqn, ushort qid, ushort sqsize, ushort cntlid, bool hdgst, bool ddgst, bool disableSqFlow = false)
     {
         var data = new byte[ConnectData.Size];
         HostId.TryWriteBytes(data.AsSpan(0, 16), bigEndian: true, out _);
         BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(ConnectData.CntlidOffset), cntlid);
         Encoding.UTF8.GetBytes(subNqn).CopyTo(data, ConnectData.SubNqnOffset);
         Encoding.UTF8.GetBytes(HostNqn).CopyTo(data, ConnectData.HostNqnOffset);
-        var sqe = new SubmissionQueueEntry { Opcode = AdminOpcode.Fabrics, Nsid = FabricsType.Connect, CommandId = 0, Cdw10 = (uint)qid << 16, Cdw11 = sqsize, Cdw12 = 0 };
+        var sqe = new SubmissionQueueEntry { Opcode = AdminOpcode.Fabrics, Nsid = FabricsType.Connect, CommandId = 0, Cdw10 = (uint)qid << 16,
+            Cdw11 = sqsize | (disableSqFlow ? (uint)ConnectCommand.CattrDisableSqFlowControl << 16 : 0), Cdw12 = 0 };
         var c = Submit(s, sqe, data, hdgst, ddgst);
         if (c.Status != NvmeStatus.Success) throw new IOException($"Connect QID {qid} failed: {c.Status}");
         return c;
