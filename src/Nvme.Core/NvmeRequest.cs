@@ -13,6 +13,7 @@ public enum DataDirection : byte { None, HostToController, ControllerToHost }
 public class NvmeRequest
 {
     private byte[]? _buffer;
+    private DataBufferPool? _bufferPool;
 
     public SubmissionQueueEntry Sqe;
     public CompletionQueueEntry Cqe;
@@ -65,20 +66,34 @@ public class NvmeRequest
     {
         if (_buffer is null || _buffer.Length < DataLength)
         {
-            if (_buffer != null) ArrayPool<byte>.Shared.Return(_buffer);
+            ReturnBuffer();
             _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(DataLength, 512));
         }
         return _buffer;
     }
 
-    /// <summary>Prepares the object for the next command. Large buffers go back to the pool; small ones stay.</summary>
+    /// <summary>Gives this request a budgeted buffer of <paramref name="pool"/> (see <see cref="DataBufferPool.TryRent"/>).</summary>
+    internal void AttachPooledBuffer(byte[] buffer, DataBufferPool pool)
+    {
+        ReturnBuffer();
+        _buffer = buffer;
+        _bufferPool = pool;
+    }
+
+    private void ReturnBuffer()
+    {
+        if (_buffer is null) return;
+        if (_bufferPool != null) _bufferPool.Return(_buffer);
+        else ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = null;
+        _bufferPool = null;
+    }
+
+    /// <summary>Prepares the object for the next command. Budgeted and large buffers go back to their pool;
+    /// small ones stay.</summary>
     public virtual void Reset()
     {
-        if (_buffer != null && _buffer.Length > 64 * 1024)
-        {
-            ArrayPool<byte>.Shared.Return(_buffer);
-            _buffer = null;
-        }
+        if (_buffer != null && (_bufferPool != null || _buffer.Length > 64 * 1024)) ReturnBuffer();
         Namespace = null;
         Queue = null;
         Volatile.Write(ref _state, ((_state >> 2) + 1) << 2); // next generation, running
@@ -89,11 +104,7 @@ public class NvmeRequest
     }
 
     /// <summary>Returns every pooled resource (when the owning queue goes away).</summary>
-    public void ReleaseBuffers()
-    {
-        if (_buffer != null) ArrayPool<byte>.Shared.Return(_buffer);
-        _buffer = null;
-    }
+    public void ReleaseBuffers() => ReturnBuffer();
 }
 
 /// <summary>

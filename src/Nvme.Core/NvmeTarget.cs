@@ -22,6 +22,7 @@ public sealed class NvmeTarget : IDisposable
     public NvmeTarget(TargetLimits? limits = null, ILoggerFactory? loggerFactory = null, TimeSpan? keepAliveScanInterval = null)
     {
         Limits = limits ?? new TargetLimits();
+        DataBuffers = new DataBufferPool(Limits);
         Log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Nvme.Core");
         Discovery = new Subsystem(WellKnown.DiscoveryNqn, SubsystemKind.Discovery, serial: "discovery", model: "NvmeTcpTarget discovery");
         var interval = keepAliveScanInterval ?? TimeSpan.FromMilliseconds(250);
@@ -37,6 +38,9 @@ public sealed class NvmeTarget : IDisposable
     public double TraceIoSampleRate { get; set; }
 
     public TargetLimits Limits { get; }
+
+    /// <summary>The budgeted pool of large data buffers, shared by every queue.</summary>
+    public DataBufferPool DataBuffers { get; }
     public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
     internal ILogger Log { get; }
     public Subsystem Discovery { get; }

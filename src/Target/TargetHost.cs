@@ -180,6 +180,7 @@ public sealed class TargetHost : IAsyncDisposable
             MaxH2CData = l.MaxH2CData ?? defaults.MaxH2CData,
             MaxIoQueues = (ushort)(l.IoQueues ?? defaults.MaxIoQueues),
             C2HSuccessOptimization = l.C2HSuccess ?? defaults.C2HSuccessOptimization,
+            DataBufferBudget = l.DataBufferBudget != null && Sizes.TryParse(l.DataBufferBudget, out long budget) ? budget : defaults.DataBufferBudget,
         };
         var target = new NvmeTarget(limits, loggerFactory);
         try

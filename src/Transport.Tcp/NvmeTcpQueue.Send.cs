@@ -151,6 +151,15 @@ public sealed partial class NvmeTcpQueue
                 case RequestState.Free:
                     req.ReleaseBuffers();
                     break;
+                case RequestState.AwaitingBuffer:
+                    // Still waiting for a data buffer: never executed; give the namespace reference back. If the
+                    // pool granted it meanwhile, BufferGranted sees the connection closed and does this itself.
+                    if (_target.DataBuffers.CancelWait(req))
+                    {
+                        req.State = RequestState.Executing;
+                        _core.Complete(req, NvmeStatus.AbortSqDeleted);
+                    }
+                    break;
                 case RequestState.AwaitingData:
                     // Never executed: give its namespace reference back (the response is dropped).
                     req.State = RequestState.Executing;

@@ -17,7 +17,7 @@ namespace Transport.Tcp;
 /// PDUs and hands commands to the core; commands run concurrently; every byte sent goes through one writer
 /// loop that drains the send queue and flushes once per batch.
 /// </summary>
-public sealed partial class NvmeTcpQueue : IQueueTransport
+public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
 {
     [ThreadStatic] private static NvmeTcpQueue? t_batchOwner;
 
@@ -267,6 +267,14 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
             _core.Complete(req, status);
             return true;
         }
+        if (req.DataLength > DataBufferPool.SmallLimit && pdu.Data.IsEmpty && _core.QueueId != 0 && !_target.DataBuffers.TryRent(req, this))
+        {
+            // The data buffer budget is spent: the command waits for a buffer (BufferGranted), then sends its
+            // R2T or runs its read. Memory stays bounded whatever the connections x queue depth.
+            req.State = RequestState.AwaitingBuffer;
+            Interlocked.Increment(ref _metrics.BufferWaits);
+            return true;
+        }
         if (req.Direction == DataDirection.HostToController)
         {
             if (pdu.Data.IsEmpty)
@@ -309,6 +317,27 @@ public sealed partial class NvmeTcpQueue : IQueueTransport
         if (sgl.Identifier != SglDescriptor.TransportDataBlock && req.Direction != DataDirection.None)
             return NvmeStatus.SglDescriptorTypeInvalid;
         return NvmeStatus.Success;
+    }
+
+    /// <summary>Data buffer pool callback (any thread): a waiting command has its buffer now.</summary>
+    void IDataBufferWaiter.BufferGranted(NvmeRequest request)
+    {
+        var req = (TcpRequest)request;
+        bool closed;
+        lock (_closeLock) closed = _closed;
+        if (closed)
+        {
+            // The connection went away meanwhile (Shutdown could not cancel the wait: this grant won the race).
+            req.State = RequestState.Executing;
+            _core.Complete(req, NvmeStatus.AbortSqDeleted);
+            return;
+        }
+        if (req.Direction == DataDirection.HostToController) RequestData(req, 0);
+        else
+        {
+            req.State = RequestState.Executing;
+            _core.Execute(req);
+        }
     }
 
     private void RequestData(TcpRequest req, int offset)

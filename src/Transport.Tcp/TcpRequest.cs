@@ -2,7 +2,7 @@ using Nvme.Core;
 
 namespace Transport.Tcp;
 
-internal enum RequestState : byte { Free, AwaitingData, Executing }
+internal enum RequestState : byte { Free, AwaitingBuffer, AwaitingData, Executing }
 
 /// <summary>A pooled request of one connection. <see cref="Tag"/> is its slot, used as the R2T transfer tag.</summary>
 internal sealed class TcpRequest : NvmeRequest

@@ -19,6 +19,7 @@ public sealed class TcpTransportMetrics : IDisposable
     internal long DataDigestErrors;
     internal long HostTerminations;
     internal long Stalls;
+    internal long BufferWaits;
     private readonly long[] _protocolErrors = new long[8];
 
     public TcpTransportMetrics() : this(publish: true) { }
@@ -40,6 +41,8 @@ public sealed class TcpTransportMetrics : IDisposable
             "Connections the host ended with H2CTermReq");
         m.CreateObservableCounter("nvmet.tcp.stalls", () => Interlocked.Read(ref Stalls), "{connection}",
             "Connections closed because a PDU (or the ICReq) did not arrive in time");
+        m.CreateObservableCounter("nvmet.tcp.buffer_waits", () => Interlocked.Read(ref BufferWaits), "{command}",
+            "Commands that waited for a data buffer because the data buffer budget was spent");
     }
 
     /// <summary>Null for <see cref="Detached"/>.</summary>

@@ -38,7 +38,7 @@ public class NvmeTcpDataPathTests
         return b;
     }
 
-    private static byte[] H2CData(ushort cid, ushort ttag, uint offset, ReadOnlySpan<byte> data, bool last)
+    internal static byte[] H2CData(ushort cid, ushort ttag, uint offset, ReadOnlySpan<byte> data, bool last)
     {
         int plen = 28 + data.Length + 4;
         var b = new byte[plen];
@@ -76,7 +76,7 @@ public class NvmeTcpDataPathTests
         return cqe;
     }
 
-    private static byte[] Pattern(int n, int seed)
+    internal static byte[] Pattern(int n, int seed)
     {
         var b = new byte[n];
         new Random(seed).NextBytes(b);

@@ -13,9 +13,9 @@ internal sealed class PipeFixture : IDisposable
 {
     public const string Nqn = "nqn.2016-06.io.spdk:cnode1";
 
-    public PipeFixture()
+    public PipeFixture(TargetLimits? limits = null)
     {
-        Target = new NvmeTarget(keepAliveScanInterval: Timeout.InfiniteTimeSpan);
+        Target = new NvmeTarget(limits, keepAliveScanInterval: Timeout.InfiniteTimeSpan);
         Subsystem = new Subsystem(Nqn);
         Store = new MemoryBlockStore(64 << 20);
         Subsystem.AttachNamespace(new Namespace(1, Store, 512, NamespaceIds.Derive(Nqn, 1)));

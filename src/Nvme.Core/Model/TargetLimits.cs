@@ -24,6 +24,12 @@ public sealed record TargetLimits
     /// <summary>Send reads' completion as C2HData SUCCESS when the host disabled SQ flow control.</summary>
     public bool C2HSuccessOptimization { get; init; } = true;
 
+    /// <summary>Bytes all data buffers larger than <see cref="DataBufferPool.SmallLimit"/> may take together
+    /// (at least one <see cref="MaxTransferBytes"/>). A command that needs one while the budget is spent waits
+    /// (its R2T, or its read, starts when a buffer comes back), so the target's memory does not grow with
+    /// connections x queue depth.</summary>
+    public long DataBufferBudget { get; init; } = 64L << 20;
+
     /// <summary>Largest transfer of one command in bytes (MDTS; 0 = unlimited is capped at 16 MiB internally).</summary>
     public int MaxTransferBytes => Mdts == 0 ? 16 << 20 : 4096 << Mdts;
 }

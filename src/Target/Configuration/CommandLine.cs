@@ -44,6 +44,8 @@ public sealed class CommandLine
         new("--in-capsule", null, "BYTES", "NVMET_IN_CAPSULE", "In-capsule data accepted on I/O queues (default 8192)."),
         new("--max-h2c-data", null, "BYTES", "NVMET_MAX_H2C_DATA", "MAXH2CDATA: largest H2CData PDU, the R2T size (default 131072)."),
         new("--io-queues", null, "N", "NVMET_IO_QUEUES", "I/O queues per controller (default 64)."),
+        new("--data-buffer-budget", null, "SIZE", "NVMET_DATA_BUFFER_BUDGET", "Memory all data buffers over 16 KiB may take together (default 64M, at least\n" +
+            "one MDTS): a command that finds it spent waits for a buffer before its R2T or read."),
         new("--c2h-success", null, "on|off", "NVMET_C2H_SUCCESS", "Complete reads with C2HData SUCCESS when the host disabled SQ flow control (default on)."),
         new("--log-level", null, "LEVEL", "NVMET_LOG_LEVEL", "trace, debug, information, warning or error (default information)."),
         new("--log-format", null, "simple|json", "NVMET_LOG_FORMAT", "Console log format: one line per message, or one JSON object per line with the\n" +
@@ -200,6 +202,7 @@ public sealed class CommandLine
         Config.Limits.InCapsuleDataSize = Int("--in-capsule") ?? Config.Limits.InCapsuleDataSize;
         Config.Limits.MaxH2CData = Int("--max-h2c-data") ?? Config.Limits.MaxH2CData;
         Config.Limits.IoQueues = Int("--io-queues") ?? Config.Limits.IoQueues;
+        Config.Limits.DataBufferBudget = Last("--data-buffer-budget") ?? Config.Limits.DataBufferBudget;
         if (Last("--c2h-success") is string c2h)
         {
             if (c2h is "on" or "true" or "1") Config.Limits.C2HSuccess = true;

@@ -25,6 +25,8 @@ public static class ConfigValidator
         if (l.InCapsuleDataSize is int ics && (ics is < 0 or > 1 << 20 || ics % 16 != 0)) e.Add($"limits.inCapsuleDataSize {l.InCapsuleDataSize} must be a multiple of 16 in 0..1048576");
         if (l.MaxH2CData is int h2c && (h2c is < 4096 or > 16 << 20 || h2c % 4 != 0)) e.Add($"limits.maxH2CData {l.MaxH2CData} must be a multiple of 4 in 4096..16777216");
         if (l.IoQueues is < 1 or > 1024) e.Add($"limits.ioQueues {l.IoQueues} is outside 1..1024");
+        if (l.DataBufferBudget is string budget && (!Sizes.TryParse(budget, out long b) || b < 1 << 20))
+            e.Add($"limits.dataBufferBudget '{budget}' is not a size of at least 1M (e.g. 64M, 1G)");
 
         if (c.Subsystems.Count == 0) e.Add("no subsystems: add at least one to 'subsystems'");
         foreach (var s in c.Subsystems) e.AddRange(ValidateSubsystem(s));

@@ -54,6 +54,8 @@ public sealed class LimitsConfig
     public int? MaxH2CData { get; set; }
     public int? IoQueues { get; set; }
     public bool? C2HSuccess { get; set; }
+    /// <summary>Size ("64M") all data buffers over 16 KiB may take together; commands wait when it is spent.</summary>
+    public string? DataBufferBudget { get; set; }
 }
 
 public sealed class SubsystemConfig

@@ -22,7 +22,7 @@ public sealed partial class ProgramTests
         var (code, output, _) = await RunAsync("--help");
         Assert.Equal(0, code);
         foreach (var option in new[] { "--config", "--listen", "--advertise", "--nqn", "--namespace", "--allow-host", "--mqes", "--mdts",
-                     "--in-capsule", "--max-h2c-data", "--io-queues", "--c2h-success", "--log-level", "--help", "--version", "NVMET_LISTEN" })
+                     "--in-capsule", "--max-h2c-data", "--io-queues", "--data-buffer-budget", "--c2h-success", "--log-level", "--help", "--version", "NVMET_LISTEN" })
             Assert.Contains(option, output);
     }
 
@@ -33,6 +33,7 @@ public sealed partial class ProgramTests
     [InlineData(new[] { "--namespace", "file:/nonexistent/dir/x.img" }, "backing file '/nonexistent/dir/x.img' does not exist")]
     [InlineData(new[] { "--config", "/nonexistent/target.json" }, "configuration file '/nonexistent/target.json' does not exist")]
     [InlineData(new[] { "--mdts", "40" }, "limits.mdts 40 is outside")]
+    [InlineData(new[] { "--data-buffer-budget", "10k" }, "limits.dataBufferBudget '10k' is not a size of at least 1M")]
     [InlineData(new[] { "--bogus" }, "unknown option '--bogus'")]
     [InlineData(new[] { "--listen", "localhost" }, "--listen 'localhost' is not ADDR:PORT")]
     public async Task BadInput_ExitsWithCode2AndAClearMessage(string[] args, string message)
