@@ -6,8 +6,8 @@ using Bench.LoadGen;
 using Microsoft.Extensions.Logging.Abstractions;
 
 const string Usage = """
-nvme-tcp-loadgen: NVMe/TCP load generator (no task per command: per connection one send loop, one receive loop,
-a fixed pool of CIDs).
+nvme-tcp-loadgen: NVMe/TCP load generator (no task per command: one thread per connection that sends, receives
+and resubmits; a fixed pool of CIDs).
 
   nvme-tcp-loadgen [options]                 drive a target
   nvme-tcp-loadgen sink --listen ADDR:PORT   run a trivial NVMe/TCP sink (answers at once, no storage)
