@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -42,7 +41,7 @@ internal sealed class IoConnection
     private readonly Socket _s;
     private readonly int _index;
     private readonly Slot[] _slots;
-    private readonly ConcurrentQueue<int> _ready = new();
+    private readonly Queue<int> _ready = new(); // only the connection's thread touches it (Start runs before it)
     private readonly byte[] _send;
     private readonly byte[] _recv;
     private readonly long _units; // block-size units this connection may address
@@ -222,95 +221,92 @@ internal sealed class IoConnection
         bool hd = _o.Digests, dd = _o.Digests;
         int hdl = hd ? 4 : 0;
         int carried = -1;
+        while (Failure is null)
         {
-            while (Failure is null)
+            int len = 0;
+            while (true)
             {
-                int len = 0;
-                // Never TryPeek: it freezes the ConcurrentQueue segment (the next enqueue allocates a new one).
-                while (true)
+                if (carried < 0)
                 {
-                    if (carried < 0)
+                    if (!_ready.TryDequeue(out int next)) break;
+                    carried = next;
+                }
+                int item = carried;
+                var slot = _slots[item & 0xFFFF];
+                int need = CapsuleCommandPdu.Size + 8 + DataPdu.Size + (slot.IsWrite ? _o.BlockSize : 0);
+                if (len + need > _send.Length)
+                {
+                    if (len == 0) throw new InvalidOperationException("send buffer too small");
+                    break; // send what we have; the item stays carried to the next batch
+                }
+                carried = -1;
+                var dest = _send.AsSpan(len);
+                if ((item >> 16) == KindH2C)
+                {
+                    // H2CData answering an R2T: header, HDGST, data slice, DDGST.
+                    int plen = DataPdu.Size + hdl + slot.H2CLength + (dd ? 4 : 0);
+                    var h = new DataPdu
                     {
-                        if (!_ready.TryDequeue(out int next)) break;
-                        carried = next;
-                    }
-                    int item = carried;
-                    var slot = _slots[item & 0xFFFF];
-                    int need = CapsuleCommandPdu.Size + 8 + DataPdu.Size + (slot.IsWrite ? _o.BlockSize : 0);
-                    if (len + need > _send.Length)
-                    {
-                        if (len == 0) throw new InvalidOperationException("send buffer too small");
-                        break; // send what we have; the item stays carried to the next batch
-                    }
-                    carried = -1;
-                    var dest = _send.AsSpan(len);
-                    if ((item >> 16) == KindH2C)
-                    {
-                        // H2CData answering an R2T: header, HDGST, data slice, DDGST.
-                        int plen = DataPdu.Size + hdl + slot.H2CLength + (dd ? 4 : 0);
-                        var h = new DataPdu
+                        Header = new CommonHeader
                         {
-                            Header = new CommonHeader
-                            {
-                                Type = PduType.H2CData,
-                                Flags = (byte)(PduFlags.LastPdu | (hd ? PduFlags.HeaderDigest : 0) | (dd ? PduFlags.DataDigest : 0)),
-                                HeaderLength = DataPdu.Size,
-                                DataOffset = (byte)(DataPdu.Size + hdl),
-                                PduLength = (uint)plen,
-                            },
-                            CommandId = slot.Cid,
-                            TransferTag = slot.TransferTag,
-                            DataOffset = (uint)slot.H2COffset,
-                            DataLength = (uint)slot.H2CLength,
-                        };
-                        MemoryMarshal.Write(dest, in h);
-                        if (hd) BinaryPrimitives.WriteUInt32LittleEndian(dest[DataPdu.Size..], Crc32C.Compute(dest[..DataPdu.Size]));
-                        var data = slot.Data.AsSpan(slot.H2COffset, slot.H2CLength);
-                        data.CopyTo(dest[(DataPdu.Size + hdl)..]);
-                        if (dd)
-                        {
-                            uint crc = slot.H2COffset == 0 && slot.H2CLength == slot.Data.Length ? slot.DataCrc : Crc32C.Compute(data);
-                            BinaryPrimitives.WriteUInt32LittleEndian(dest[(plen - 4)..], crc);
-                        }
-                        len += plen;
-                        continue;
-                    }
-                    var sqe = new SubmissionQueueEntry
-                    {
-                        Opcode = slot.IsWrite ? IoOpcode.Write : IoOpcode.Read,
-                        Flags = 0x40,
+                            Type = PduType.H2CData,
+                            Flags = (byte)(PduFlags.LastPdu | (hd ? PduFlags.HeaderDigest : 0) | (dd ? PduFlags.DataDigest : 0)),
+                            HeaderLength = DataPdu.Size,
+                            DataOffset = (byte)(DataPdu.Size + hdl),
+                            PduLength = (uint)plen,
+                        },
                         CommandId = slot.Cid,
-                        Nsid = _o.Nsid,
+                        TransferTag = slot.TransferTag,
+                        DataOffset = (uint)slot.H2COffset,
+                        DataLength = (uint)slot.H2CLength,
                     };
-                    long lba = UnitToLba(slot.Unit);
-                    sqe.Cdw10 = (uint)lba;
-                    sqe.Cdw11 = (uint)(lba >> 32);
-                    sqe.Cdw12 = (uint)(_o.BlockSize >> _lbaShift) - 1;
-                    bool inCapsule = slot.IsWrite && _o.BlockSize <= _o.InCapsule;
-                    sqe.Sgl = new SglDescriptor { Length = (uint)_o.BlockSize, Identifier = inCapsule ? SglDescriptor.InCapsuleOffset : SglDescriptor.TransportDataBlock };
-                    // The capsule (with HDGST) is built in place; in-capsule data reuses the slot's precomputed DDGST.
-                    int n = Wire.WriteCapsule(dest, sqe, default, hd, false);
-                    if (inCapsule)
+                    MemoryMarshal.Write(dest, in h);
+                    if (hd) BinaryPrimitives.WriteUInt32LittleEndian(dest[DataPdu.Size..], Crc32C.Compute(dest[..DataPdu.Size]));
+                    var data = slot.Data.AsSpan(slot.H2COffset, slot.H2CLength);
+                    data.CopyTo(dest[(DataPdu.Size + hdl)..]);
+                    if (dd)
                     {
-                        dest[1] |= dd ? PduFlags.DataDigest : (byte)0;
-                        dest[3] = (byte)(CapsuleCommandPdu.Size + hdl);
-                        int plen = n + _o.BlockSize + (dd ? 4 : 0);
-                        BinaryPrimitives.WriteUInt32LittleEndian(dest[4..], (uint)plen);
-                        if (hd) BinaryPrimitives.WriteUInt32LittleEndian(dest[CapsuleCommandPdu.Size..], Crc32C.Compute(dest[..CapsuleCommandPdu.Size]));
-                        slot.Data.CopyTo(dest[n..]);
-                        if (dd) BinaryPrimitives.WriteUInt32LittleEndian(dest[(plen - 4)..], slot.DataCrc);
-                        n = plen;
+                        uint crc = slot.H2COffset == 0 && slot.H2CLength == slot.Data.Length ? slot.DataCrc : Crc32C.Compute(data);
+                        BinaryPrimitives.WriteUInt32LittleEndian(dest[(plen - 4)..], crc);
                     }
-                    len += n;
+                    len += plen;
+                    continue;
                 }
-                if (len > 0)
+                var sqe = new SubmissionQueueEntry
                 {
-                    if (Debug && _dbg++ < 10) Console.Error.WriteLine($"send {len} bytes: {Convert.ToHexString(_send, 0, Math.Min(len, 80))}");
-                    int sent = 0;
-                    while (sent < len) sent += _s.Send(_send, sent, len - sent, SocketFlags.None);
+                    Opcode = slot.IsWrite ? IoOpcode.Write : IoOpcode.Read,
+                    Flags = 0x40,
+                    CommandId = slot.Cid,
+                    Nsid = _o.Nsid,
+                };
+                long lba = UnitToLba(slot.Unit);
+                sqe.Cdw10 = (uint)lba;
+                sqe.Cdw11 = (uint)(lba >> 32);
+                sqe.Cdw12 = (uint)(_o.BlockSize >> _lbaShift) - 1;
+                bool inCapsule = slot.IsWrite && _o.BlockSize <= _o.InCapsule;
+                sqe.Sgl = new SglDescriptor { Length = (uint)_o.BlockSize, Identifier = inCapsule ? SglDescriptor.InCapsuleOffset : SglDescriptor.TransportDataBlock };
+                // The capsule (with HDGST) is built in place; in-capsule data reuses the slot's precomputed DDGST.
+                int n = Wire.WriteCapsule(dest, sqe, default, hd, false);
+                if (inCapsule)
+                {
+                    dest[1] |= dd ? PduFlags.DataDigest : (byte)0;
+                    dest[3] = (byte)(CapsuleCommandPdu.Size + hdl);
+                    int plen = n + _o.BlockSize + (dd ? 4 : 0);
+                    BinaryPrimitives.WriteUInt32LittleEndian(dest[4..], (uint)plen);
+                    if (hd) BinaryPrimitives.WriteUInt32LittleEndian(dest[CapsuleCommandPdu.Size..], Crc32C.Compute(dest[..CapsuleCommandPdu.Size]));
+                    slot.Data.CopyTo(dest[n..]);
+                    if (dd) BinaryPrimitives.WriteUInt32LittleEndian(dest[(plen - 4)..], slot.DataCrc);
+                    n = plen;
                 }
-                if (carried < 0) return;
+                len += n;
             }
+            if (len > 0)
+            {
+                if (Debug && _dbg++ < 10) Console.Error.WriteLine($"send {len} bytes: {Convert.ToHexString(_send, 0, Math.Min(len, 80))}");
+                int sent = 0;
+                while (sent < len) sent += _s.Send(_send, sent, len - sent, SocketFlags.None);
+            }
+            if (carried < 0) return;
         }
     }
 
@@ -319,40 +315,38 @@ internal sealed class IoConnection
     private void ReceiveLoop()
     {
         int start = 0, end = 0;
+        while (Failure is null)
         {
-            while (Failure is null)
+            if (end == _recv.Length)
             {
-                if (end == _recv.Length)
-                {
-                    Buffer.BlockCopy(_recv, start, _recv, 0, end - start);
-                    end -= start;
-                    start = 0;
-                }
-                int n = _s.Receive(_recv, end, _recv.Length - end, SocketFlags.None);
-                if (n == 0) { Fail("target closed the connection"); return; }
-                end += n;
-                bool resubmitted = false;
-                while (end - start >= 8)
-                {
-                    int plen = (int)BinaryPrimitives.ReadUInt32LittleEndian(_recv.AsSpan(start + 4));
-                    if (plen > _recv.Length) { Fail($"PDU of {plen} bytes exceeds the receive buffer"); return; }
-                    if (end - start < plen)
-                    {
-                        if (start + plen > _recv.Length)
-                        {
-                            Buffer.BlockCopy(_recv, start, _recv, 0, end - start);
-                            end -= start;
-                            start = 0;
-                        }
-                        break;
-                    }
-                    resubmitted |= Handle(_recv.AsSpan(start, plen));
-                    start += plen;
-                    if (Failure != null) return;
-                }
-                if (start == end) start = end = 0;
-                if (resubmitted) SendReady();
+                Buffer.BlockCopy(_recv, start, _recv, 0, end - start);
+                end -= start;
+                start = 0;
             }
+            int n = _s.Receive(_recv, end, _recv.Length - end, SocketFlags.None);
+            if (n == 0) { Fail("target closed the connection"); return; }
+            end += n;
+            bool resubmitted = false;
+            while (end - start >= 8)
+            {
+                int plen = (int)BinaryPrimitives.ReadUInt32LittleEndian(_recv.AsSpan(start + 4));
+                if (plen > _recv.Length) { Fail($"PDU of {plen} bytes exceeds the receive buffer"); return; }
+                if (end - start < plen)
+                {
+                    if (start + plen > _recv.Length)
+                    {
+                        Buffer.BlockCopy(_recv, start, _recv, 0, end - start);
+                        end -= start;
+                        start = 0;
+                    }
+                    break;
+                }
+                resubmitted |= Handle(_recv.AsSpan(start, plen));
+                start += plen;
+                if (Failure != null) return;
+            }
+            if (start == end) start = end = 0;
+            if (resubmitted) SendReady();
         }
     }
 

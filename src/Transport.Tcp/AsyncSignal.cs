@@ -17,39 +17,28 @@ internal sealed class AsyncSignal : IValueTaskSource, IThreadPoolWorkItem
 
     public void Set()
     {
-        while (true)
-        {
-            int s = Volatile.Read(ref _state);
-            if (s == Signaled) return;
-            if (s == Idle)
-            {
-                if (Interlocked.CompareExchange(ref _state, Signaled, Idle) == Idle) return;
-            }
-            else if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
-            {
-                ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
-                return;
-            }
-        }
+        if (Release()) ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
     }
 
     /// <summary>Like <see cref="Set"/>, but a waiting waiter runs now, on this thread, before this returns. Only
     /// for a caller that holds no lock and may do the waiter's work itself (the receive loop at a batch end).</summary>
     public void SetInline()
     {
+        if (Release()) _core.SetResult(true);
+    }
+
+    /// <summary>Signals; true when a waiter was waiting and is now the caller's to resume.</summary>
+    private bool Release()
+    {
         while (true)
         {
             int s = Volatile.Read(ref _state);
-            if (s == Signaled) return;
+            if (s == Signaled) return false;
             if (s == Idle)
             {
-                if (Interlocked.CompareExchange(ref _state, Signaled, Idle) == Idle) return;
+                if (Interlocked.CompareExchange(ref _state, Signaled, Idle) == Idle) return false;
             }
-            else if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting)
-            {
-                _core.SetResult(true);
-                return;
-            }
+            else if (Interlocked.CompareExchange(ref _state, Idle, Waiting) == Waiting) return true;
         }
     }
 

@@ -137,6 +137,14 @@ public sealed partial class NvmeTcpQueue
         return _core.DisconnectRequested;
     }
 
+    /// <summary>A command that never executed, on a connection that is gone: give its namespace reference back
+    /// (the response is dropped, and its buffer released, by <see cref="Send"/>).</summary>
+    private void CompleteUnexecuted(TcpRequest req)
+    {
+        req.State = RequestState.Executing;
+        _core.Complete(req, NvmeStatus.AbortSqDeleted);
+    }
+
     /// <summary>After the loops ended: release what no in-flight command still uses.</summary>
     private void Shutdown()
     {
@@ -154,16 +162,10 @@ public sealed partial class NvmeTcpQueue
                 case RequestState.AwaitingBuffer:
                     // Still waiting for a data buffer: never executed; give the namespace reference back. If the
                     // pool granted it meanwhile, BufferGranted sees the connection closed and does this itself.
-                    if (_target.DataBuffers.CancelWait(req))
-                    {
-                        req.State = RequestState.Executing;
-                        _core.Complete(req, NvmeStatus.AbortSqDeleted);
-                    }
+                    if (_target.DataBuffers.CancelWait(req)) CompleteUnexecuted(req);
                     break;
                 case RequestState.AwaitingData:
-                    // Never executed: give its namespace reference back (the response is dropped).
-                    req.State = RequestState.Executing;
-                    _core.Complete(req, NvmeStatus.AbortSqDeleted);
+                    CompleteUnexecuted(req);
                     break;
                 // Executing: the store may still be using the buffer; it is released when the command completes.
             }

@@ -15,7 +15,7 @@ namespace Transport.Tcp;
 /// <summary>
 /// One NVMe/TCP connection = one NVMe queue, over any <see cref="IDuplexPipe"/>. The receive loop frames
 /// PDUs and hands commands to the core; commands run concurrently; every byte sent goes through one writer
-/// loop that drains the send queue and flushes once per batch.
+/// loop that drains the send queue and flushes at the end of a batch (and every 32 KiB within one).
 /// </summary>
 public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
 {
@@ -328,8 +328,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         if (closed)
         {
             // The connection went away meanwhile (Shutdown could not cancel the wait: this grant won the race).
-            req.State = RequestState.Executing;
-            _core.Complete(req, NvmeStatus.AbortSqDeleted);
+            CompleteUnexecuted(req);
             return;
         }
         if (req.Direction == DataDirection.HostToController) RequestData(req, 0);
