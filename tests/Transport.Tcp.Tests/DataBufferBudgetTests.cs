@@ -14,16 +14,6 @@ public class DataBufferBudgetTests
     // MDTS 5 = 128 KiB per command; the budget is one such buffer.
     private static readonly TargetLimits OneBuffer = new() { Mdts = 5, DataBufferBudget = Size };
 
-    private static async Task WaitForAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not reached in time");
-            await Task.Delay(5);
-        }
-    }
-
     [Fact]
     public async Task A_write_waits_for_the_budget_and_gets_its_R2T_when_the_first_write_completes()
     {
@@ -35,7 +25,7 @@ public class DataBufferBudgetTests
         await io.SendAsync(Capsule(Rw(IoOpcode.Write, c1, 0, Size / 512)), Capsule(Rw(IoOpcode.Write, c2, 1024, Size / 512)));
         var r1 = MemoryMarshal.Read<R2TPdu>(await io.ReceivePduAsync());
         Assert.Equal(c1, r1.CommandId);
-        await WaitForAsync(() => f.Target.DataBuffers.Waiting == 1); // c2: no buffer, so no R2T yet
+        Assert.True(await Poll.UntilAsync(() => f.Target.DataBuffers.Waiting == 1, TimeSpan.FromSeconds(10)), "condition not reached in time"); // c2: no buffer, so no R2T yet
         Assert.Equal(1, f.Target.DataBuffers.InUse);
 
         await io.SendAsync(H2CData(c1, r1.TransferTag, 0, a, last: true));
@@ -68,7 +58,7 @@ public class DataBufferBudgetTests
         ushort w = io.NextCid(), r = io.NextCid();
         await io.SendAsync(Capsule(Rw(IoOpcode.Write, w, 0, Size / 512)), Capsule(Rw(IoOpcode.Read, r, 8192, Size / 512)));
         var r2t = MemoryMarshal.Read<R2TPdu>(await io.ReceivePduAsync()); // the write holds the only buffer
-        await WaitForAsync(() => f.Target.DataBuffers.Waiting == 1);
+        Assert.True(await Poll.UntilAsync(() => f.Target.DataBuffers.Waiting == 1, TimeSpan.FromSeconds(10)), "condition not reached in time");
         await io.SendAsync(H2CData(w, r2t.TransferTag, 0, Pattern(Size, 4), last: true));
         Resp(await io.ReceivePduAsync(), w);
         var pdu = await io.ReceivePduAsync();
@@ -88,7 +78,7 @@ public class DataBufferBudgetTests
         ushort c1 = io.NextCid(), c2 = io.NextCid();
         await io.SendAsync(Capsule(Rw(IoOpcode.Write, c1, 0, Size / 512)), Capsule(Rw(IoOpcode.Write, c2, 1024, Size / 512)));
         await io.ReceivePduAsync(); // c1's R2T
-        await WaitForAsync(() => f.Target.DataBuffers.Waiting == 1);
+        Assert.True(await Poll.UntilAsync(() => f.Target.DataBuffers.Waiting == 1, TimeSpan.FromSeconds(10)), "condition not reached in time");
         var ns = f.Subsystem.Namespaces.Single();
         Assert.Equal(2, ns.InFlight);
         await io.DrainAndCloseAsync(); // neither write ever got its data

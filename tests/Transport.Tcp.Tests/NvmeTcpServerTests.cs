@@ -59,16 +59,6 @@ public sealed class NvmeTcpServerTests : IDisposable
         catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset) { return total; }
     }
 
-    private async Task WaitForAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow + Wait;
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not reached in time");
-            await Task.Delay(10);
-        }
-    }
-
     [Fact]
     public async Task Port_zero_reports_the_bound_port_and_serves_ICReq_and_Connect()
     {
@@ -85,8 +75,8 @@ public sealed class NvmeTcpServerTests : IDisposable
         Assert.Single(_f.Target.Controllers);
         s.Shutdown(SocketShutdown.Send);
         Assert.Equal(0, await ReceiveUntilClosedAsync(s));
-        await WaitForAsync(() => _server.ConnectionCount == 0);
-        await WaitForAsync(() => !_f.Target.Controllers.Any());
+        Assert.True(await Poll.UntilAsync(() => _server.ConnectionCount == 0, TimeSpan.FromSeconds(10)), "condition not reached in time");
+        Assert.True(await Poll.UntilAsync(() => !_f.Target.Controllers.Any(), TimeSpan.FromSeconds(10)), "condition not reached in time");
     }
 
     [Fact]
@@ -110,7 +100,7 @@ public sealed class NvmeTcpServerTests : IDisposable
         var term = await ReceiveExactlyAsync(s, 8);
         Assert.Equal(0x03, term[0]); // C2HTermReq
         await ReceiveUntilClosedAsync(s);
-        await WaitForAsync(() => _server.ConnectionCount == 0);
+        Assert.True(await Poll.UntilAsync(() => _server.ConnectionCount == 0, TimeSpan.FromSeconds(10)), "condition not reached in time");
     }
 
     [Fact]
@@ -125,7 +115,7 @@ public sealed class NvmeTcpServerTests : IDisposable
             s.Shutdown(SocketShutdown.Send);
             await ReceiveUntilClosedAsync(s);
         }
-        await WaitForAsync(() => _server.ConnectionCount == 0);
+        Assert.True(await Poll.UntilAsync(() => _server.ConnectionCount == 0, TimeSpan.FromSeconds(10)), "condition not reached in time");
         // One receive and one send block per live connection at most; 40 sequential connections reuse them.
         Assert.InRange(_server.BufferBlocks, 1, 8);
     }
@@ -139,7 +129,7 @@ public sealed class NvmeTcpServerTests : IDisposable
         await ReceiveExactlyAsync(s, 128);
         Assert.Equal(1, _server.BeginDrain());
         Assert.Equal(0, await ReceiveUntilClosedAsync(s));
-        await WaitForAsync(() => _server.ConnectionCount == 0);
+        Assert.True(await Poll.UntilAsync(() => _server.ConnectionCount == 0, TimeSpan.FromSeconds(10)), "condition not reached in time");
         using var late = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await Assert.ThrowsAsync<SocketException>(async () => await late.ConnectAsync(ep));
     }
@@ -155,7 +145,7 @@ public sealed class NvmeTcpServerTests : IDisposable
         await ReceiveExactlyAsync(s, CaptureVectors.ConnectResp.Length);
         // Half a PDU: the connection is busy, nothing drains it.
         await s.SendAsync(CaptureVectors.ConnectCmd.AsMemory(0, 30));
-        await WaitForAsync(() => _server.ConnectionCount == 1);
+        Assert.True(await Poll.UntilAsync(() => _server.ConnectionCount == 1, TimeSpan.FromSeconds(10)), "condition not reached in time");
         await _server.StopAsync(new CancellationToken(true));
         Assert.Equal(0, _server.ConnectionCount);
         await ReceiveUntilClosedAsync(s);

@@ -40,7 +40,7 @@ public sealed partial class HotPlugTests
 
         var aer = await ParkAerAsync(host);
         var remove = target.Host.Manager.RemoveNamespaceAsync(Nqn, 2);
-        Assert.True(await TestData.WaitUntilAsync(() => !ns.IsAdmitting, EventWait), "remove did not stop admitting I/O");
+        Assert.True(await Poll.UntilAsync(() => !ns.IsAdmitting, EventWait), "remove did not stop admitting I/O");
 
         // Draining: new I/O to the namespace is refused, other namespaces are not affected, nothing was
         // detached or released yet, and hosts are not told before the detach.
@@ -109,7 +109,7 @@ public sealed partial class HotPlugTests
         // The store returns: only now is it released, silently (the host had its answer), and the queue the
         // write came from keeps working.
         store.Release();
-        Assert.True(await TestData.WaitUntilAsync(() => store.Disposed, EventWait), "old store never released after its last write");
+        Assert.True(await Poll.UntilAsync(() => store.Disposed, EventWait), "old store never released after its last write");
         Assert.Equal(0, ns.InFlight);
         Assert.Equal(0, store.DisposedWhileActive);
         Assert.Equal(0, store.UsedAfterDispose);

@@ -299,7 +299,7 @@ public sealed partial class HotPlugTests(ITestOutputHelper output)
 
         // A host that disconnected is not an obstacle for the next change.
         await b.DisposeAsync();
-        Assert.True(await TestData.WaitUntilAsync(() => target.Host.Target.FindSubsystem(Nqn)!.Controllers.Count == 1, EventWait));
+        Assert.True(await Poll.UntilAsync(() => target.Host.Target.FindSubsystem(Nqn)!.Controllers.Count == 1, EventWait));
         var last = await ParkAerAsync(a);
         await m.AddNamespaceAsync(Nqn, Memory(2, "16M"));
         await ExpectNoticeAsync(last, "host A: re-add after host B left");
@@ -446,7 +446,7 @@ public sealed partial class HotPlugTests(ITestOutputHelper output)
 
         public async Task WaitForOpsAsync(long count)
         {
-            Assert.True(await TestData.WaitUntilAsync(() => Ops >= count || Errors > 0, TimeSpan.FromSeconds(30)), $"background I/O made only {Ops} operations");
+            Assert.True(await Poll.UntilAsync(() => Ops >= count || Errors > 0, TimeSpan.FromSeconds(30)), $"background I/O made only {Ops} operations");
             AssertClean();
         }
 

@@ -14,7 +14,7 @@ public sealed class KeepAliveTests(ITestOutputHelper output)
         Assert.Contains(model.Controllers, c => c.Cntlid == host.Cntlid);
 
         // Send nothing. Generous upper bound: KATO is 1 s, the target scans every 250 ms.
-        Assert.True(await TestData.WaitUntilAsync(() => model.Controllers.Count == 0, TimeSpan.FromSeconds(15)),
+        Assert.True(await Poll.UntilAsync(() => model.Controllers.Count == 0, TimeSpan.FromSeconds(15)),
             "controller still present long after its keep-alive timeout");
         var closed = Task.WhenAll(host.Admin.Closed, host.Io().Closed);
         Assert.Same(closed, await Task.WhenAny(closed, Task.Delay(TimeSpan.FromSeconds(15))));

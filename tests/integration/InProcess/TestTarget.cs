@@ -126,17 +126,4 @@ internal static class TestData
         new Random(seed).NextBytes(b);
         return b;
     }
-
-    /// <summary>Polls <paramref name="condition"/> until it holds or <paramref name="timeout"/> (a generous
-    /// upper bound, not a timing assertion) passes.</summary>
-    public static async Task<bool> WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) return false;
-            await Task.Delay(25).ConfigureAwait(false);
-        }
-        return true;
-    }
 }

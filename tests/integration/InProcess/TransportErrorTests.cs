@@ -122,7 +122,7 @@ public sealed class TransportErrorTests(ITestOutputHelper output)
         (await io.DisconnectAsync()).EnsureSuccess("Disconnect");
         Assert.Same(io.Closed, await Task.WhenAny(io.Closed, Task.Delay(TimeSpan.FromSeconds(15))));
         Assert.True(io.Failure is null, $"Disconnect did not end cleanly: {io.Failure}");
-        Assert.True(await TestData.WaitUntilAsync(() => ctrl.IoQueueCount == 1, TimeSpan.FromSeconds(15)));
+        Assert.True(await Poll.UntilAsync(() => ctrl.IoQueueCount == 1, TimeSpan.FromSeconds(15)));
 
         // QID 2 again, on a new connection.
         await using var again = await HostQueue.OpenAsync(target.Endpoint);

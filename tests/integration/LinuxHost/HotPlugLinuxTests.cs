@@ -198,7 +198,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
             Check(ns.InFlight == 0 && !ns.IsAdmitting && ((MemoryBlockStore)ns.Store).AllocatedBytes == 0,
                 $"a removed NSID 2 still holds I/O ({ns.InFlight}) or memory ({((MemoryBlockStore)ns.Store).AllocatedBytes} bytes)", vm);
         Check(sub.GetNamespace(1)!.Counters.Errors == 0, "the target counted errors on NSID 1", vm);
-        await WaitUntil(() => !host.Target.Controllers.Any(), TimeSpan.FromSeconds(10));
+        await Poll.UntilAsync(() => !host.Target.Controllers.Any(), TimeSpan.FromSeconds(10));
         Check(!host.Target.Controllers.Any(), "controllers left after the guest disconnected", vm);
 
         double guestSeconds = (KernelMs(dmesg, "mark cycles-done", vm) - KernelMs(dmesg, "mark add-1", vm)) / 1000.0;
@@ -362,11 +362,6 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task WaitUntil(Func<bool> condition, TimeSpan timeout)
-    {
-        var end = DateTime.UtcNow + timeout;
-        while (!condition() && DateTime.UtcNow < end) await Task.Delay(100);
-    }
 
     private static long Median(IEnumerable<long> values)
     {

@@ -170,7 +170,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         Check(dmesgInvalid.Contains("Connect Invalid Host") || dmesgInvalid.Contains("hostnqn"), "host log does not report the host as not allowed", vm);
 
         // the target is left with no controller and no queue of this host
-        await WaitUntil(() => !host.Target.Controllers.Any() && host.Target.QueueCount == 0, TimeSpan.FromSeconds(10));
+        await Poll.UntilAsync(() => !host.Target.Controllers.Any() && host.Target.QueueCount == 0, TimeSpan.FromSeconds(10));
         Assert.Empty(host.Target.Controllers);
         Assert.Equal(0, host.Target.QueueCount);
     }
@@ -247,7 +247,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
 
         vm.Freeze(); // connections stay open, the host goes silent
         var frozenAt = DateTime.UtcNow;
-        await WaitUntil(() => ctrl!.IsDestroyed, TimeSpan.FromSeconds(60));
+        await Poll.UntilAsync(() => ctrl!.IsDestroyed, TimeSpan.FromSeconds(60));
         var after = DateTime.UtcNow - frozenAt;
         Check(ctrl!.IsDestroyed, "controller still alive 60 s after the host froze", vm);
         Check(after >= TimeSpan.FromSeconds(4), $"controller destroyed {after.TotalSeconds:F1} s after the freeze, before KATO", vm);
@@ -255,9 +255,4 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         Log($"controller freed {after.TotalSeconds:F1} s after the host froze (KATO 5 s)");
     }
 
-    private static async Task WaitUntil(Func<bool> condition, TimeSpan timeout)
-    {
-        var end = DateTime.UtcNow + timeout;
-        while (!condition() && DateTime.UtcNow < end) await Task.Delay(100);
-    }
 }

@@ -76,7 +76,7 @@ public sealed class GracefulShutdownTests(ITestOutputHelper output)
                         Interlocked.Increment(ref acknowledgedAfterStart);
                     }
                 })).ToList();
-                Assert.True(await InProcess.TestData.WaitUntilAsync(() => Volatile.Read(ref acknowledgedAfterStart) >= 200, TimeSpan.FromSeconds(30)),
+                Assert.True(await Poll.UntilAsync(() => Volatile.Read(ref acknowledgedAfterStart) >= 200, TimeSpan.FromSeconds(30)),
                     "the writers made no progress");
 
                 using (var kill = Process.Start("kill", ["-TERM", p.Id.ToString()])) await kill.WaitForExitAsync();

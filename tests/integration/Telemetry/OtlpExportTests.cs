@@ -56,7 +56,7 @@ public sealed class OtlpExportTests(ITestOutputHelper output)
                 for (int i = 0; i < 5; i++) (await host.WriteAsync(0, 1, (ulong)i * 8, data)).EnsureSuccess("write");
             }
             // Periodic export: a push that carries the per-namespace counters (polled, generous bound).
-            Assert.True(await TestData.WaitUntilAsync(() => received.Any(r => r.Path == "/v1/metrics" && r.Mentions("nvmet.namespace.commands")),
+            Assert.True(await Poll.UntilAsync(() => received.Any(r => r.Path == "/v1/metrics" && r.Mentions("nvmet.namespace.commands")),
                 TimeSpan.FromSeconds(20)), "no OTLP metrics push mentioning nvmet.namespace.commands arrived");
         }
         finally { await t.DisposeAsync(); } // stops the exporters: the pending spans are pushed now

@@ -93,7 +93,7 @@ public sealed class ShutdownDrainTests(ITestOutputHelper output)
             Assert.False(store.Disposed); // the command still holds the store
 
             store.Release();
-            Assert.True(await TestData.WaitUntilAsync(() => store.Disposed, TimeSpan.FromSeconds(20)), "the store was not closed after its command returned");
+            Assert.True(await Poll.UntilAsync(() => store.Disposed, TimeSpan.FromSeconds(20)), "the store was not closed after its command returned");
         }
         finally { await host.DisposeAsync(); }
     }

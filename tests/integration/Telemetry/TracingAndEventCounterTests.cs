@@ -49,7 +49,7 @@ public sealed class TracingAndEventCounterTests(ITestOutputHelper output)
         await using (var t = await ApiTarget.StartAsync(output)) // default: --trace-io-sample-rate 0
         {
             await WriteFiveAsync(t);
-            Assert.True(await TestData.WaitUntilAsync(() => recorder.Snapshot().Count(a => a.DisplayName == "NVMe/TCP connection") == 2, TimeSpan.FromSeconds(10)));
+            Assert.True(await Poll.UntilAsync(() => recorder.Snapshot().Count(a => a.DisplayName == "NVMe/TCP connection") == 2, TimeSpan.FromSeconds(10)));
         }
         var spans = recorder.Snapshot();
         Assert.DoesNotContain(spans, a => a.DisplayName == "NVMe Write");
@@ -92,7 +92,7 @@ public sealed class TracingAndEventCounterTests(ITestOutputHelper output)
         var silent = await NvmeTcpHost.ConnectAsync(t.Host.Endpoints[0], ApiTarget.Nqn, new NvmeTcpHostOptions { KeepAliveTimeoutMs = 1000 });
         try
         {
-            Assert.True(await TestData.WaitUntilAsync(() => t.Host.Target.FindSubsystem(ApiTarget.Nqn)!.Controllers.Count == 0,
+            Assert.True(await Poll.UntilAsync(() => t.Host.Target.FindSubsystem(ApiTarget.Nqn)!.Controllers.Count == 0,
                 TimeSpan.FromSeconds(15)), "the silent host's controller was not destroyed");
             Assert.Equal(1, (await Metrics()).Value("nvmet_keep_alive_expired_total"));
         }

@@ -1,0 +1,16 @@
+/// <summary>Waiting for something another thread or process does, in every test project.</summary>
+internal static class Poll
+{
+    /// <summary>Polls <paramref name="condition"/> until it holds (true) or <paramref name="timeout"/> passes
+    /// (false). The timeout is a generous upper bound, not a timing assertion.</summary>
+    public static async Task<bool> UntilAsync(Func<bool> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) return false;
+            await Task.Delay(25).ConfigureAwait(false);
+        }
+        return true;
+    }
+}
