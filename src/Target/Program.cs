@@ -28,7 +28,8 @@ if (!Enum.TryParse<LogLevel>(cl.Config.LogLevel ?? "Information", ignoreCase: tr
 }
 using var loggers = LoggerFactory.Create(b =>
 {
-    b.SetMinimumLevel(level).AddFilter("Microsoft", LogLevel.Warning);
+    // Kestrel and the generic host log a bind failure with its whole stack trace; the program prints one line for it.
+    b.SetMinimumLevel(level).AddFilter("Microsoft", LogLevel.Warning).AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
     if (cl.LogFormat == "json")
         b.AddJsonConsole(o =>
         {
@@ -47,12 +48,20 @@ const string InlineCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPL
 if (Environment.GetEnvironmentVariable(InlineCompletionsVariable) is null) Environment.SetEnvironmentVariable(InlineCompletionsVariable, "1");
 
 // Signals are handled from before the start: one that arrives while starting stops the target right after.
+// A second signal exits at once (130) — but not one that arrives within a second of the first: `dotnet run`
+// forwards the SIGTERM its process group got, so the target sees the same stop request twice.
 var stop = new TaskCompletionSource();
-int signals = 0;
+long firstSignal = 0;
 void OnSignal(PosixSignalContext ctx)
 {
     ctx.Cancel = true;
-    if (Interlocked.Increment(ref signals) > 1) Environment.Exit(130); // a second signal: exit at once
+    long now = Environment.TickCount64;
+    long first = Interlocked.CompareExchange(ref firstSignal, now, 0);
+    if (first != 0)
+    {
+        if (now - first < 1000) return; // the same stop request, forwarded
+        Environment.Exit(130);          // a second request: exit at once
+    }
     log.ShuttingDown(ctx.Signal.ToString());
     stop.TrySetResult();
 }
@@ -62,7 +71,7 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal
 TargetHost host;
 try
 {
-    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath, api: cl.Api, telemetry: cl.Telemetry);
+    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath, api: cl.Api, telemetry: cl.Telemetry, probes: cl.Probes);
     host.ShutdownGrace = cl.ShutdownGrace;
 }
 catch (StoreException e)
@@ -70,11 +79,12 @@ catch (StoreException e)
     Console.Error.WriteLine($"error: {e.Message}");
     return 2;
 }
-catch (IOException e) when (e.InnerException is SocketException or null || e.Message.Contains("address", StringComparison.OrdinalIgnoreCase))
+catch (IOException e)
 {
-    var ports = string.Join(", ", cl.Config.Ports.Select(p => $"{p.Address}:{p.Port}")
-        .Concat(cl.Api is { } api ? [$"{api.Address}:{api.Port} (management API; --api ADDR:PORT or --api off)"] : []));
-    Console.Error.WriteLine($"error: cannot listen on {ports}: {e.Message}");
+    // A port or the API socket is taken (another target?), or the socket's directory is unsafe.
+    Console.Error.WriteLine($"error: {e.Message}");
+    Console.Error.WriteLine("Every listener must be free: the NVMe/TCP ports (--listen), the management API (--api unix:PATH | ADDR:PORT | off) " +
+        "and the probes (--probes ADDR:PORT | off).");
     return 2;
 }
 
@@ -88,17 +98,29 @@ foreach (var ep in host.Endpoints)
     foreach (var s in host.Target.Subsystems)
         log.ConnectHint(port.TransportAddress, ep.Port, s.Nqn);
 }
-if (host.ApiEndpoint is { } apiEndpoint)
+foreach (var s in host.Target.Subsystems.Where(s => s.AllowAnyHost))
 {
-    var url = $"http://{(apiEndpoint.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{apiEndpoint.Address}]" : apiEndpoint.Address)}:{apiEndpoint.Port}";
-    log.ApiListening(url, cl.Api!.Token != null ? "bearer token required" : "no token");
-    log.Probes(url, cl.Telemetry.MetricsRequireToken && cl.Api.Token != null ? "bearer token required" : "no token");
+    var exposed = host.Endpoints.Where(e => !System.Net.IPAddress.IsLoopback(e.Address)).Select(e => e.ToString()).ToList();
+    if (exposed.Count == 0) log.AnyHostOnLoopback(s.Nqn);
+    else log.AnyHostExposed(s.Nqn, string.Join(", ", exposed));
 }
+foreach (var warning in ConfigValidator.Warnings(cl.Config)) log.ConfigWarning(warning);
+if (host.ApiSocketPath is { } socket)
+    log.ApiOnSocket(socket, cl.Api!.SocketGroup is { } g ? $"mode 0660: this user and group {g}" : "mode 0600: only this user",
+        cl.Api.Token != null ? "bearer token required" : "no token");
+else if (host.ApiEndpoint is { } apiEndpoint)
+    log.ApiListening(Url(apiEndpoint), "bearer token required");
 else log.ApiOff();
+if (host.ProbesEndpoint is { } probes)
+    log.Probes(Url(probes), cl.Telemetry.MetricsRequireToken ? "bearer token required" : "no token");
+else log.ProbesOff();
 if (cl.ConfigPath != null) log.ConfigSaved(Path.GetFullPath(cl.ConfigPath));
-else if (host.ApiEndpoint != null) log.ConfigNotSaved();
+else if (host.ApiEndpoint != null || host.ApiSocketPath != null) log.ConfigNotSaved();
 
 await stop.Task;
 await host.DisposeAsync(); // graceful: see TargetHost.StopAsync (each step is logged)
 log.Stopped();
 return 0;
+
+static string Url(System.Net.IPEndPoint e) =>
+    $"http://{(e.Address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{e.Address}]" : e.Address)}:{e.Port}";

@@ -9,6 +9,7 @@ using Nvme.Core;
 using Nvme.Core.Model;
 using Nvme.Core.Storage;
 using Target.Configuration;
+using Target.Http;
 using Target.Management;
 using Target.Telemetry;
 using Transport.Tcp;
@@ -25,8 +26,12 @@ namespace Target;
 public sealed class TargetHost : IAsyncDisposable
 {
     private readonly WebApplication? _app;
+    private readonly WebApplication? _probeApp;
     private readonly List<IPEndPoint> _endpoints;
     private readonly ListenOptions? _apiListener;
+    private readonly ListenOptions? _probeListener;
+    private readonly ApiConfig? _api;
+    private readonly ManagementMetrics _managementMetrics;
     private readonly NvmeTcpServer _server;
     private readonly TcpTransportMetrics _transportMetrics;
     private readonly OtlpTelemetry? _otlp;
@@ -35,15 +40,19 @@ public sealed class TargetHost : IAsyncDisposable
     private readonly Lock _stopLock = new();
     private Task? _stopping;
 
-    private TargetHost(WebApplication? app, NvmeTarget target, List<IPEndPoint> endpoints, TargetManager manager, ListenOptions? apiListener,
+    private TargetHost(HttpListeners http, NvmeTarget target, List<IPEndPoint> endpoints, TargetManager manager,
         NvmeTcpServer server, TcpTransportMetrics transportMetrics, OtlpTelemetry? otlp, Lifecycle lifecycle,
         PrometheusExposition metrics, ILogger log)
     {
-        _app = app;
+        _app = http.Api;
+        _probeApp = http.Probes;
+        _apiListener = http.ApiListener;
+        _probeListener = http.ProbeListener;
+        _api = http.ApiConfig;
+        _managementMetrics = http.Metrics;
         Target = target;
         _endpoints = endpoints;
         Manager = manager;
-        _apiListener = apiListener;
         _server = server;
         _transportMetrics = transportMetrics;
         _otlp = otlp;
@@ -60,9 +69,15 @@ public sealed class TargetHost : IAsyncDisposable
     /// <summary>Bound endpoints, in configuration order (real ports even when port 0 was asked for).</summary>
     public IReadOnlyList<IPEndPoint> Endpoints => _endpoints;
 
-    /// <summary>Bound endpoint of the management HTTP API (the real port even when port 0 was asked for);
-    /// null when the API is off.</summary>
-    public IPEndPoint? ApiEndpoint => _apiListener?.IPEndPoint;
+    /// <summary>Bound TCP endpoint of the management HTTP API (the real port even when port 0 was asked for);
+    /// null when the API is off or on a Unix socket.</summary>
+    public IPEndPoint? ApiEndpoint => _api is { IsTcp: true } ? _apiListener?.IPEndPoint : null;
+
+    /// <summary>Path of the management API's Unix socket; null when the API is off or on TCP.</summary>
+    public string? ApiSocketPath => _api is { IsTcp: false } ? _api.Socket : null;
+
+    /// <summary>Bound endpoint of the read-only probe listener (/healthz, /readyz, /metrics); null when it is off.</summary>
+    public IPEndPoint? ProbesEndpoint => _probeListener?.IPEndPoint;
 
     /// <summary>The Prometheus text of GET /metrics (also usable without the API).</summary>
     public PrometheusExposition Metrics { get; }
@@ -82,22 +97,28 @@ public sealed class TargetHost : IAsyncDisposable
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Builds the model, opens stores and starts listening. Throws <see cref="StoreException"/> for
-    /// backing store problems and <see cref="IOException"/> when a port cannot be bound.
-    /// <paramref name="api"/> is the management HTTP API listener (see <see cref="CommandLine.Api"/>); null: no API
-    /// (and no /metrics, /healthz, /readyz). <paramref name="telemetry"/>: OTLP export, I/O trace sampling, /metrics auth.</summary>
+    /// backing store problems and <see cref="IOException"/> when a port or the API socket cannot be bound.
+    /// <paramref name="api"/> is the management HTTP API listener as resolved by <see cref="CommandLine.Api"/> (a Unix
+    /// socket, or TCP with a token); null: no API. <paramref name="probes"/> is the read-only listener for /healthz,
+    /// /readyz and /metrics; null: none. <paramref name="telemetry"/>: OTLP export, I/O trace sampling, /metrics auth.</summary>
     public static async Task<TargetHost> StartAsync(TargetConfig config, ILoggerFactory loggerFactory, TcpTransportOptions? transportOptions = null,
-        string? configPath = null, ApiConfig? api = null, TelemetryOptions? telemetry = null)
+        string? configPath = null, ApiConfig? api = null, TelemetryOptions? telemetry = null, ProbesConfig? probes = null)
     {
         telemetry ??= new TelemetryOptions();
+        if (api is { IsTcp: true, Token: null }) throw new ArgumentException("a management API on TCP needs a token", nameof(api));
+        if (api is { IsTcp: false, Socket: null }) throw new ArgumentException("a management API on a Unix socket needs its path", nameof(api));
+        if (telemetry.MetricsRequireToken && api?.Token is null)
+            throw new ArgumentException("--metrics-auth token needs an API token (--api-token-file)", nameof(telemetry));
         var target = BuildModel(config, loggerFactory);
         target.TraceIoSampleRate = telemetry.TraceIoSampleRate;
         var transportMetrics = new TcpTransportMetrics();
+        var managementMetrics = new ManagementMetrics();
         OtlpTelemetry? otlp = null;
         try
         {
             var log = loggerFactory.CreateLogger("Target");
             var lifecycle = new Lifecycle();
-            var exposition = new PrometheusExposition(target, transportMetrics.Meter);
+            var exposition = new PrometheusExposition(target, transportMetrics.Meter, managementMetrics.Meter);
             if (telemetry.OtlpEndpoint != null)
             {
                 otlp = OtlpTelemetry.Start(telemetry);
@@ -105,15 +126,11 @@ public sealed class TargetHost : IAsyncDisposable
             }
             var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management"));
             var server = new NvmeTcpServer(target, transportOptions ?? new TcpTransportOptions(), loggerFactory, transportMetrics);
-            WebApplication? app = null;
+            HttpListeners? http = null;
             try
             {
-                ListenOptions? apiListener = null;
-                if (api != null)
-                {
-                    app = BuildApi(loggerFactory, api, telemetry, manager, lifecycle, exposition, target, lo => apiListener = lo);
-                    await app.StartAsync().ConfigureAwait(false);
-                }
+                http = await HttpListeners.StartAsync(loggerFactory, api, probes, telemetry, manager, lifecycle, exposition, target, managementMetrics)
+                    .ConfigureAwait(false);
                 var endpoints = new List<IPEndPoint>();
                 foreach (var p in config.Ports)
                 {
@@ -122,12 +139,12 @@ public sealed class TargetHost : IAsyncDisposable
                     target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress));
                 }
                 lifecycle.Phase = LifecyclePhase.Running;
-                return new TargetHost(app, target, endpoints, manager, apiListener, server, transportMetrics, otlp, lifecycle, exposition, log);
+                return new TargetHost(http, target, endpoints, manager, server, transportMetrics, otlp, lifecycle, exposition, log);
             }
             catch
             {
                 await server.DisposeAsync().ConfigureAwait(false);
-                if (app != null) await app.DisposeAsync().ConfigureAwait(false);
+                if (http != null) await http.DisposeAsync().ConfigureAwait(false);
                 throw;
             }
         }
@@ -135,34 +152,11 @@ public sealed class TargetHost : IAsyncDisposable
         {
             otlp?.Dispose();
             transportMetrics.Dispose();
+            managementMetrics.Dispose();
             DisposeStores(target);
             target.Dispose();
             throw;
         }
-    }
-
-    /// <summary>The management HTTP API (with /metrics, /healthz, /readyz) on Kestrel, on its own listener.</summary>
-    private static WebApplication BuildApi(ILoggerFactory loggerFactory, ApiConfig api, TelemetryOptions telemetry, TargetManager manager,
-        Lifecycle lifecycle, PrometheusExposition exposition, NvmeTarget target, Action<ListenOptions> bound)
-    {
-        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "nvme-tcp-target" });
-        builder.Services.AddSingleton(loggerFactory);
-        builder.WebHost.UseKestrelCore();
-        ManagementApi.AddServices(builder.Services);
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(api.Address), api.Port, lo =>
-        {
-            lo.Protocols = HttpProtocols.Http1;
-            bound(lo);
-        }));
-        var app = builder.Build();
-        bool metricsOpen = !telemetry.MetricsRequireToken;
-        ManagementApi.Map(app, manager, api.Token, path =>
-            path == HealthEndpoints.LivenessPath || path == HealthEndpoints.ReadinessPath || (metricsOpen && path == MetricsPath));
-        HealthEndpoints.Map(app, () => ReadinessReport.Check(lifecycle.Phase, target));
-        app.MapGet(MetricsPath, () => Results.Text(exposition.Collect(), PrometheusExposition.ContentType))
-            .ExcludeFromDescription().WithName("Metrics")
-            .WithSummary("Prometheus text exposition of the target's metrics (no token unless --metrics-auth token).");
-        return app;
     }
 
     public const string MetricsPath = "/metrics";
@@ -200,7 +194,7 @@ public sealed class TargetHost : IAsyncDisposable
     public static Subsystem BuildSubsystem(SubsystemConfig sc)
     {
         var sub = new Subsystem(sc.Nqn, SubsystemKind.Nvm, sc.Serial, sc.Model, sc.FirmwareRevision,
-            allowAnyHost: sc.AllowAnyHost ?? sc.AllowedHosts.Count == 0, sc.AllowedHosts);
+            allowAnyHost: sc.AllowAnyHost ?? false, sc.AllowedHosts); // absent = closed (see ConfigValidator.Warnings)
         try
         {
             foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc));
@@ -267,11 +261,13 @@ public sealed class TargetHost : IAsyncDisposable
             // The listeners are closed already; the connections close once drained. After the grace period
             // those that remain are reset.
             await _server.StopAsync(timeout.Token).ConfigureAwait(false);
-            if (_app != null)
+            foreach (var app in new[] { _app, _probeApp })
             {
-                try { await _app.StopAsync(timeout.Token).ConfigureAwait(false); }
+                if (app is null) continue;
+                try { await app.StopAsync(timeout.Token).ConfigureAwait(false); }
                 catch (OperationCanceledException) { }
             }
+            if (ApiSocketPath is string socket) ApiSocket.Remove(socket);
         }
         if (Volatile.Read(ref leftAtExpiry) > 0) _log.ShutdownGraceExpired(grace.TotalSeconds, leftAtExpiry);
         else _log.ShutdownDrained();
@@ -308,6 +304,7 @@ public sealed class TargetHost : IAsyncDisposable
         }
         Target.Dispose();
         _transportMetrics.Dispose();
+        _managementMetrics.Dispose();
         _lifecycle.Phase = LifecyclePhase.Stopped;
     }
 
@@ -315,5 +312,6 @@ public sealed class TargetHost : IAsyncDisposable
     {
         await StopAsync().ConfigureAwait(false);
         if (_app != null) await _app.DisposeAsync().ConfigureAwait(false);
+        if (_probeApp != null) await _probeApp.DisposeAsync().ConfigureAwait(false);
     }
 }

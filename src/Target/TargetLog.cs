@@ -19,8 +19,26 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 303, Level = LogLevel.Information, Message = "Management API on {Url}/api/v1 ({Auth}); e.g. nvme-tcp-target ns list --api {Url}")]
     public static partial void ApiListening(this ILogger log, string url, string auth);
 
-    [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "Management API off (no /metrics, /healthz or /readyz either)")]
+    [LoggerMessage(EventId = 304, Level = LogLevel.Information, Message = "Management API off")]
     public static partial void ApiOff(this ILogger log);
+
+    [LoggerMessage(EventId = 319, Level = LogLevel.Information,
+        Message = "Management API on the Unix socket {Path} ({Access}; {Auth}); e.g. nvme-tcp-target ns list --api unix:{Path}")]
+    public static partial void ApiOnSocket(this ILogger log, string path, string access, string auth);
+
+    [LoggerMessage(EventId = 320, Level = LogLevel.Information, Message = "Probes off (no /healthz, /readyz or /metrics listener)")]
+    public static partial void ProbesOff(this ILogger log);
+
+    [LoggerMessage(EventId = 321, Level = LogLevel.Information,
+        Message = "Subsystem {Nqn} admits any host NQN (it is reachable on loopback only); restrict it with --allow-host NQN or allowedHosts")]
+    public static partial void AnyHostOnLoopback(this ILogger log, string nqn);
+
+    [LoggerMessage(EventId = 322, Level = LogLevel.Warning,
+        Message = "Subsystem {Nqn} admits any host NQN that reaches {Endpoints} (allowAnyHost); list the hosts in allowedHosts to restrict it")]
+    public static partial void AnyHostExposed(this ILogger log, string nqn, string endpoints);
+
+    [LoggerMessage(EventId = 323, Level = LogLevel.Warning, Message = "Configuration: {Warning}")]
+    public static partial void ConfigWarning(this ILogger log, string warning);
 
     [LoggerMessage(EventId = 305, Level = LogLevel.Information, Message = "Live changes are saved to {Path}")]
     public static partial void ConfigSaved(this ILogger log, string path);
@@ -28,7 +46,8 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 306, Level = LogLevel.Information, Message = "Live changes last until the target stops (start it with --config FILE to keep them)")]
     public static partial void ConfigNotSaved(this ILogger log);
 
-    [LoggerMessage(EventId = 307, Level = LogLevel.Information, Message = "Probes: {Url}/healthz and {Url}/readyz (no token); metrics: {Url}/metrics ({MetricsAuth})")]
+    [LoggerMessage(EventId = 307, Level = LogLevel.Information,
+        Message = "Probes (read-only): {Url}/healthz and {Url}/readyz (no token); metrics: {Url}/metrics ({MetricsAuth})")]
     public static partial void Probes(this ILogger log, string url, string metricsAuth);
 
     [LoggerMessage(EventId = 308, Level = LogLevel.Information,
@@ -89,8 +108,21 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 406, Level = LogLevel.Information, Message = "Allowed host {Host} on {Nqn}")]
     public static partial void HostAllowed(this ILogger log, string host, string nqn);
 
-    [LoggerMessage(EventId = 407, Level = LogLevel.Information, Message = "Removed host {Host} from {Nqn}")]
-    public static partial void HostRemoved(this ILogger log, string host, string nqn);
+    [LoggerMessage(EventId = 407, Level = LogLevel.Information, Message = "Removed host {Host} from {Nqn}; disconnected its {Controllers} controller(s) there")]
+    public static partial void HostRemoved(this ILogger log, string host, string nqn, int controllers);
+
+    [LoggerMessage(EventId = 408, Level = LogLevel.Warning, Message = "Subsystem {Nqn} now admits no host: its allowed-host list is empty and allowAnyHost is off")]
+    public static partial void SubsystemClosed(this ILogger log, string nqn);
+
+    [LoggerMessage(EventId = 409, Level = LogLevel.Information, Message = "Subsystem {Nqn}: allowAnyHost {Allow}; disconnected {Controllers} controller(s) of hosts no longer allowed")]
+    public static partial void AnyHostChanged(this ILogger log, string nqn, bool allow, int controllers);
+
+    [LoggerMessage(EventId = 412, Level = LogLevel.Error, Message = "Saving the configuration to {Path} failed ({Error}); the change was refused and nothing changed")]
+    public static partial void ConfigSaveFailed(this ILogger log, string path, string error);
+
+    [LoggerMessage(EventId = 411, Level = LogLevel.Warning,
+        Message = "Management API refused {Method} {Path}: Host header '{Host}' names no address of this target (DNS rebinding?)")]
+    public static partial void ApiHostRefused(this ILogger log, string host, string method, string path);
 
     [LoggerMessage(EventId = 410, Level = LogLevel.Error, Message = "Management API request {Method} {Path} failed")]
     public static partial void ApiRequestFailed(this ILogger log, Exception e, string method, string path);

@@ -42,7 +42,9 @@ public sealed partial class Subsystem
     public string Serial { get; }
     public string Model { get; }
     public string FirmwareRevision { get; }
-    public bool AllowAnyHost { get; set; }
+    /// <summary>Any host NQN may connect (kernel nvmet's allow_any_host). When false only <see cref="AllowedHosts"/>
+    /// may, and an empty list admits nobody.</summary>
+    public bool AllowAnyHost { get; private set; }
     public IReadOnlySet<string> AllowedHosts => _allowedHosts;
 
     /// <summary>Raised (outside locks) when what the discovery log shows of this subsystem changes (its allowed hosts).</summary>
@@ -51,7 +53,33 @@ public sealed partial class Subsystem
     public bool IsHostAllowed(string hostNqn) => AllowAnyHost || _allowedHosts.Contains(hostNqn);
 
     public void AllowHost(string hostNqn) { lock (_lock) _allowedHosts = _allowedHosts.Add(hostNqn); Changed?.Invoke(this); }
-    public void DisallowHost(string hostNqn) { lock (_lock) _allowedHosts = _allowedHosts.Remove(hostNqn); Changed?.Invoke(this); }
+
+    /// <summary>Takes a host off the allowed list and destroys the controllers it holds here, unless the subsystem
+    /// admits any host. Returns the controllers destroyed.</summary>
+    public int DisallowHost(string hostNqn)
+    {
+        lock (_lock) _allowedHosts = _allowedHosts.Remove(hostNqn);
+        Changed?.Invoke(this);
+        return DisconnectHostsNotAllowed($"host {hostNqn} was removed from the allowed hosts of {Nqn}");
+    }
+
+    /// <summary>Opens the subsystem to any host, or closes it to all but <see cref="AllowedHosts"/> (destroying the
+    /// controllers of every other host). Returns the controllers destroyed.</summary>
+    public int SetAllowAnyHost(bool allow)
+    {
+        AllowAnyHost = allow;
+        Changed?.Invoke(this);
+        return allow ? 0 : DisconnectHostsNotAllowed($"{Nqn} no longer admits any host and this host is not in its allowed hosts");
+    }
+
+    /// <summary>Destroys every controller whose host is not allowed any more (as SPDK does when a host is removed).</summary>
+    private int DisconnectHostsNotAllowed(string reason)
+    {
+        int n = 0;
+        foreach (var c in Controllers)
+            if (!IsHostAllowed(c.HostNqn)) { c.Destroy(reason); n++; }
+        return n;
+    }
 
     // ---- namespaces ----
 
@@ -123,15 +151,19 @@ public sealed partial class Subsystem
 
     /// <summary>Changes a namespace's size and tells every controller. Growing is always allowed; shrinking
     /// only with <paramref name="allowShrink"/> (data past the new end is lost). A shrink takes effect for new
-    /// I/O at once and releases the space only after every request admitted against the old size finished.</summary>
-    public async Task ResizeNamespaceAsync(uint nsid, long newBytes, bool allowShrink, TimeSpan? drainTimeout = null)
+    /// I/O at once and releases the space only after every request admitted against the old size finished.
+    /// <paramref name="commit"/> (e.g. saving the configuration) runs at the last point where the change can still
+    /// be undone without loss: after a grow has made the space but before any host may use it, and after a shrink
+    /// has drained but before the tail is released. If it throws, the namespace keeps its old size and the
+    /// exception propagates; after it returns, nothing fails.</summary>
+    public async Task ResizeNamespaceAsync(uint nsid, long newBytes, bool allowShrink, TimeSpan? drainTimeout = null, Action? commit = null)
     {
         var ns = GetNamespace(nsid) ?? throw new KeyNotFoundException($"namespace {nsid} does not exist in {Nqn}");
         if (newBytes <= 0 || newBytes % ns.BlockSize != 0)
             throw new ArgumentException($"size {newBytes} is not a positive multiple of the block size {ns.BlockSize}");
         ulong blocks = (ulong)(newBytes >> ns.BlockShift);
         ulong before = ns.BlockCount;
-        if (blocks == before) return;
+        if (blocks == before) { commit?.Invoke(); return; }
         if (blocks < before)
         {
             if (!allowShrink) throw new InvalidOperationException($"shrinking namespace {nsid} from {before} to {blocks} blocks loses data; force it to proceed");
@@ -141,11 +173,24 @@ public sealed partial class Subsystem
                 ns.SetBlockCount(before);
                 throw new InvalidOperationException($"namespace {nsid}: I/O admitted before the shrink did not finish in time; the size is unchanged");
             }
+            try { commit?.Invoke(); }
+            catch
+            {
+                ns.SetBlockCount(before); // the tail is still in the store: nothing is lost
+                throw;
+            }
             ns.Store.Resize(newBytes);  // ...then, with nothing left addressing the tail, the store lets it go
         }
         else
         {
+            long oldBytes = (long)before << ns.BlockShift;
             ns.Store.Resize(newBytes);  // the space exists before any I/O may address it
+            try { commit?.Invoke(); }
+            catch
+            {
+                ns.Store.Resize(oldBytes); // no host was told and none may address the new space yet
+                throw;
+            }
             ns.SetBlockCount(blocks);
         }
         Controller[] ctrls;

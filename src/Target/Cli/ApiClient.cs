@@ -26,10 +26,29 @@ internal sealed class ApiClient : IDisposable
 
     private readonly HttpClient _http;
 
-    public ApiClient(Uri root, string? token, HttpMessageHandler? handler = null)
+    /// <summary>A client of the API at <paramref name="root"/> (http://HOST:PORT/), or on the Unix socket
+    /// <paramref name="socketPath"/> when that is given (requests then go to http://localhost/ over the socket).</summary>
+    public ApiClient(Uri root, string? token, HttpMessageHandler? handler = null, string? socketPath = null)
     {
         Root = root;
-        _http = new HttpClient(handler ?? new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(10) })
+        SocketPath = socketPath;
+        var sockets = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(10) };
+        if (socketPath != null)
+            sockets.ConnectCallback = async (_, cancel) =>
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+                try
+                {
+                    await socket.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(socketPath), cancel).ConfigureAwait(false);
+                    return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+        _http = new HttpClient(handler ?? sockets)
         {
             BaseAddress = new Uri(root, "api/v1/"),
             Timeout = TimeSpan.FromSeconds(100), // a hot-remove waits for in-flight I/O to drain
@@ -39,6 +58,11 @@ internal sealed class ApiClient : IDisposable
 
     /// <summary>The URL the user gave (for messages).</summary>
     public Uri Root { get; }
+
+    /// <summary>The Unix socket the client talks to, or null for TCP.</summary>
+    public string? SocketPath { get; }
+
+    private string Where => SocketPath != null ? $"unix:{SocketPath}" : Root.ToString();
 
     public static string Segment(string value) => Uri.EscapeDataString(value);
 
@@ -54,11 +78,20 @@ internal sealed class ApiClient : IDisposable
         }
         catch (HttpRequestException e)
         {
-            throw new ApiUnreachableException($"cannot reach the management API at {Root}: {e.Message}");
+            var inner = e.InnerException as System.Net.Sockets.SocketException;
+            string why = inner?.SocketErrorCode switch
+            {
+                System.Net.Sockets.SocketError.AccessDenied =>
+                    "permission denied: the socket admits only the target's user (run the client as that user, or start the target with --api-socket-group GROUP)",
+                System.Net.Sockets.SocketError.AddressNotAvailable or System.Net.Sockets.SocketError.ConnectionRefused when SocketPath != null =>
+                    "no target is listening there",
+                _ => inner?.Message ?? e.Message,
+            };
+            throw new ApiUnreachableException($"cannot reach the management API at {Where}: {why}");
         }
         catch (TaskCanceledException)
         {
-            throw new ApiUnreachableException($"the management API at {Root} did not answer within {_http.Timeout.TotalSeconds:0} s");
+            throw new ApiUnreachableException($"the management API at {Where} did not answer within {_http.Timeout.TotalSeconds:0} s");
         }
         using (response)
         {

@@ -12,7 +12,6 @@ namespace Target.Cli;
 /// </summary>
 public static partial class ClientCli
 {
-    public const string DefaultUrl = "http://127.0.0.1:8420";
     public const int Ok = 0, ApiError = 1, UsageError = 2, Unreachable = 3;
 
     private sealed record Opt(string Name, string? Arg, string Help, bool Repeatable = false);
@@ -21,8 +20,10 @@ public static partial class ClientCli
 
     private static readonly Opt[] CommonOptions =
     [
-        new("--api", "URL", $"Management API of the target (default {DefaultUrl}) [env NVMET_API_URL]."),
-        new("--token", "TOKEN", "Bearer token, when the target was started with --api-token [env NVMET_API_TOKEN]."),
+        new("--api", "unix:PATH|URL", "Management API of the target: its Unix socket (default: the target's default,\n" +
+            "/run/nvme-tcp-target/api.sock as root) or http://ADDR:PORT [env NVMET_API_URL]."),
+        new("--token-file", "FILE", "Bearer token (the file's first line), when the target requires one [env NVMET_API_TOKEN_FILE]."),
+        new("--token", "TOKEN", "The token itself (visible in `ps`: prefer --token-file) [env NVMET_API_TOKEN]."),
         new("--json", null, "Print the API's JSON answer instead of a table."),
         new("--help", null, "Show this help."),
     ];
@@ -54,8 +55,15 @@ public static partial class ClientCli
                 new("--model", "MODEL", "Model number, 1..40 characters."),
                 new("--firmware", "REV", "Firmware revision, 1..8 characters."),
                 new("--namespace", "SPEC", "Namespace, repeatable: memory:SIZE | file:PATH[:SIZE] | block:DEVICE [,bs=512|4096].", true),
-                new("--allow-host", "NQN", "Allowed host NQN, repeatable (default: any host).", true),
+                new("--allow-host", "NQN", "Allowed host NQN, repeatable (without it and --allow-any-host, no host may connect).", true),
+                new("--allow-any-host", null, "Let any host NQN connect."),
             ], SubsysCreateAsync),
+        new("subsys", "set", "Change who may connect to a subsystem.",
+            ["nvme-tcp-target subsys set --nqn nqn.2026-01.io.example:db --allow-any-host off"],
+            [
+                new("--nqn", "NQN", "NQN of the subsystem (may be left out when the target has only one)."),
+                new("--allow-any-host", "on|off", "on: any host NQN may connect; off: only the allowed hosts (the others are disconnected)."),
+            ], SubsysSetAsync),
         new("subsys", "delete", "Delete a subsystem: its controllers are disconnected, its namespaces released.",
             ["nvme-tcp-target subsys delete --nqn nqn.2026-01.io.example:db"],
             [new("--nqn", "NQN", "NQN of the subsystem (required).")], SubsysDeleteAsync),
@@ -88,10 +96,10 @@ public static partial class ClientCli
             ], NsResizeAsync),
 
         new("hosts", "list", "List the host NQNs allowed to connect to a subsystem.", ["nvme-tcp-target hosts list --nqn NQN"], [NqnOpt], HostsListAsync),
-        new("hosts", "add", "Allow a host NQN (a subsystem open to any host becomes restricted to its list).",
+        new("hosts", "add", "Allow a host NQN (a subsystem that admits any host keeps doing so: subsys set --allow-any-host off).",
             ["nvme-tcp-target hosts add --nqn NQN --host nqn.2014-08.org.nvmexpress:uuid:..."],
             [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required; on Linux: cat /etc/nvme/hostnqn).")], HostsAddAsync),
-        new("hosts", "remove", "Remove a host NQN from the allowed list (its existing connections stay; an empty list admits any host).",
+        new("hosts", "remove", "Remove a host NQN from the allowed list and disconnect its controllers (an empty list admits no host).",
             ["nvme-tcp-target hosts remove --nqn NQN --host nqn.2014-08.org.nvmexpress:uuid:..."],
             [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required).")], HostsRemoveAsync),
 
@@ -105,6 +113,7 @@ public static partial class ClientCli
     {
         public required Verb Verb { get; init; }
         public required ApiClient Api { get; init; }
+        public required TextWriter Err { get; init; }
         public required TextWriter Out { get; init; }
         public required Dictionary<string, List<string>> Values { get; init; }
         public bool Json => Values.ContainsKey("--json");
@@ -155,6 +164,7 @@ public static partial class ClientCli
 
         Dictionary<string, List<string>> values;
         Uri root;
+        string? socket;
         string? token;
         try
         {
@@ -164,9 +174,18 @@ public static partial class ClientCli
                 stdout.Write(VerbHelp(verb));
                 return Ok;
             }
-            var url = values.TryGetValue("--api", out var u) ? u[^1] : environment["NVMET_API_URL"] as string is { Length: > 0 } e ? e : DefaultUrl;
-            root = ParseUrl(url);
-            token = values.TryGetValue("--token", out var t) ? t[^1] : environment["NVMET_API_TOKEN"] as string is { Length: > 0 } et ? et : null;
+            string? Env(string name) => environment[name] as string is { Length: > 0 } v ? v : null;
+            var url = values.TryGetValue("--api", out var u) ? u[^1] : Env("NVMET_API_URL") ?? ListenerOptions.UnixPrefix + ListenerOptions.DefaultSocketPath(environment);
+            (root, socket) = ParseApi(url);
+            string? tokenFile = values.TryGetValue("--token-file", out var tf) ? tf[^1] : null;
+            token = values.TryGetValue("--token", out var t) ? t[^1] : null;
+            if (token != null && tokenFile != null) throw new UsageException("give --token or --token-file, not both");
+            if (token is null && tokenFile is null) { token = Env("NVMET_API_TOKEN"); tokenFile = token is null ? Env("NVMET_API_TOKEN_FILE") : null; }
+            if (tokenFile != null)
+            {
+                var errors = new List<string>();
+                token = ListenerOptions.ReadTokenFile(tokenFile, errors) ?? throw new UsageException(errors[0].Replace("api: ", "", StringComparison.Ordinal));
+            }
         }
         catch (UsageException e)
         {
@@ -175,10 +194,10 @@ public static partial class ClientCli
             return UsageError;
         }
 
-        using var api = new ApiClient(root, token, handler);
+        using var api = new ApiClient(root, token, handler, socket);
         try
         {
-            return await verb.Execute(new Run { Verb = verb, Api = api, Out = stdout, Values = values }).ConfigureAwait(false);
+            return await verb.Execute(new Run { Verb = verb, Api = api, Out = stdout, Err = stderr, Values = values }).ConfigureAwait(false);
         }
         catch (UsageException e)
         {
@@ -194,7 +213,8 @@ public static partial class ClientCli
         catch (ApiUnreachableException e)
         {
             stderr.WriteLine($"error: {e.Message}");
-            stderr.WriteLine("Is the target running with its management API on? Point the client at it with --api URL or NVMET_API_URL.");
+            stderr.WriteLine("Is the target running with its management API on? Point the client at it with --api unix:PATH or --api URL " +
+                "(or NVMET_API_URL); the target logs where its API listens when it starts.");
             return Unreachable;
         }
     }
@@ -225,14 +245,21 @@ public static partial class ClientCli
         return values;
     }
 
-    private static Uri ParseUrl(string url)
+    /// <summary>unix:PATH or an absolute path: the Unix socket; otherwise an http(s) URL (the scheme may be left out).</summary>
+    private static (Uri Root, string? Socket) ParseApi(string api)
     {
-        var text = url.Contains("://", StringComparison.Ordinal) ? url : "http://" + url;
+        if (api.StartsWith(ListenerOptions.UnixPrefix, StringComparison.Ordinal) || api.StartsWith('/'))
+        {
+            var path = api.StartsWith(ListenerOptions.UnixPrefix, StringComparison.Ordinal) ? api[ListenerOptions.UnixPrefix.Length..] : api;
+            if (!System.IO.Path.IsPathRooted(path)) throw new UsageException($"--api '{api}': the socket path must be absolute");
+            return (new Uri("http://localhost/"), path);
+        }
+        var text = api.Contains("://", StringComparison.Ordinal) ? api : "http://" + api;
         if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
-            throw new UsageException($"--api '{url}' is not a URL such as {DefaultUrl}");
-        var path = uri.AbsolutePath.TrimEnd('/');
-        if (path.EndsWith(ManagementApi.Prefix, StringComparison.Ordinal)) path = path[..^ManagementApi.Prefix.Length];
-        return new UriBuilder(uri) { Path = path + "/" }.Uri;
+            throw new UsageException($"--api '{api}' is not unix:PATH or a URL such as http://127.0.0.1:8421");
+        var p = uri.AbsolutePath.TrimEnd('/');
+        if (p.EndsWith(ManagementApi.Prefix, StringComparison.Ordinal)) p = p[..^ManagementApi.Prefix.Length];
+        return (new UriBuilder(uri) { Path = p + "/" }.Uri, null);
     }
 
     // ------------------------------------------------------------------ help
@@ -276,6 +303,10 @@ public static partial class ClientCli
     private static void WriteOptions(TextWriter w, IEnumerable<Opt> options)
     {
         foreach (var o in options)
-            w.WriteLine($"  {o.Name + (o.Arg != null ? " " + o.Arg : ""),-22} {o.Help}");
+        {
+            var lines = o.Help.Split('\n');
+            w.WriteLine($"  {o.Name + (o.Arg != null ? " " + o.Arg : ""),-22} {lines[0]}");
+            foreach (var more in lines.Skip(1)) w.WriteLine($"  {"",-22} {more}");
+        }
     }
 }

@@ -35,6 +35,7 @@ public static partial class ClientCli
             Model = r.Get("--model"),
             FirmwareRevision = r.Get("--firmware"),
             AllowedHosts = [.. r.All("--allow-host")],
+            AllowAnyHost = r.Has("--allow-any-host"),
         };
         uint nsid = 1;
         foreach (var spec in r.All("--namespace"))
@@ -42,8 +43,30 @@ public static partial class ClientCli
         var raw = await r.Api.SendAsync(HttpMethod.Post, "subsystems", sc).ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
         var s = ApiClient.Parse<SubsystemInfo>(raw);
-        r.Out.WriteLine($"Created subsystem {s.Nqn} (serial {s.Serial}) with {Plural(s.Namespaces.Count, "namespace")}; " +
-            (s.AllowAnyHost ? "any host may connect." : $"{Plural(s.AllowedHosts.Count, "allowed host")}."));
+        r.Out.WriteLine($"Created subsystem {s.Nqn} (serial {s.Serial}) with {Plural(s.Namespaces.Count, "namespace")}; " + Access(s));
+        return Ok;
+    }
+
+    private static string Access(SubsystemInfo s) =>
+        s.AllowAnyHost ? "any host may connect." :
+        s.AllowedHosts.Count == 0 ? "no host may connect yet (add one: nvme-tcp-target hosts add --host NQN)." :
+        $"{Plural(s.AllowedHosts.Count, "allowed host")} may connect.";
+
+    private static async Task<int> SubsysSetAsync(Run r)
+    {
+        var value = r.Require("--allow-any-host");
+        bool allow = value switch
+        {
+            "on" or "true" or "yes" => true,
+            "off" or "false" or "no" => false,
+            _ => throw new UsageException($"--allow-any-host '{value}' must be on or off"),
+        };
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var before = (await r.Api.GetAsync<SubsystemInfo>(Path(nqn)).ConfigureAwait(false)).Value.Controllers;
+        var raw = await r.Api.SendAsync(HttpMethod.Patch, Path(nqn), new SubsystemPatch { AllowAnyHost = allow }).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var s = ApiClient.Parse<SubsystemInfo>(raw);
+        r.Out.WriteLine($"{s.Nqn}: {Access(s)}" + (before > s.Controllers ? $" Disconnected {Plural(before - s.Controllers, "controller")} of hosts no longer allowed." : ""));
         return Ok;
     }
 
@@ -86,7 +109,7 @@ public static partial class ClientCli
                 break;
             case "--file":
                 nc.Backend = "file";
-                nc.Path = System.IO.Path.GetFullPath(r.Get("--file")!); // the target resolves paths from its own directory
+                nc.Path = r.Get("--file"); // a relative path is relative to the target's storage directory (not this shell's)
                 nc.Size = r.Get("--size");
                 break;
             default:
@@ -144,7 +167,13 @@ public static partial class ClientCli
         var nqn = await r.NqnAsync().ConfigureAwait(false);
         var (hosts, raw) = await r.Api.GetAsync<List<HostEntry>>(Path(nqn) + "/hosts").ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
-        if (hosts.Count == 0) { r.Out.WriteLine($"No allowed-host list: any host may connect to {nqn}."); return Ok; }
+        if (hosts.Count == 0)
+        {
+            var s = (await r.Api.GetAsync<SubsystemInfo>(Path(nqn)).ConfigureAwait(false)).Value;
+            r.Out.WriteLine(s.AllowAnyHost ? $"No allowed hosts listed; {nqn} admits any host (allowAnyHost)."
+                : $"No allowed hosts: no host may connect to {nqn} (add one: nvme-tcp-target hosts add --host NQN).");
+            return Ok;
+        }
         TextTable.Write(r.Out, ["HOST NQN"], hosts.Select(h => new[] { h.HostNqn }));
         return Ok;
     }
@@ -154,8 +183,10 @@ public static partial class ClientCli
         var host = r.Require("--host");
         var nqn = await r.NqnAsync().ConfigureAwait(false);
         var raw = await r.Api.SendAsync(HttpMethod.Post, Path(nqn) + "/hosts", new HostEntry { HostNqn = host }).ConfigureAwait(false);
-        if (r.Json) r.Out.WriteLine(ApiClient.Pretty(raw));
-        else r.Out.WriteLine($"Allowed host {host} on {nqn}.");
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var s = (await r.Api.GetAsync<SubsystemInfo>(Path(nqn)).ConfigureAwait(false)).Value;
+        r.Out.WriteLine($"Allowed host {host} on {nqn}." + (s.AllowAnyHost
+            ? $" Note: {nqn} still admits any host; to admit only the listed ones: nvme-tcp-target subsys set --nqn {nqn} --allow-any-host off" : ""));
         return Ok;
     }
 
@@ -163,8 +194,10 @@ public static partial class ClientCli
     {
         var host = r.Require("--host");
         var nqn = await r.NqnAsync().ConfigureAwait(false);
-        await r.Api.SendAsync(HttpMethod.Delete, $"{Path(nqn)}/hosts/{ApiClient.Segment(host)}").ConfigureAwait(false);
-        if (!r.Json) r.Out.WriteLine($"Removed host {host} from {nqn}.");
+        var raw = await r.Api.SendAsync(HttpMethod.Delete, $"{Path(nqn)}/hosts/{ApiClient.Segment(host)}").ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var removed = ApiClient.Parse<HostRemoved>(raw);
+        r.Out.WriteLine($"Removed host {host} from {nqn}; disconnected {Plural(removed.DisconnectedControllers, "controller")}.");
         return Ok;
     }
 

@@ -14,9 +14,12 @@ public sealed class CommandLine
     public List<string> Errors { get; } = [];
     public TargetConfig Config { get; private set; } = new();
     public string? ConfigPath { get; private set; }
-    /// <summary>The management API listener (defaults, then the file's "api", then NVMET_API*, then --api*);
-    /// null when it is off. Kept apart from <see cref="Config"/> so that overrides are not written back to the file.</summary>
+    /// <summary>The management API listener (defaults, then the file's "api", then NVMET_API*, then --api*), with
+    /// the token read from its file; null when it is off. Kept apart from <see cref="Config"/> so that overrides are
+    /// not written back to the file.</summary>
     public ApiConfig? Api { get; private set; }
+    /// <summary>The read-only probe listener (/healthz, /readyz, /metrics); null when it is off.</summary>
+    public ProbesConfig? Probes { get; private set; }
     /// <summary>OTLP export, I/O trace sampling and /metrics authentication.</summary>
     public Telemetry.TelemetryOptions Telemetry { get; } = new();
     /// <summary>How long a shutdown lets connections finish their commands (--shutdown-grace, default 10 s).</summary>
@@ -31,14 +34,26 @@ public sealed class CommandLine
         new("--config", "-c", "FILE", "NVMET_CONFIG", "JSON configuration file: ports, limits, subsystems, namespaces, allowed hosts."),
         new("--listen", "-l", "ADDR:PORT", "NVMET_LISTEN", "Listen on this address and port instead of the configured ports (default 127.0.0.1:4420)."),
         new("--advertise", null, "ADDR", "NVMET_ADVERTISE", "Address the discovery log reports as TRADDR (default: the listen address)."),
-        new("--api", null, "ADDR:PORT|off", "NVMET_API", $"Management HTTP API listener (default 127.0.0.1:{ApiConfig.DefaultPort}); off disables it. No TLS:\n" +
-            "keep it on loopback or a management network."),
-        new("--api-token", null, "TOKEN", "NVMET_API_TOKEN", "Require \"Authorization: Bearer TOKEN\" on every management API request."),
+        new("--api", null, "unix:PATH|ADDR:PORT|off", "NVMET_API", "Management API listener. Default: a Unix socket only the target's user may use\n" +
+            "(/run/nvme-tcp-target/api.sock as root, else $XDG_RUNTIME_DIR/nvme-tcp-target/api.sock). A TCP\n" +
+            "listener (ADDR:PORT) needs a token (--api-token-file); off disables the API."),
+        new("--api-socket-group", null, "GROUP", "NVMET_API_SOCKET_GROUP", "Let this group use the API socket too (socket 0660, its directory 0750)."),
+        new("--api-token-file", null, "FILE", "NVMET_API_TOKEN_FILE", "Require \"Authorization: Bearer TOKEN\" on every API request; TOKEN is the file's\n" +
+            "first line. Required for a TCP API."),
+        new("--api-token", null, "TOKEN", "NVMET_API_TOKEN", "The same with the token itself. Visible to every user in `ps` and /proc:\n" +
+            "prefer --api-token-file."),
+        new("--api-allowed-host", null, "NAME", "NVMET_API_ALLOWED_HOSTS", "Accept this Host header name on the API and probe listeners, repeatable (the\n" +
+            "variable is comma-separated). Always accepted: localhost and IP addresses; any other name\n" +
+            "is refused (a web page cannot reach the API through DNS rebinding)."),
+        new("--probes", null, "ADDR:PORT|off", "NVMET_PROBES", $"Read-only HTTP listener for GET /healthz, /readyz and /metrics (default\n" +
+            $"127.0.0.1:{ApiConfig.DefaultPort}); it cannot change anything. off disables it."),
         new("--nqn", null, "NQN", "NVMET_NQN", $"NQN of the default subsystem (default {DefaultNqn}); not with --config."),
         new("--namespace", "-n", "SPEC", "NVMET_NAMESPACE", "Namespace of the default subsystem, repeatable; not with --config. SPEC is\n" +
             "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096.\n" +
             "NSIDs are assigned 1, 2, ... Default: memory:1G. The variable takes ';'-separated SPECs."),
-        new("--allow-host", null, "NQN", "NVMET_ALLOW_HOST", "Only this host NQN may connect to the default subsystem (repeatable; default any host)."),
+        new("--allow-host", null, "NQN", "NVMET_ALLOW_HOST", "Host NQN allowed to connect to the default subsystem (repeatable); not with --config."),
+        new("--allow-any-host", null, null, "NVMET_ALLOW_ANY_HOST", "Let any host connect to the default subsystem. Without --allow-host this is the\n" +
+            "default only when every listen address is loopback; on another address say it explicitly."),
         new("--mqes", null, "N", "NVMET_MQES", "CAP.MQES, maximum queue entries 0's based (default 127: queues of 128)."),
         new("--mdts", null, "N", "NVMET_MDTS", "Maximum data transfer size as 2^N x 4 KiB (default 8: 1 MiB)."),
         new("--in-capsule", null, "BYTES", "NVMET_IN_CAPSULE", "In-capsule data accepted on I/O queues (default 8192)."),
@@ -86,16 +101,17 @@ public sealed class CommandLine
         }
         w.WriteLine();
         w.WriteLine("Client commands (talk to a running target's management API; run one with --help for its options):");
-        w.WriteLine("  nvme-tcp-target subsys list|create|delete    subsystems");
-        w.WriteLine("  nvme-tcp-target ns list|add|remove|resize    namespaces (hot-add/remove: connected hosts are notified)");
-        w.WriteLine("  nvme-tcp-target hosts list|add|remove        allowed host NQNs");
-        w.WriteLine("  nvme-tcp-target ctrl list                    connected controllers and their queues");
+        w.WriteLine("  nvme-tcp-target subsys list|create|set|delete  subsystems, and who may connect to them");
+        w.WriteLine("  nvme-tcp-target ns list|add|remove|resize      namespaces (hot-add/remove: connected hosts are notified)");
+        w.WriteLine("  nvme-tcp-target hosts list|add|remove          allowed host NQNs");
+        w.WriteLine("  nvme-tcp-target ctrl list                      connected controllers and their queues");
         w.WriteLine($"  e.g. nvme-tcp-target ns add --nqn {DefaultNqn} --memory 1G");
         w.WriteLine();
-        w.WriteLine("HTTP endpoints on the management listener (--api): /api/v1/... (the API, token if --api-token),");
-        w.WriteLine("  GET /metrics (Prometheus text format; token only with --metrics-auth token),");
-        w.WriteLine("  GET /healthz (200 while the process runs) and GET /readyz (200 when listening with every namespace's");
-        w.WriteLine("  store open, else 503 with a JSON reason); the probes never need the token.");
+        w.WriteLine("Who may do what: the management API (--api) listens on a Unix socket that only the target's user (and");
+        w.WriteLine("  --api-socket-group) may open; on TCP it needs a token. The probe listener (--probes) answers GET /healthz,");
+        w.WriteLine("  /readyz (200 when listening with every namespace's store open, else 503 with a JSON reason) and /metrics");
+        w.WriteLine("  (Prometheus text; token only with --metrics-auth token), and nothing else. A subsystem admits only its");
+        w.WriteLine("  allowed hosts unless it has allowAnyHost (the zero-config default does, on loopback only).");
         w.WriteLine();
         w.WriteLine("Exit codes: 0 after a clean shutdown (Ctrl-C / SIGTERM; a second signal exits at once with 130),");
         w.WriteLine("2 for a configuration or usage error, 1 otherwise.");
@@ -112,7 +128,8 @@ public sealed class CommandLine
         {
             if (o.Env.Length == 0 || environment[o.Env] is not string v || v.Length == 0) continue;
             if (o.Long == "--namespace") foreach (var part in v.Split(';', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
-            else if (o.Long == "--allow-host") foreach (var part in v.Split(new[] { ';', ',', ' ' }, StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
+            else if (o.Long is "--allow-host" or "--api-allowed-host") foreach (var part in v.Split(new[] { ';', ',', ' ' }, StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
+            else if (o.Arg is null) { if (v is "1" or "true" or "yes" or "on") values.Add((o, null)); } // a flag: NVMET_ALLOW_ANY_HOST=1
             else values.Add((o, v));
         }
         var fromCli = new List<(Option, string?)>();
@@ -130,7 +147,7 @@ public sealed class CommandLine
             fromCli.Add((o, value));
         }
         // Repeatable options given on the command line replace the environment's list.
-        foreach (var name in new[] { "--namespace", "--allow-host" })
+        foreach (var name in new[] { "--namespace", "--allow-host", "--api-allowed-host" })
             if (fromCli.Any(x => x.Item1.Long == name)) values.RemoveAll(x => x.Option.Long == name);
         values.AddRange(fromCli);
         cl.Apply(values, environment);
@@ -159,7 +176,7 @@ public sealed class CommandLine
                 Errors.Add($"configuration file '{ConfigPath}': {e.Message}");
                 return;
             }
-            foreach (var name in new[] { "--nqn", "--namespace", "--allow-host" })
+            foreach (var name in new[] { "--nqn", "--namespace", "--allow-host", "--allow-any-host" })
                 if (values.Any(v => v.Option.Long == name))
                     Errors.Add($"{name} describes the default subsystem and cannot be combined with --config (put it in the file)");
         }
@@ -212,24 +229,23 @@ public sealed class CommandLine
         Config.LogLevel = Last("--log-level") ?? Config.LogLevel;
         ApplyOperations(Last, environment);
 
-        var api = new ApiConfig { Address = Config.Api?.Address ?? "127.0.0.1", Port = Config.Api?.Port ?? ApiConfig.DefaultPort, Token = Config.Api?.Token };
-        bool apiOn = Config.Api?.Enabled ?? true;
-        if (Last("--api") is string apiArg)
-        {
-            int colon = apiArg.LastIndexOf(':');
-            if (apiArg is "off" or "none" or "false" or "0") apiOn = false;
-            else if (colon <= 0 || !int.TryParse(apiArg[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int apiPort))
-                Errors.Add($"--api '{apiArg}' is not ADDR:PORT or off");
-            else { apiOn = true; api.Address = apiArg[..colon].Trim('[', ']'); api.Port = apiPort; }
-        }
-        if (Last("--api-token") is string token) api.Token = token;
-        if (apiOn)
-        {
-            if (!System.Net.IPAddress.TryParse(api.Address, out _)) Errors.Add($"api: '{api.Address}' is not an IP address");
-            if (api.Port is < 0 or > 65535) Errors.Add($"api: TCP port {api.Port} is outside 0..65535");
-            if (api.Token is { Length: 0 }) Errors.Add("api: the token must not be empty (leave it out for no token)");
-            Api = api;
-        }
+        (Api, Probes) = ListenerOptions.Resolve(Config, Last, All, environment, Errors);
+        if (Telemetry.MetricsRequireToken && Api?.Token is null && Api?.TokenFile is null)
+            Errors.Add("--metrics-auth token needs an API token to check: give one with --api-token-file FILE");
+        if (ConfigPath is null) OpenDefaultSubsystem(values.Any(v => v.Option.Long == "--allow-any-host"));
+    }
+
+    /// <summary>The zero-config default subsystem admits any host when only loopback can reach it; on any other
+    /// address the operator names the hosts or opens it deliberately.</summary>
+    private void OpenDefaultSubsystem(bool anyHost)
+    {
+        var sub = Config.Subsystems[0];
+        if (anyHost && sub.AllowedHosts.Count > 0) { Errors.Add("--allow-any-host and --allow-host contradict each other: give one"); return; }
+        if (sub.AllowedHosts.Count > 0) { sub.AllowAnyHost = false; return; }
+        var exposed = Config.Ports.Where(p => !System.Net.IPAddress.TryParse(p.Address, out var a) || !System.Net.IPAddress.IsLoopback(a)).ToList();
+        if (anyHost || exposed.Count == 0) { sub.AllowAnyHost = true; return; }
+        Errors.Add($"the default subsystem would admit every host that reaches {string.Join(", ", exposed.Select(p => $"{p.Address}:{p.Port}"))}: " +
+            "name the hosts with --allow-host NQN (on Linux: cat /etc/nvme/hostnqn), or open it deliberately with --allow-any-host");
     }
 
     /// <summary>Logging, shutdown and telemetry options; the standard OTEL_* variables fill what NVMET_* and the

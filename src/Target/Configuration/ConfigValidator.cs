@@ -29,13 +29,23 @@ public static class ConfigValidator
             e.Add($"limits.dataBufferBudget '{budget}' is not a size of at least 1M (e.g. 64M, 1G)");
 
         if (c.Subsystems.Count == 0) e.Add("no subsystems: add at least one to 'subsystems'");
-        foreach (var s in c.Subsystems) e.AddRange(ValidateSubsystem(s));
+        var portIds = c.Ports.Select(p => p.Id).ToHashSet();
+        foreach (var s in c.Subsystems) e.AddRange(ValidateSubsystem(s, portIds));
         foreach (var dup in c.Subsystems.GroupBy(s => s.Nqn).Where(g => g.Count() > 1)) e.Add($"subsystem {dup.Key} is defined more than once");
         return e;
     }
 
-    /// <summary>One subsystem and its namespaces (also used for subsystems created at run time).</summary>
-    public static List<string> ValidateSubsystem(SubsystemConfig s)
+    /// <summary>What starts but deserves a line in the log: subsystems nobody may connect to because their
+    /// configuration predates the explicit allowAnyHost (an empty allowedHosts used to mean "any host").</summary>
+    public static List<string> Warnings(TargetConfig c) =>
+        [.. c.Subsystems.Where(s => s.AllowAnyHost is null && s.AllowedHosts.Count == 0).Select(s =>
+            $"subsystem {s.Nqn} has no allowed hosts and no \"allowAnyHost\": no host can connect to it. Earlier versions let any host " +
+            "connect when allowedHosts was empty; list the hosts in allowedHosts (or add them with: nvme-tcp-target hosts add), " +
+            "or set \"allowAnyHost\": true to admit every host deliberately")];
+
+    /// <summary>One subsystem and its namespaces (also used for subsystems created at run time);
+    /// <paramref name="portIds"/> are the target's port ids, which the subsystem's "ports" may name.</summary>
+    public static List<string> ValidateSubsystem(SubsystemConfig s, IReadOnlyCollection<ushort> portIds)
     {
         var e = new List<string>();
         var name = string.IsNullOrEmpty(s.Nqn) ? "(unnamed)" : s.Nqn;
@@ -47,7 +57,10 @@ public static class ConfigValidator
         if (s.FirmwareRevision is { Length: 0 or > 8 }) e.Add($"subsystem {name}: firmwareRevision must be 1..8 characters");
         foreach (var h in s.AllowedHosts)
             if (Subsystem.ValidateNqn(h) is string badHost) e.Add($"subsystem {name}: allowed host: {badHost}");
-        if (s.AllowAnyHost == true && s.AllowedHosts.Count > 0) e.Add($"subsystem {name}: allowAnyHost is true but allowedHosts is not empty");
+        foreach (var dup in s.AllowedHosts.GroupBy(h => h).Where(g => g.Count() > 1)) e.Add($"subsystem {name}: allowed host {dup.Key} is listed twice");
+        foreach (var p in s.Ports ?? [])
+            if (!portIds.Contains(p)) e.Add($"subsystem {name}: port {p} does not exist (the target's ports: {string.Join(", ", portIds.Order())})");
+        foreach (var dup in (s.Ports ?? []).GroupBy(p => p).Where(g => g.Count() > 1)) e.Add($"subsystem {name}: port {dup.Key} is listed twice");
         foreach (var ns in s.Namespaces) e.AddRange(ValidateNamespace(ns, $"subsystem {name} namespace {ns.Nsid}", 1024));
         foreach (var dup in s.Namespaces.GroupBy(n => n.Nsid).Where(g => g.Count() > 1))
             e.Add($"subsystem {name}: NSID {dup.Key} is used by {dup.Count()} namespaces");

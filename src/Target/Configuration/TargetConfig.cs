@@ -10,8 +10,10 @@ public sealed class TargetConfig
     public LimitsConfig Limits { get; set; } = new();
     public List<SubsystemConfig> Subsystems { get; set; } = [];
     public string? LogLevel { get; set; }
-    /// <summary>The management HTTP API; absent means the default (127.0.0.1:8420, no token).</summary>
+    /// <summary>The management HTTP API; absent means the default (a Unix socket only its owner can use).</summary>
     public ApiConfig? Api { get; set; }
+    /// <summary>The read-only probe listener (/healthz, /readyz, /metrics); absent means 127.0.0.1:8420.</summary>
+    public ProbesConfig? Probes { get; set; }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -34,16 +36,44 @@ public sealed class PortConfig
     public string? AdvertisedAddress { get; set; }
 }
 
+/// <summary>
+/// The management HTTP API listener: a Unix domain socket (<see cref="Socket"/>, the default) or TCP
+/// (<see cref="Address"/> and <see cref="Port"/>, which needs a <see cref="Token"/>). As read from the
+/// configuration file some fields may be null; <see cref="CommandLine.Api"/> holds the resolved listener.
+/// </summary>
 public sealed class ApiConfig
 {
+    /// <summary>Port of the probe listener and, before the API moved to a Unix socket, of the API.</summary>
     public const int DefaultPort = 8420;
 
     /// <summary>False turns the management API off (like --api off).</summary>
     public bool? Enabled { get; set; }
-    public string Address { get; set; } = "127.0.0.1";
-    public int Port { get; set; } = DefaultPort;
-    /// <summary>When set, every request needs "Authorization: Bearer TOKEN".</summary>
+    /// <summary>Path of the Unix domain socket (mode 0600, or 0660 with <see cref="SocketGroup"/>).</summary>
+    public string? Socket { get; set; }
+    /// <summary>Group (name or number) that may use the socket too: the socket is then 0660 and its directory 0750.</summary>
+    public string? SocketGroup { get; set; }
+    /// <summary>TCP listen address; set together with <see cref="Port"/> instead of <see cref="Socket"/>.</summary>
+    public string? Address { get; set; }
+    public int? Port { get; set; }
+    /// <summary>When set, every request needs "Authorization: Bearer TOKEN". Required on TCP.</summary>
     public string? Token { get; set; }
+    /// <summary>File holding the token (its first line); preferred to <see cref="Token"/>, which ends up in files and `ps`.</summary>
+    public string? TokenFile { get; set; }
+    /// <summary>Host header names accepted besides localhost, IP literals and the listener's own address.</summary>
+    public List<string>? AllowedHostNames { get; set; }
+
+    /// <summary>True when this describes a TCP listener.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public bool IsTcp => Address != null;
+}
+
+/// <summary>The read-only HTTP listener for probes and metrics: GET /healthz, /readyz and /metrics, nothing else.</summary>
+public sealed class ProbesConfig
+{
+    /// <summary>False turns it off (like --probes off).</summary>
+    public bool? Enabled { get; set; }
+    public string Address { get; set; } = "127.0.0.1";
+    public int Port { get; set; } = ApiConfig.DefaultPort;
 }
 
 public sealed class LimitsConfig
@@ -64,9 +94,13 @@ public sealed class SubsystemConfig
     public string? Serial { get; set; }
     public string? Model { get; set; }
     public string? FirmwareRevision { get; set; }
-    /// <summary>True when <see cref="AllowedHosts"/> is empty and this is not set.</summary>
+    /// <summary>Any host NQN may connect. Default false: only <see cref="AllowedHosts"/> (an empty list admits
+    /// nobody). Null (absent) is kept apart from false only to warn about configurations written when an empty
+    /// list meant "any host".</summary>
     public bool? AllowAnyHost { get; set; }
     public List<string> AllowedHosts { get; set; } = [];
+    /// <summary>Port ids ("ports" entries) the subsystem is reachable on; null (absent) = every port.</summary>
+    public List<ushort>? Ports { get; set; }
     public List<NamespaceConfig> Namespaces { get; set; } = [];
 }
 

@@ -32,6 +32,16 @@ public sealed class HostEntry
     public string HostNqn { get; set; } = "";
 }
 
+/// <summary>Answer of DELETE /subsystems/{nqn}/hosts/{hostNqn}.</summary>
+public sealed record HostRemoved(string HostNqn, int DisconnectedControllers);
+
+/// <summary>Body of PATCH /subsystems/{nqn}: the fields to change (absent = unchanged).</summary>
+public sealed class SubsystemPatch
+{
+    /// <summary>True: any host NQN may connect. False: only the allowed hosts (the others are disconnected).</summary>
+    public bool? AllowAnyHost { get; set; }
+}
+
 /// <summary>
 /// The management HTTP API (JSON, under /api/v1), served by Kestrel on its own listener (the NVMe/TCP ports
 /// are served by Transport.Tcp's socket listener). Every endpoint delegates to <see cref="TargetManager"/>; every error is an
@@ -62,18 +72,19 @@ public static class ManagementApi
             doc.Info.Version = "v1";
             doc.Info.Description = "Live changes to a running NVMe/TCP target: subsystems, namespaces (hot-add, hot-remove, resize), " +
                 "allowed hosts, and the connected controllers. Errors are RFC 7807 problem documents. When the target runs with " +
-                "--api-token, send \"Authorization: Bearer TOKEN\".";
+                "a token (--api-token-file), send \"Authorization: Bearer TOKEN\".";
             return Task.CompletedTask;
         }));
     }
 
     /// <summary>Maps the API. <paramref name="open"/> selects paths served without the token (health probes,
     /// and /metrics unless it is configured to need the token).</summary>
-    public static void Map(WebApplication app, TargetManager m, string? token, Func<PathString, bool>? open = null)
+    public static void Map(WebApplication app, TargetManager m, string? token, Http.HostHeaderFilter hostFilter, Telemetry.ManagementMetrics metrics,
+        Func<PathString, bool>? open = null)
     {
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Target.ManagementApi");
         var json = app.Services.GetRequiredService<IOptions<HttpJsonOptions>>().Value.SerializerOptions;
-        app.Use((ctx, next) => HandleAsync(ctx, next, open != null && open(ctx.Request.Path) ? null : token, json, log));
+        app.Use((ctx, next) => HandleAsync(ctx, next, open != null && open(ctx.Request.Path) ? null : token, hostFilter, metrics, json, log));
         app.MapOpenApi(OpenApiPath).ExcludeFromDescription();
 
         var api = app.MapGroup(Prefix);
@@ -89,6 +100,16 @@ public static class ManagementApi
             .ProducesProblem(400).ProducesProblem(409);
         subsystems.MapGet("/subsystems/{nqn}", (string nqn) => m.GetSubsystem(Unescape(nqn)))
             .WithName("GetSubsystem").WithSummary("One subsystem.").ProducesProblem(404);
+        subsystems.MapMethods("/subsystems/{nqn}", ["PATCH"], async (string nqn, [FromBody] SubsystemPatch body) =>
+            {
+                var name = Unescape(nqn);
+                if (body.AllowAnyHost is null) throw new ManagementException(ManagementError.Invalid, "nothing to change: give \"allowAnyHost\"");
+                await m.SetAllowAnyHostAsync(name, body.AllowAnyHost.Value).ConfigureAwait(false);
+                return TypedResults.Ok(m.GetSubsystem(name));
+            })
+            .WithName("UpdateSubsystem")
+            .WithSummary("Changes who may connect: allowAnyHost true admits any host NQN, false only the allowed hosts (others are disconnected).")
+            .ProducesProblem(400).ProducesProblem(404);
         subsystems.MapDelete("/subsystems/{nqn}", async (string nqn) =>
             {
                 await m.DeleteSubsystemAsync(Unescape(nqn)).ConfigureAwait(false);
@@ -125,20 +146,22 @@ public static class ManagementApi
 
         var hosts = api.MapGroup("/subsystems/{nqn}").WithTags("Hosts");
         hosts.MapGet("/hosts", (string nqn) => m.ListHosts(Unescape(nqn)).Select(h => new HostEntry { HostNqn = h }).ToList())
-            .WithName("ListHosts").WithSummary("The allowed host NQNs (empty: any host may connect).").ProducesProblem(404);
+            .WithName("ListHosts").WithSummary("The allowed host NQNs (empty: no host may connect, unless the subsystem has allowAnyHost).").ProducesProblem(404);
         hosts.MapPost("/hosts", async (string nqn, [FromBody] HostEntry body) =>
             {
                 await m.AddHostAsync(Unescape(nqn), body.HostNqn).ConfigureAwait(false);
                 return TypedResults.Created($"{SubsystemUri(Unescape(nqn))}/hosts/{Uri.EscapeDataString(body.HostNqn)}", body);
             })
-            .WithName("AddHost").WithSummary("Allows a host NQN (the subsystem stops accepting any host).")
+            .WithName("AddHost").WithSummary("Allows a host NQN (a subsystem with allowAnyHost keeps admitting any host: PATCH it to close it).")
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
         hosts.MapDelete("/hosts/{hostNqn}", async (string nqn, string hostNqn) =>
             {
-                await m.RemoveHostAsync(Unescape(nqn), Unescape(hostNqn)).ConfigureAwait(false);
-                return TypedResults.NoContent();
+                var host = Unescape(hostNqn);
+                int disconnected = await m.RemoveHostAsync(Unescape(nqn), host).ConfigureAwait(false);
+                return TypedResults.Ok(new HostRemoved(host, disconnected));
             })
-            .WithName("RemoveHost").WithSummary("Removes a host NQN from the allowed list (its existing connections stay).")
+            .WithName("RemoveHost")
+            .WithSummary("Removes a host NQN from the allowed list and disconnects its controllers; the last one removed leaves the subsystem closed.")
             .ProducesProblem(404);
 
         api.MapGet("/controllers", () => m.ListControllers()).WithTags("Controllers")
@@ -152,13 +175,23 @@ public static class ManagementApi
 
     // ------------------------------------------------------------------ authentication and errors
 
-    private static async Task HandleAsync(HttpContext ctx, RequestDelegate next, string? token, JsonSerializerOptions json, ILogger log)
+    private static async Task HandleAsync(HttpContext ctx, RequestDelegate next, string? token, Http.HostHeaderFilter hosts,
+        Telemetry.ManagementMetrics metrics, JsonSerializerOptions json, ILogger log)
     {
+        // DNS rebinding: a web page that resolves its own name to this machine sends that name as Host.
+        if (!hosts.IsAllowed(ctx.Request.Host))
+        {
+            Interlocked.Increment(ref metrics.RejectedHostHeader);
+            log.ApiHostRefused(ctx.Request.Host.Value ?? "", ctx.Request.Method, ctx.Request.Path);
+            await WriteProblemAsync(ctx, StatusCodes.Status403Forbidden, HostRefusal(ctx.Request.Host, hosts), json).ConfigureAwait(false);
+            return;
+        }
         if (token != null && !HasToken(ctx.Request, token))
         {
+            Interlocked.Increment(ref metrics.RejectedToken);
             ctx.Response.Headers.WWWAuthenticate = "Bearer";
             await WriteProblemAsync(ctx, StatusCodes.Status401Unauthorized, ctx.Request.Headers.Authorization.Count == 0
-                ? "this target requires a bearer token: send \"Authorization: Bearer TOKEN\" (the token the target was started with, --api-token)"
+                ? "this target requires a bearer token: send \"Authorization: Bearer TOKEN\" (the token the target was started with, --api-token-file)"
                 : "the bearer token is wrong", json).ConfigureAwait(false);
             return;
         }
@@ -172,6 +205,8 @@ public static class ManagementApi
             {
                 ManagementError.NotFound => StatusCodes.Status404NotFound,
                 ManagementError.Conflict => StatusCodes.Status409Conflict,
+                ManagementError.Forbidden => StatusCodes.Status403Forbidden,
+                ManagementError.NotSaved => StatusCodes.Status500InternalServerError,
                 _ => StatusCodes.Status400BadRequest,
             };
             await WriteProblemAsync(ctx, status, e.Message, json).ConfigureAwait(false);
@@ -205,7 +240,11 @@ public static class ManagementApi
         }
     }
 
-    private static bool HasToken(HttpRequest request, string token)
+    internal static string HostRefusal(HostString host, Http.HostHeaderFilter hosts) =>
+        $"the Host header '{(host.HasValue ? host.Value : "")}' names no address of this target, so the request is refused (a web page " +
+        $"reaching the target through DNS rebinding looks like this); accepted: {hosts.Describe()}; add a name with --api-allowed-host NAME";
+
+    internal static bool HasToken(HttpRequest request, string token)
     {
         var header = request.Headers.Authorization.ToString();
         const string scheme = "Bearer ";
@@ -226,7 +265,7 @@ public static class ManagementApi
         return e.Message;
     }
 
-    private static async Task WriteProblemAsync(HttpContext ctx, int status, string detail, JsonSerializerOptions json)
+    internal static async Task WriteProblemAsync(HttpContext ctx, int status, string detail, JsonSerializerOptions json)
     {
         var r = ctx.Response;
         if (r.HasStarted) return; // too late for a status; the connection is cut
@@ -249,6 +288,7 @@ public static class ManagementApi
     {
         400 => "https://tools.ietf.org/html/rfc9110#section-15.5.1",
         401 => "https://tools.ietf.org/html/rfc9110#section-15.5.2",
+        403 => "https://tools.ietf.org/html/rfc9110#section-15.5.4",
         404 => "https://tools.ietf.org/html/rfc9110#section-15.5.5",
         405 => "https://tools.ietf.org/html/rfc9110#section-15.5.6",
         409 => "https://tools.ietf.org/html/rfc9110#section-15.5.10",

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Nvme.Core;
 using Nvme.Core.Model;
@@ -8,12 +9,17 @@ namespace Target.Management;
 
 /// <summary>
 /// Live changes to a running target: subsystems, namespaces (hot-add, hot-remove, resize), allowed hosts.
-/// Changes are serialised; each accepted one is applied to the NVMe model (hosts get the namespace-changed
-/// event) and, when the target runs from a configuration file, written back to it atomically.
+/// A change is live only once it is saved: when the target runs from a configuration file, each change is
+/// written to it (atomically) at the last point where it can still be undone, and if writing fails nothing is
+/// changed and the caller is told so — the answer always matches what is live. Changes to one subsystem are
+/// serialised; changes to different subsystems do not wait for each other (a slow hot-remove holds only its own
+/// subsystem).
 /// </summary>
 public sealed partial class TargetManager
 {
-    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly SemaphoreSlim _structure = new(1, 1); // creating and deleting subsystems
+    private readonly ConcurrentDictionary<string, SemaphoreSlim> _subsystemGates = new(StringComparer.Ordinal);
+    private readonly Lock _saveLock = new();               // the live configuration and its file
     private readonly NvmeTarget _target;
     private readonly TargetConfig _config;
     private readonly ILogger _log;
@@ -65,148 +71,217 @@ public sealed partial class TargetManager
 
     // ------------------------------------------------------------------ subsystems
 
-    public Task<SubsystemInfo> CreateSubsystemAsync(SubsystemConfig sc) => Change(() =>
+    public async Task<SubsystemInfo> CreateSubsystemAsync(SubsystemConfig sc)
     {
-        sc.Namespaces ??= [];
-        sc.AllowedHosts ??= [];
-        var errors = ConfigValidator.ValidateSubsystem(sc);
-        if (errors.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", errors));
-        if (_target.FindSubsystem(sc.Nqn) != null) throw new ManagementException(ManagementError.Conflict, $"subsystem {sc.Nqn} already exists");
-        var built = TargetHost.BuildSubsystem(sc); // opens the namespaces' stores; throws StoreException
-        try { _target.AddSubsystem(built); }
-        catch (InvalidOperationException e)
+        await _structure.WaitAsync().ConfigureAwait(false);
+        try
         {
-            foreach (var ns in built.Namespaces) ns.Store.Dispose();
-            throw new ManagementException(ManagementError.Conflict, e.Message);
+            sc.Namespaces ??= [];
+            sc.AllowedHosts ??= [];
+            sc.AllowAnyHost ??= false; // explicit in the file: a created subsystem admits only its listed hosts
+            var errors = ConfigValidator.ValidateSubsystem(sc, _target.Ports.Select(p => p.PortId).ToList());
+            if (errors.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", errors));
+            if (_target.FindSubsystem(sc.Nqn) != null) throw new ManagementException(ManagementError.Conflict, $"subsystem {sc.Nqn} already exists");
+            var built = Open(() => TargetHost.BuildSubsystem(sc)); // opens the namespaces' stores
+            try { Persist(() => _config.Subsystems.Add(sc), () => _config.Subsystems.Remove(sc)); }
+            catch
+            {
+                foreach (var ns in built.Namespaces) ns.Store.Dispose();
+                throw;
+            }
+            _target.AddSubsystem(built); // cannot collide: creation is serialised and the NQN was free
+            _log.SubsystemCreated(sc.Nqn, sc.Namespaces.Count);
+            return Describe(built);
         }
-        _config.Subsystems.Add(sc);
-        _log.SubsystemCreated(sc.Nqn, sc.Namespaces.Count);
-        return Task.FromResult(Describe(built));
-    });
+        finally { _structure.Release(); }
+    }
 
-    public Task DeleteSubsystemAsync(string nqn) => Change(async () =>
+    public async Task DeleteSubsystemAsync(string nqn)
     {
-        var s = Find(nqn);
-        _target.RemoveSubsystem(nqn); // destroys its controllers
-        foreach (var ns in s.Namespaces) await s.RemoveNamespaceAsync(ns.Nsid, DrainTimeout).ConfigureAwait(false);
-        _config.Subsystems.RemoveAll(x => x.Nqn == nqn);
-        _log.SubsystemDeleted(nqn);
-        return true;
-    });
+        await _structure.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            var gate = Gate(nqn);
+            await gate.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                var s = Find(nqn);
+                var sc = ConfigOf(nqn);
+                int index = 0;
+                Persist(() => { index = _config.Subsystems.IndexOf(sc); _config.Subsystems.Remove(sc); }, () => _config.Subsystems.Insert(index, sc));
+                _target.RemoveSubsystem(nqn); // destroys its controllers
+                foreach (var ns in s.Namespaces) await s.RemoveNamespaceAsync(ns.Nsid, DrainTimeout).ConfigureAwait(false);
+                _log.SubsystemDeleted(nqn);
+            }
+            finally { gate.Release(); }
+        }
+        finally { _structure.Release(); }
+    }
 
     // ------------------------------------------------------------------ namespaces
 
     /// <summary>Hot-add: opens the store and attaches the namespace; every controller of the subsystem gets the
     /// changed-namespace event. NSID 0 picks the lowest free one.</summary>
-    public Task<NamespaceInfo> AddNamespaceAsync(string nqn, NamespaceConfig nc) => Change(() =>
+    public Task<NamespaceInfo> AddNamespaceAsync(string nqn, NamespaceConfig nc) => OnSubsystem(nqn, s =>
     {
-        var s = Find(nqn);
         if (nc.Nsid == 0)
-            nc.Nsid = Enumerable.Range(1, (int)_target.Limits.MaxNamespaces).Select(i => (uint)i).First(i => s.GetNamespace(i) is null);
+            nc.Nsid = Enumerable.Range(1, (int)_target.Limits.MaxNamespaces).Select(i => (uint)i).FirstOrDefault(i => s.GetNamespace(i) is null);
+        if (nc.Nsid == 0) throw new ManagementException(ManagementError.Conflict, $"{nqn} has no free NSID (it holds {_target.Limits.MaxNamespaces} namespaces)");
         var errors = ConfigValidator.ValidateNamespace(nc, $"namespace {nc.Nsid}", _target.Limits.MaxNamespaces);
         if (errors.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", errors));
         if (s.GetNamespace(nc.Nsid) != null) throw new ManagementException(ManagementError.Conflict, $"NSID {nc.Nsid} is already in use in {nqn}");
         // A fresh identity (persisted with the namespace): a host must not mistake it for one removed earlier.
         nc.Uuid ??= Guid.NewGuid();
-        var ns = OpenStore(nqn, nc);
-        try { s.AttachNamespace(ns); }
-        catch (InvalidOperationException e)
+        var ns = Open(() => TargetHost.OpenNamespace(nqn, nc));
+        try
+        {
+            var namespaces = ConfigOf(nqn).Namespaces;
+            Persist(() => namespaces.Add(nc), () => namespaces.Remove(nc));
+        }
+        catch
         {
             ns.Store.Dispose();
-            throw new ManagementException(ManagementError.Conflict, e.Message);
+            throw;
         }
-        ConfigOf(nqn).Namespaces.Add(nc);
+        s.AttachNamespace(ns); // cannot collide: changes to the subsystem are serialised
         _log.NamespaceAdded(ns.Nsid, nqn, ns.Store.Description, ns.BlockCount, ns.BlockSize);
         return Task.FromResult(Describe(s, ns));
     });
 
     /// <summary>Hot-remove: stop admitting, drain, detach from every controller with the event, release the store.</summary>
-    public Task RemoveNamespaceAsync(string nqn, uint nsid) => Change(async () =>
+    public Task RemoveNamespaceAsync(string nqn, uint nsid) => OnSubsystem(nqn, async s =>
     {
-        var s = Find(nqn);
         if (s.GetNamespace(nsid) is null) throw new ManagementException(ManagementError.NotFound, $"namespace {nsid} does not exist in {nqn}");
+        var namespaces = ConfigOf(nqn).Namespaces;
+        var nc = namespaces.FirstOrDefault(n => n.Nsid == nsid);
+        int index = nc is null ? -1 : namespaces.IndexOf(nc);
+        Persist(() => { if (nc != null) namespaces.Remove(nc); }, () => { if (nc != null) namespaces.Insert(index, nc); });
         bool drained = await s.RemoveNamespaceAsync(nsid, DrainTimeout).ConfigureAwait(false);
-        ConfigOf(nqn).Namespaces.RemoveAll(n => n.Nsid == nsid);
         if (drained) _log.NamespaceRemoved(nsid, nqn);
         else _log.NamespaceRemovedWithStuckIo(nsid, nqn, DrainTimeout);
         return true;
     });
 
     /// <summary>Resize: grow any time; shrink only when forced. Hosts get the changed-namespace event.</summary>
-    public Task<NamespaceInfo> ResizeNamespaceAsync(string nqn, uint nsid, string size, bool force) => Change(async () =>
+    public Task<NamespaceInfo> ResizeNamespaceAsync(string nqn, uint nsid, string size, bool force) => OnSubsystem(nqn, async s =>
     {
-        var s = Find(nqn);
         var ns = s.GetNamespace(nsid) ?? throw new ManagementException(ManagementError.NotFound, $"namespace {nsid} does not exist in {nqn}");
         if (!Sizes.TryParse(size, out long bytes)) throw new ManagementException(ManagementError.Invalid, $"size '{size}' is not a size (e.g. 2G, 512M, 1073741824)");
         if (bytes % ns.BlockSize != 0) throw new ManagementException(ManagementError.Invalid, $"size {bytes} is not a multiple of the block size {ns.BlockSize}");
         ulong before = ns.BlockCount;
-        try { await s.ResizeNamespaceAsync(nsid, bytes, force, DrainTimeout).ConfigureAwait(false); }
+        var nc = ConfigOf(nqn).Namespaces.FirstOrDefault(n => n.Nsid == nsid);
+        string? oldSize = nc?.Size;
+        string newSize = bytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        try
+        {
+            // Saved at the core's commit point: the space exists (grow) or nothing uses the tail any more (shrink),
+            // and a failed save leaves the namespace as it was.
+            await s.ResizeNamespaceAsync(nsid, bytes, force, DrainTimeout,
+                () => Persist(() => { if (nc != null) nc.Size = newSize; }, () => { if (nc != null) nc.Size = oldSize; })).ConfigureAwait(false);
+        }
         catch (InvalidOperationException e) { throw new ManagementException(ManagementError.Conflict, e.Message); }
         catch (StoreException e) { throw new ManagementException(ManagementError.Invalid, e.Message); }
-        var nc = ConfigOf(nqn).Namespaces.FirstOrDefault(n => n.Nsid == nsid);
-        if (nc != null) nc.Size = bytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
         _log.NamespaceResized(nsid, nqn, before, ns.BlockCount);
         return Describe(s, ns);
     });
 
     // ------------------------------------------------------------------ hosts
 
-    public Task AddHostAsync(string nqn, string hostNqn) => Change(() =>
+    /// <summary>Allows a host NQN. A subsystem that admits any host keeps doing so (the list and allowAnyHost are
+    /// separate, as in kernel nvmet and SPDK); <see cref="SetAllowAnyHostAsync"/> closes it.</summary>
+    public Task AddHostAsync(string nqn, string hostNqn) => OnSubsystem(nqn, s =>
     {
-        var s = Find(nqn);
         if (Subsystem.ValidateNqn(hostNqn) is string bad) throw new ManagementException(ManagementError.Invalid, bad);
         if (s.AllowedHosts.Contains(hostNqn)) throw new ManagementException(ManagementError.Conflict, $"host {hostNqn} is already allowed on {nqn}");
+        var hosts = ConfigOf(nqn).AllowedHosts;
+        Persist(() => hosts.Add(hostNqn), () => hosts.Remove(hostNqn));
         s.AllowHost(hostNqn);
-        s.AllowAnyHost = false;
-        var sc = ConfigOf(nqn);
-        sc.AllowedHosts.Add(hostNqn);
-        sc.AllowAnyHost = null;
         _log.HostAllowed(hostNqn, nqn);
         return Task.FromResult(true);
     });
 
-    /// <summary>Removes a host from the allowed list (its existing controllers stay until they disconnect).
-    /// Removing the last one makes the subsystem open to any host again.</summary>
-    public Task RemoveHostAsync(string nqn, string hostNqn) => Change(() =>
+    /// <summary>Removes a host from the allowed list and disconnects its controllers (unless the subsystem admits
+    /// any host). Removing the last one leaves the subsystem closed to every host.</summary>
+    public Task<int> RemoveHostAsync(string nqn, string hostNqn) => OnSubsystem(nqn, s =>
     {
-        var s = Find(nqn);
         if (!s.AllowedHosts.Contains(hostNqn)) throw new ManagementException(ManagementError.NotFound, $"host {hostNqn} is not in the allowed list of {nqn}");
-        s.DisallowHost(hostNqn);
-        if (s.AllowedHosts.Count == 0) s.AllowAnyHost = true;
-        ConfigOf(nqn).AllowedHosts.Remove(hostNqn);
-        _log.HostRemoved(hostNqn, nqn);
-        return Task.FromResult(true);
+        var hosts = ConfigOf(nqn).AllowedHosts;
+        int index = hosts.IndexOf(hostNqn);
+        Persist(() => hosts.Remove(hostNqn), () => hosts.Insert(Math.Max(0, index), hostNqn));
+        int disconnected = s.DisallowHost(hostNqn);
+        _log.HostRemoved(hostNqn, nqn, disconnected);
+        if (!s.AllowAnyHost && s.AllowedHosts.Count == 0) _log.SubsystemClosed(nqn);
+        return Task.FromResult(disconnected);
+    });
+
+    /// <summary>Opens a subsystem to any host NQN, or closes it to all but its allowed hosts (disconnecting the
+    /// controllers of every other host). Returns the controllers disconnected.</summary>
+    public Task<int> SetAllowAnyHostAsync(string nqn, bool allow) => OnSubsystem(nqn, s =>
+    {
+        var sc = ConfigOf(nqn);
+        bool? old = sc.AllowAnyHost;
+        Persist(() => sc.AllowAnyHost = allow, () => sc.AllowAnyHost = old);
+        int disconnected = s.SetAllowAnyHost(allow);
+        _log.AnyHostChanged(nqn, allow, disconnected);
+        return Task.FromResult(disconnected);
     });
 
     // ------------------------------------------------------------------ helpers
 
-    private async Task<T> Change<T>(Func<Task<T>> change)
+    /// <summary>Runs a change on one subsystem while no other change on it runs.</summary>
+    private async Task<T> OnSubsystem<T>(string nqn, Func<Subsystem, Task<T>> change)
     {
-        await _gate.WaitAsync().ConfigureAwait(false);
+        var gate = Gate(nqn);
+        await gate.WaitAsync().ConfigureAwait(false);
         try
         {
-            T result;
-            try { result = await change().ConfigureAwait(false); }
+            var s = Find(nqn);
+            try { return await change(s).ConfigureAwait(false); }
             catch (StoreException e) { throw new ManagementException(ManagementError.Invalid, e.Message); }
-            if (ConfigPath != null && _fileConfig != null)
+        }
+        finally { gate.Release(); }
+    }
+
+    private SemaphoreSlim Gate(string nqn) => _subsystemGates.GetOrAdd(nqn, static _ => new SemaphoreSlim(1, 1));
+
+    /// <summary>
+    /// Applies <paramref name="apply"/> to the live configuration and writes the file; if writing fails,
+    /// <paramref name="undo"/> restores the configuration and the change is refused (<see cref="ManagementError.NotSaved"/>).
+    /// Callers change the running model only after this returns.
+    /// </summary>
+    private void Persist(Action apply, Action undo)
+    {
+        lock (_saveLock)
+        {
+            apply();
+            if (ConfigPath is null || _fileConfig is null) return;
+            try
             {
                 _fileConfig.Subsystems = _config.Subsystems;
                 ConfigStore.Save(ConfigPath, _fileConfig);
             }
-            return result;
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                undo();
+                _log.ConfigSaveFailed(ConfigPath, e.Message);
+                throw new ManagementException(ManagementError.NotSaved,
+                    $"nothing was changed: the configuration file {ConfigPath} could not be written ({e.Message}); a change is made live only once it is saved");
+            }
         }
-        finally { _gate.Release(); }
     }
 
     private Subsystem Find(string nqn) =>
         _target.FindSubsystem(nqn) is { Kind: SubsystemKind.Nvm } s ? s
             : throw new ManagementException(ManagementError.NotFound, $"subsystem {nqn} does not exist");
 
-    private SubsystemConfig ConfigOf(string nqn) => _config.Subsystems.First(s => s.Nqn == nqn);
-
-    private static Namespace OpenStore(string nqn, NamespaceConfig nc)
+    private SubsystemConfig ConfigOf(string nqn)
     {
-        try { return TargetHost.OpenNamespace(nqn, nc); }
+        lock (_saveLock) return _config.Subsystems.First(s => s.Nqn == nqn);
+    }
+
+    private static T Open<T>(Func<T> open)
+    {
+        try { return open(); }
         catch (StoreException e) { throw new ManagementException(ManagementError.Invalid, e.Message); }
     }
 

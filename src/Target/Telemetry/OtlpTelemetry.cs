@@ -42,7 +42,7 @@ internal sealed class OtlpTelemetry : IDisposable
 
         var meters = Sdk.CreateMeterProviderBuilder()
             .ConfigureResource(Resource)
-            .AddMeter(CoreMetrics.MeterName, TcpTransportMetrics.MeterName)
+            .AddMeter(CoreMetrics.MeterName, TcpTransportMetrics.MeterName, ManagementMetrics.MeterName)
             .AddOtlpExporter((o, reader) =>
             {
                 Exporter(o, "/v1/metrics");

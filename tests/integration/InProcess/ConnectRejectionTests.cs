@@ -23,7 +23,11 @@ public sealed class ConnectRejectionTests(ITestOutputHelper output)
     [Fact]
     public async Task HostNotAllowed_InvalidHost()
     {
-        await using var target = await TestTarget.StartAsync(output, c => c.Subsystems[0].AllowedHosts.Add(AllowedHost));
+        await using var target = await TestTarget.StartAsync(output, c =>
+        {
+            c.Subsystems[0].AllowAnyHost = false;
+            c.Subsystems[0].AllowedHosts.Add(AllowedHost);
+        });
         await using (var q = await HostQueue.OpenAsync(target.Endpoint))
         {
             var c = await q.ConnectAsync(TestTarget.Nqn, OtherHost, HostId, 0, 31, 0xFFFF, 5000);

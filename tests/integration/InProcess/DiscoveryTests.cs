@@ -17,7 +17,7 @@ public sealed class DiscoveryTests(ITestOutputHelper output)
         await using var target = await TestTarget.StartAsync(output, c =>
         {
             c.Ports.Add(new PortConfig { Id = 2, Address = "127.0.0.1", Port = 0, AdvertisedAddress = "192.0.2.10" });
-            c.Subsystems.Add(new SubsystemConfig { Nqn = Second, Namespaces = [new NamespaceConfig { Nsid = 1, Size = "1M" }] });
+            c.Subsystems.Add(new SubsystemConfig { Nqn = Second, AllowAnyHost = true, Namespaces = [new NamespaceConfig { Nsid = 1, Size = "1M" }] });
             c.Subsystems.Add(new SubsystemConfig { Nqn = Hidden, AllowedHosts = ["nqn.2026-01.io.example:someone-else"] });
         });
         await using var host = await target.ConnectAsync(nqn: WellKnown.DiscoveryNqn);

@@ -39,6 +39,7 @@ public sealed class TestTarget : IAsyncDisposable
             new SubsystemConfig
             {
                 Nqn = Nqn,
+                AllowAnyHost = true,
                 Namespaces = [new NamespaceConfig { Nsid = 1, Backend = "memory", Size = "64M", BlockSize = BlockSize }],
             },
         ],

@@ -16,6 +16,7 @@ internal static class LinuxTarget
         {
             Nqn = Nqn,
             Serial = "LNXSUITE0001",
+            AllowAnyHost = true,
             Namespaces = { new NamespaceConfig { Nsid = 1, Backend = "memory", Size = "128M" } },
         };
         configure?.Invoke(main);

@@ -118,17 +118,30 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
             Assert.Equal($"/api/v1/{hosts}/{Uri.EscapeDataString(HostNqn)}", r.Headers.Location?.OriginalString);
         }
         Assert.Equal([HostNqn], (await t.Http.GetJsonAsync(hosts)).EnumerateArray().Select(h => h.GetProperty("hostNqn").GetString()));
-        Assert.False((await t.Http.GetJsonAsync(Api.Sub())).GetProperty("allowAnyHost").GetBoolean());
+        // The list and allowAnyHost are separate (as in kernel nvmet and SPDK): the subsystem still admits any host...
+        Assert.True((await t.Http.GetJsonAsync(Api.Sub())).GetProperty("allowAnyHost").GetBoolean());
+        Assert.True(t.Host.Target.FindSubsystem(ApiTarget.Nqn)!.AllowAnyHost);
+        // ...until it is closed to all but the list.
+        using (var r = await t.Http.PatchAsJsonAsync(Api.Sub(), new { allowAnyHost = false }, Api.Json))
+            Assert.False((await Api.ReadJsonAsync(r, HttpStatusCode.OK)).GetProperty("allowAnyHost").GetBoolean());
         Assert.False(t.Host.Target.FindSubsystem(ApiTarget.Nqn)!.AllowAnyHost);
+        await t.Http.ProblemAsync(HttpMethod.Patch, Api.Sub(), new { }, HttpStatusCode.BadRequest, "nothing to change");
+        await t.Http.ProblemAsync(HttpMethod.Patch, Api.Sub(OtherNqn), new { allowAnyHost = true }, HttpStatusCode.NotFound, $"subsystem {OtherNqn} does not exist");
 
         await t.Http.ProblemAsync(HttpMethod.Post, hosts, new { hostNqn = HostNqn }, HttpStatusCode.Conflict, "is already allowed");
         await t.Http.ProblemAsync(HttpMethod.Post, hosts, new { hostNqn = "bogus" }, HttpStatusCode.BadRequest, "NQN 'bogus' is not of the form");
         await t.Http.ProblemAsync(HttpMethod.Post, hosts, new { }, HttpStatusCode.BadRequest, "hostNqn");
         await t.Http.ProblemAsync(HttpMethod.Get, Api.Sub(OtherNqn) + "/hosts", null, HttpStatusCode.NotFound, $"subsystem {OtherNqn} does not exist");
 
-        await t.Http.DeleteOkAsync($"{hosts}/{Uri.EscapeDataString(HostNqn)}");
+        using (var r = await t.Http.DeleteAsync($"{hosts}/{Uri.EscapeDataString(HostNqn)}"))
+        {
+            var removed = await Api.ReadJsonAsync(r, HttpStatusCode.OK);
+            Assert.Equal(HostNqn, removed.GetProperty("hostNqn").GetString());
+            Assert.Equal(0, removed.GetProperty("disconnectedControllers").GetInt32());
+        }
         Assert.Equal(0, (await t.Http.GetJsonAsync(hosts)).GetArrayLength());
-        Assert.True((await t.Http.GetJsonAsync(Api.Sub())).GetProperty("allowAnyHost").GetBoolean());
+        // The last host gone: the subsystem admits nobody (it does not fall open).
+        Assert.False((await t.Http.GetJsonAsync(Api.Sub())).GetProperty("allowAnyHost").GetBoolean());
         await t.Http.ProblemAsync(HttpMethod.Delete, $"{hosts}/{Uri.EscapeDataString(HostNqn)}", null, HttpStatusCode.NotFound, "is not in the allowed list");
     }
 
@@ -181,7 +194,7 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
         Assert.Single((await t.Http.GetJsonAsync("subsystems")).EnumerateArray());
         await t.Http.PostJsonAsync(Api.Sub() + "/namespaces", new { backend = "memory", size = "8M" }, HttpStatusCode.Created);
 
-        using var anonymous = new HttpClient { BaseAddress = t.Http.BaseAddress };
+        using var anonymous = ApiTarget.UnixHttp(t.Host.ApiSocketPath!);
         foreach (var path in new[] { "subsystems", "controllers", "/openapi/v1.json", "nothing/here" })
         {
             using var r = await anonymous.GetAsync(path);
@@ -211,7 +224,7 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
         var expected = new (string Path, string[] Methods)[]
         {
             ("/api/v1/subsystems", ["get", "post"]),
-            ("/api/v1/subsystems/{nqn}", ["get", "delete"]),
+            ("/api/v1/subsystems/{nqn}", ["get", "patch", "delete"]),
             ("/api/v1/subsystems/{nqn}/namespaces", ["get", "post"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}", ["get", "delete"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/resize", ["post"]),
@@ -234,6 +247,8 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
         var loggers = Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
         await using var host = await Target.TargetHost.StartAsync(InProcess.TestTarget.DefaultConfig(), loggers, api: null);
         Assert.Null(host.ApiEndpoint);
+        Assert.Null(host.ApiSocketPath);
+        Assert.Null(host.ProbesEndpoint);
         Assert.Single(host.Endpoints);
     }
 
@@ -243,32 +258,64 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
         var none = new Dictionary<string, string>();
         var d = CommandLine.Parse([], none);
         Assert.Empty(d.Errors);
-        Assert.Equal(("127.0.0.1", 8420, (string?)null), (d.Api!.Address, d.Api.Port, d.Api.Token));
+        // The default: a Unix socket (root's path here: the tests run as root), no token; probes on 127.0.0.1:8420.
+        Assert.False(d.Api!.IsTcp);
+        Assert.Equal(("/run/nvme-tcp-target/api.sock", (string?)null), (d.Api.Socket, d.Api.Token));
+        Assert.Equal(("127.0.0.1", 8420), (d.Probes!.Address, d.Probes.Port));
         Assert.Null(CommandLine.Parse(["--api", "off"], none).Api);
         Assert.Null(CommandLine.Parse([], new Dictionary<string, string> { ["NVMET_API"] = "off" }).Api);
+        Assert.Null(CommandLine.Parse(["--probes", "off"], none).Probes);
+        var probes = CommandLine.Parse([], new Dictionary<string, string> { ["NVMET_PROBES"] = "0.0.0.0:9420" }).Probes!;
+        Assert.Equal(("0.0.0.0", 9420), (probes.Address, probes.Port));
+        Assert.Equal("/tmp/x/api.sock", CommandLine.Parse(["--api", "unix:/tmp/x/api.sock"], none).Api!.Socket);
+        Assert.Equal("/tmp/y.sock", CommandLine.Parse(["--api", "/tmp/y.sock"], none).Api!.Socket);
 
+        // TCP needs a token: from the environment, the command line or a file.
         var env = CommandLine.Parse([], new Dictionary<string, string> { ["NVMET_API"] = "0.0.0.0:9000", ["NVMET_API_TOKEN"] = "t1" });
-        Assert.Equal(("0.0.0.0", 9000, "t1"), (env.Api!.Address, env.Api.Port, env.Api.Token));
+        Assert.Empty(env.Errors);
+        Assert.Equal(("0.0.0.0", 9000, "t1"), (env.Api!.Address, env.Api.Port!.Value, env.Api.Token));
         var cli = CommandLine.Parse(["--api", "[::1]:0", "--api-token", "t2"], new Dictionary<string, string> { ["NVMET_API"] = "off", ["NVMET_API_TOKEN"] = "t1" });
-        Assert.Equal(("::1", 0, "t2"), (cli.Api!.Address, cli.Api.Port, cli.Api.Token));
+        Assert.Equal(("::1", 0, "t2"), (cli.Api!.Address, cli.Api.Port!.Value, cli.Api.Token));
+        var noToken = CommandLine.Parse(["--api", "127.0.0.1:9000"], none);
+        Assert.Contains(noToken.Errors, e => e.StartsWith("the management API on TCP 127.0.0.1:9000 needs a token", StringComparison.Ordinal));
+        Assert.Contains(CommandLine.Parse(["--api", "127.0.0.1:9000", "--api-token", "a", "--api-token-file", "/x"], none).Errors, e => e.Contains("both given"));
+        Assert.Contains(CommandLine.Parse(["--api", "127.0.0.1:9000", "--api-token", "two words"], none).Errors, e => e.Contains("printable ASCII without spaces"));
+        Assert.Contains(CommandLine.Parse(["--api", "127.0.0.1:9000", "--api-token-file", "/nonexistent/token"], none).Errors,
+            e => e.StartsWith("api: cannot read the token file '/nonexistent/token'", StringComparison.Ordinal));
+        Assert.Contains(CommandLine.Parse(["--api", "unix:relative.sock"], none).Errors, e => e.Contains("must be absolute"));
+        Assert.Contains(CommandLine.Parse(["--api-socket-group", "no-such-group-here"], none).Errors, e => e.Contains("socket group 'no-such-group-here' does not exist"));
 
-        Assert.Contains("--api 'localhost' is not ADDR:PORT or off", CommandLine.Parse(["--api", "localhost"], none).Errors);
-        Assert.Contains("api: 'host' is not an IP address", CommandLine.Parse(["--api", "host:80"], none).Errors);
-        Assert.Contains("api: TCP port 70000 is outside 0..65535", CommandLine.Parse(["--api", "127.0.0.1:70000"], none).Errors);
+        Assert.Contains("--api 'localhost' is not unix:PATH, ADDR:PORT or off", CommandLine.Parse(["--api", "localhost"], none).Errors);
+        Assert.Contains("api: 'host' is not an IP address", CommandLine.Parse(["--api", "host:80", "--api-token", "t"], none).Errors);
+        Assert.Contains("api: TCP port 70000 is outside 0..65535", CommandLine.Parse(["--api", "127.0.0.1:70000", "--api-token", "t"], none).Errors);
+        Assert.Contains("--probes 'nowhere' is not ADDR:PORT or off", CommandLine.Parse(["--probes", "nowhere"], none).Errors);
+        Assert.Equal(["a.example", "b.example"], CommandLine.Parse([], new Dictionary<string, string> { ["NVMET_API_ALLOWED_HOSTS"] = "a.example,b.example" }).Api!.AllowedHostNames);
 
-        var file = Path.GetTempFileName();
+        var dir = Directory.CreateTempSubdirectory("nvmet-cl-");
         try
         {
-            File.WriteAllText(file, """{ "subsystems": [ { "nqn": "nqn.2026-01.io.example:a" } ], "api": { "address": "127.0.0.2", "port": 9001, "token": "ft" } }""");
+            var file = Path.Combine(dir.FullName, "target.json");
+            var tokenFile = Path.Combine(dir.FullName, "token");
+            File.WriteAllText(tokenFile, "from-file\nsecond line is ignored\n");
+            File.WriteAllText(file, $$"""{ "subsystems": [ { "nqn": "nqn.2026-01.io.example:a" } ], "api": { "address": "127.0.0.2", "port": 9001, "tokenFile": "{{tokenFile}}" } }""");
             var fromFile = CommandLine.Parse(["--config", file], none);
             Assert.Empty(fromFile.Errors);
-            Assert.Equal(("127.0.0.2", 9001, "ft"), (fromFile.Api!.Address, fromFile.Api.Port, fromFile.Api.Token));
+            Assert.Equal(("127.0.0.2", 9001, "from-file"), (fromFile.Api!.Address, fromFile.Api.Port!.Value, fromFile.Api.Token));
             var overridden = CommandLine.Parse(["--config", file, "--api-token", "ct"], none);
             Assert.Equal("ct", overridden.Api!.Token);
-            Assert.Equal("ft", overridden.Config.Api!.Token); // the file's own settings are what gets written back
-            File.WriteAllText(file, """{ "subsystems": [ { "nqn": "nqn.2026-01.io.example:a" } ], "api": { "enabled": false } }""");
-            Assert.Null(CommandLine.Parse(["--config", file], none).Api);
+            Assert.Equal(tokenFile, overridden.Config.Api!.TokenFile); // the file's own settings are what gets written back
+            Assert.Null(overridden.Config.Api.Token);
+            File.WriteAllText(file, """{ "subsystems": [ { "nqn": "nqn.2026-01.io.example:a" } ], "api": { "address": "127.0.0.2", "port": 9001 } }""");
+            Assert.Contains(CommandLine.Parse(["--config", file], none).Errors, e => e.Contains("needs a token"));
+            File.WriteAllText(file, """{ "subsystems": [ { "nqn": "nqn.2026-01.io.example:a" } ], "api": { "socket": "/tmp/s/api.sock", "socketGroup": "nogroup" }, "probes": { "port": 9999 } }""");
+            var socket = CommandLine.Parse(["--config", file], none);
+            Assert.Empty(socket.Errors);
+            Assert.Equal(("/tmp/s/api.sock", "nogroup", 9999), (socket.Api!.Socket, socket.Api.SocketGroup, socket.Probes!.Port));
+            File.WriteAllText(file, """{ "subsystems": [ { "nqn": "nqn.2026-01.io.example:a" } ], "api": { "enabled": false }, "probes": { "enabled": false } }""");
+            var off = CommandLine.Parse(["--config", file], none);
+            Assert.Null(off.Api);
+            Assert.Null(off.Probes);
         }
-        finally { File.Delete(file); }
+        finally { dir.Delete(recursive: true); }
     }
 }

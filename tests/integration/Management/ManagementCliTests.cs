@@ -89,19 +89,31 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
     {
         await using var t = await ApiTarget.StartAsync(output);
         const string Other = "nqn.2026-01.io.example:cli";
-        Assert.Equal($"Created subsystem {Other} (serial CLI-1) with 2 namespaces; any host may connect.\n",
+        Assert.Equal($"Created subsystem {Other} (serial CLI-1) with 2 namespaces; no host may connect yet (add one: nvme-tcp-target hosts add --host NQN).\n",
             await OkAsync(t, "subsys", "create", "--nqn", Other, "--serial", "CLI-1", "--namespace", "memory:8M", "--namespace", "memory:4M,bs=4096"));
         var subs = await OkAsync(t, "subsys", "list");
         Assert.Matches(@"^NQN +NAMESPACES +HOSTS +CONTROLLERS +SERIAL +MODEL\n", subs);
-        Assert.Equal([Other, "2", "any", "0", "CLI-1"], Row(subs, Other)[..5]);
+        Assert.Equal([Other, "2", "0", "0", "CLI-1"], Row(subs, Other)[..5]);
+        Assert.Equal([ApiTarget.Nqn, "1", "any"], Row(subs, ApiTarget.Nqn)[..3]);
         Assert.Contains("the target has several subsystems; choose one with --nqn", await FailsAsync(t, 2, "ns", "list"));
 
-        Assert.Equal($"No allowed-host list: any host may connect to {Other}.\n", await OkAsync(t, "hosts", "list", "--nqn", Other));
+        Assert.Equal($"No allowed hosts: no host may connect to {Other} (add one: nvme-tcp-target hosts add --host NQN).\n",
+            await OkAsync(t, "hosts", "list", "--nqn", Other));
         Assert.Equal($"Allowed host {HostNqn} on {Other}.\n", await OkAsync(t, "hosts", "add", "--nqn", Other, "--host", HostNqn));
         Assert.Equal($"HOST NQN\n{HostNqn}\n", await OkAsync(t, "hosts", "list", "--nqn", Other));
         Assert.Contains("is already allowed", await FailsAsync(t, 1, "hosts", "add", "--nqn", Other, "--host", HostNqn));
-        Assert.Equal($"Removed host {HostNqn} from {Other}.\n", await OkAsync(t, "hosts", "remove", "--nqn", Other, "--host", HostNqn));
+        Assert.Equal($"Removed host {HostNqn} from {Other}; disconnected 0 controllers.\n", await OkAsync(t, "hosts", "remove", "--nqn", Other, "--host", HostNqn));
         Assert.Equal("[]", (await OkAsync(t, "hosts", "list", "--nqn", Other, "--json")).Trim());
+
+        // Opening and closing a subsystem deliberately.
+        Assert.Equal($"{Other}: any host may connect.\n", await OkAsync(t, "subsys", "set", "--nqn", Other, "--allow-any-host", "on"));
+        Assert.Equal($"No allowed hosts listed; {Other} admits any host (allowAnyHost).\n", await OkAsync(t, "hosts", "list", "--nqn", Other));
+        Assert.StartsWith($"Allowed host {HostNqn} on {Other}. Note: {Other} still admits any host;", await OkAsync(t, "hosts", "add", "--nqn", Other, "--host", HostNqn));
+        Assert.Equal($"{Other}: 1 allowed host may connect.\n", await OkAsync(t, "subsys", "set", "--nqn", Other, "--allow-any-host", "off"));
+        Assert.Contains("--allow-any-host 'maybe' must be on or off", await FailsAsync(t, 2, "subsys", "set", "--nqn", Other, "--allow-any-host", "maybe"));
+        const string Open = "nqn.2026-01.io.example:cli-open";
+        Assert.EndsWith("any host may connect.\n", await OkAsync(t, "subsys", "create", "--nqn", Open, "--allow-any-host"));
+        await OkAsync(t, "subsys", "delete", "--nqn", Open);
 
         Assert.Equal($"Deleted subsystem {Other}.\n", await OkAsync(t, "subsys", "delete", "--nqn", Other));
         Assert.Equal($"error: subsystem {Other} does not exist\n", await FailsAsync(t, 1, "subsys", "delete", "--nqn", Other));
@@ -143,7 +155,10 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
         Assert.Contains($"cannot reach the management API at http://127.0.0.1:{port}/", err);
         (code, _, err) = await Cli.RunAsync("ns", "list", "--api", "ftp://example");
         Assert.Equal(2, code);
-        Assert.Contains("--api 'ftp://example' is not a URL", err);
+        Assert.Contains("--api 'ftp://example' is not unix:PATH or a URL", err);
+        (code, _, err) = await Cli.RunAsync("ns", "list", "--api", "unix:/nonexistent/api.sock");
+        Assert.Equal(3, code);
+        Assert.Contains("cannot reach the management API at unix:/nonexistent/api.sock: no target is listening there", err);
     }
 
     [Fact]
@@ -151,13 +166,14 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
     {
         var (code, stdout, _) = await Cli.RunAsync("--help");
         Assert.Equal(0, code);
-        foreach (var s in new[] { "--api ADDR:PORT|off", "NVMET_API", "--api-token TOKEN", "NVMET_API_TOKEN", "ns list|add|remove|resize",
-                     "subsys list|create|delete", "hosts list|add|remove", "ctrl list" })
+        foreach (var s in new[] { "--api unix:PATH|ADDR:PORT|off", "NVMET_API", "--api-token-file FILE", "NVMET_API_TOKEN_FILE", "--api-token TOKEN",
+                     "Visible to every user in `ps`", "--probes ADDR:PORT|off", "--api-socket-group GROUP", "--api-allowed-host NAME", "--allow-any-host",
+                     "ns list|add|remove|resize", "subsys list|create|set|delete", "hosts list|add|remove", "ctrl list" })
             Assert.Contains(s, stdout);
 
         (code, stdout, _) = await Cli.RunAsync("ns", "--help");
         Assert.Equal(0, code);
-        foreach (var s in new[] { "list", "add", "remove", "resize", "--api URL", "NVMET_API_URL", "--token TOKEN", "--json" })
+        foreach (var s in new[] { "list", "add", "remove", "resize", "--api unix:PATH|URL", "NVMET_API_URL", "--token-file FILE", "--token TOKEN", "--json" })
             Assert.Contains(s, stdout);
 
         (code, stdout, _) = await Cli.RunAsync("ns", "add", "--help");
@@ -187,7 +203,7 @@ public sealed class ManagementProgramTests(ITestOutputHelper output)
     {
         int nvmePort = FreePort(), apiPort = FreePort();
         var psi = TargetProcess.StartInfo(new Dictionary<string, string> { ["NVMET_API_TOKEN"] = "exe-token" },
-            "--listen", $"127.0.0.1:{nvmePort}", "--namespace", "memory:16M", "--api", $"127.0.0.1:{apiPort}");
+            "--listen", $"127.0.0.1:{nvmePort}", "--namespace", "memory:16M", "--api", $"127.0.0.1:{apiPort}", "--probes", "off");
         using var p = System.Diagnostics.Process.Start(psi)!;
         var log = new System.Text.StringBuilder();
         var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -214,9 +230,11 @@ public sealed class ManagementProgramTests(ITestOutputHelper output)
             Assert.Contains("requires a bearer token", stderr);
 
             // A second target cannot take the same API port: exit code 2 naming it.
-            var (code2, _, err2) = await Cli.RunAsync("--listen", $"127.0.0.1:{FreePort()}", "--api", $"127.0.0.1:{apiPort}");
+            var (code2, _, err2) = await Cli.RunAsync(new Dictionary<string, string> { ["NVMET_API_TOKEN"] = "other" },
+                "--listen", $"127.0.0.1:{FreePort()}", "--api", $"127.0.0.1:{apiPort}", "--probes", "off");
             Assert.Equal(2, code2);
-            Assert.Contains($"127.0.0.1:{apiPort} (management API", err2);
+            Assert.Contains($"error: Failed to bind to address http://127.0.0.1:{apiPort}: address already in use.", err2);
+            Assert.DoesNotContain("   at ", err2); // one clear line, no stack trace
 
             using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) await kill.WaitForExitAsync();
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));

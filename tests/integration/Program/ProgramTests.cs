@@ -77,24 +77,31 @@ public sealed partial class ProgramTests
         using var blocker = new TcpListener(IPAddress.Loopback, 0);
         blocker.Start();
         int port = ((IPEndPoint)blocker.LocalEndpoint).Port;
-        var (code, _, err) = await RunAsync("--listen", $"127.0.0.1:{port}", "--namespace", "memory:16M");
+        var (code, _, err) = await RunAsync("--listen", $"127.0.0.1:{port}", "--namespace", "memory:16M", "--api", "off", "--probes", "off");
         Assert.Equal(2, code);
         Assert.Contains($"cannot listen on 127.0.0.1:{port}", err);
     }
 
+    /// <summary>The default start, as README's first command gives it (only the NVMe/TCP port is moved, so that the
+    /// test does not depend on 4420 being free): the connect hint, the management API on root's default Unix socket
+    /// (0600 in a 0700 directory) with the CLI reaching it, the read-only probes on 127.0.0.1:8420, a host served,
+    /// and a clean SIGTERM that removes the socket again.</summary>
     [Fact]
     public async Task DefaultStart_PrintsConnectCommand_ServesAHost_StopsCleanlyOnSigterm()
     {
+        const string Socket = "/run/nvme-tcp-target/api.sock";
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        using var p = Start("--listen", $"127.0.0.1:{port}", "--api", "127.0.0.1:0");
+        using var p = Start("--listen", $"127.0.0.1:{port}");
         var log = new StringBuilder();
         var ready = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var apiLine = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         p.OutputDataReceived += (_, e) =>
         {
             if (e.Data is null) return;
             lock (log) log.AppendLine(e.Data);
             if (e.Data.Contains("nvme connect -t tcp")) ready.TrySetResult(e.Data);
+            if (e.Data.Contains("Target[307]")) apiLine.TrySetResult(e.Data); // the probes line comes after the API's
         };
         p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.AppendLine(e.Data); };
         p.BeginOutputReadLine();
@@ -103,6 +110,20 @@ public sealed partial class ProgramTests
         {
             var line = await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
             Assert.Contains($"nvme connect -t tcp -a 127.0.0.1 -s {port} -n nqn.2026-01.io.nvmetcptarget:default", line);
+            await apiLine.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            lock (log)
+            {
+                Assert.Contains($"Management API on the Unix socket {Socket} (mode 0600: only this user; no token)", log.ToString());
+                Assert.Contains("Probes (read-only): http://127.0.0.1:8420/healthz", log.ToString());
+                Assert.Contains("admits any host NQN (it is reachable on loopback only)", log.ToString());
+            }
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Socket));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(Path.GetDirectoryName(Socket)!));
+            var (code, stdout, stderr) = await RunAsync("ns", "list"); // the CLI's default is the same socket
+            Assert.True(code == 0, stderr);
+            Assert.Contains("memory", stdout);
+            using (var http = new HttpClient())
+                Assert.Equal("{\"status\":\"ready\"}", await http.GetStringAsync("http://127.0.0.1:8420/readyz"));
 
             await using (var host = await NvmeTcpHost.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), "nqn.2026-01.io.nvmetcptarget:default"))
             {
@@ -115,6 +136,7 @@ public sealed partial class ProgramTests
             await p.WaitForExitAsync(cts.Token);
             Assert.Equal(0, p.ExitCode);
             lock (log) Assert.Contains("Stopped", log.ToString());
+            Assert.False(File.Exists(Socket), "the socket is removed at shutdown");
         }
         finally
         {

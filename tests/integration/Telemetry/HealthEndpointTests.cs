@@ -7,15 +7,15 @@ using Xunit.Abstractions;
 
 namespace Integration.Tests.Telemetry;
 
-/// <summary>GET /healthz and /readyz on the management listener: no token needed, 200 while serving, 503 with
-/// a JSON reason when a namespace's store is closed, not ready once stopped.</summary>
+/// <summary>GET /healthz and /readyz on the read-only probe listener (and on the management socket): no token needed,
+/// 200 while serving, 503 with a JSON reason when a namespace's store is closed, not ready once stopped.</summary>
 public sealed class HealthEndpointTests(ITestOutputHelper output)
 {
     [Fact]
     public async Task HealthzAndReadyz_Answer200_WithoutTheApiToken()
     {
         await using var t = await ApiTarget.StartAsync(output, token: "s3cret");
-        using var anonymous = new HttpClient { BaseAddress = new Uri(t.ApiUrl) };
+        var anonymous = t.Probes!; // the read-only probe listener
 
         using (var r = await anonymous.GetAsync("/healthz"))
         {
@@ -28,8 +28,11 @@ public sealed class HealthEndpointTests(ITestOutputHelper output)
             Assert.Equal(HttpStatusCode.OK, r.StatusCode);
             Assert.Equal("ready", JsonDocument.Parse(await r.Content.ReadAsStringAsync()).RootElement.GetProperty("status").GetString());
         }
-        // The API itself still needs the token.
-        using (var r = await anonymous.GetAsync("/api/v1/subsystems")) Assert.Equal(HttpStatusCode.Unauthorized, r.StatusCode);
+        // The probe listener serves nothing else; on the management socket the probes need no token either, the API does.
+        using (var r = await anonymous.GetAsync("/api/v1/subsystems")) await Api.AssertProblemAsync(r, HttpStatusCode.NotFound, "read-only probe listener");
+        using var socket = ApiTarget.UnixHttp(t.Host.ApiSocketPath!, "");
+        using (var r = await socket.GetAsync("/healthz")) Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        using (var r = await socket.GetAsync("/api/v1/subsystems")) Assert.Equal(HttpStatusCode.Unauthorized, r.StatusCode);
     }
 
     [Fact]
@@ -41,7 +44,7 @@ public sealed class HealthEndpointTests(ITestOutputHelper output)
             var config = TestTarget.DefaultConfig();
             config.Subsystems[0].Namespaces.Add(new NamespaceConfig { Nsid = 2, Backend = "file", Path = Path.Combine(dir.FullName, "ns2.img"), Size = "8M" });
             await using var t = await ApiTarget.StartAsync(output, config);
-            using var http = new HttpClient { BaseAddress = new Uri(t.ApiUrl) };
+            var http = t.Probes!; // the read-only probe listener
             using (var r = await http.GetAsync("/readyz")) Assert.Equal(HttpStatusCode.OK, r.StatusCode);
 
             // The store goes away under the namespace (as if its device failed and was closed).

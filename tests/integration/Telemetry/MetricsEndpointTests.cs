@@ -32,7 +32,7 @@ public sealed class MetricsEndpointTests(ITestOutputHelper output)
     public async Task Metrics_MoveByExactlyTheIoDone_AndGaugesMatchWhatIsConnected()
     {
         await using var t = await ApiTarget.StartAsync(output, token: "s3cret"); // /metrics needs no token by default
-        using var http = new HttpClient { BaseAddress = new Uri(t.ApiUrl) };
+        var http = t.Probes!; // the read-only probe listener
         var before = await ScrapeAsync(http);
         string[] ns1 = [$"subsystem={Nqn}", "nsid=1"];
         Assert.Equal("counter", before.Types["nvmet_namespace_commands_total"]);
@@ -100,7 +100,7 @@ public sealed class MetricsEndpointTests(ITestOutputHelper output)
     public async Task Metrics_NeedTheToken_WhenConfiguredSo()
     {
         await using var t = await ApiTarget.StartAsync(output, token: "s3cret", telemetry: new TelemetryOptions { MetricsRequireToken = true });
-        using var http = new HttpClient { BaseAddress = new Uri(t.ApiUrl) };
+        var http = t.Probes!; // the read-only probe listener
         using (var r = await http.GetAsync("/metrics")) Assert.Equal(HttpStatusCode.Unauthorized, r.StatusCode);
         using (var r = await http.GetAsync("/healthz")) Assert.Equal(HttpStatusCode.OK, r.StatusCode); // probes stay open
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", "s3cret");

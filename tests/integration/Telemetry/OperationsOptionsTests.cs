@@ -38,7 +38,7 @@ public sealed class OperationsOptionsTests(Xunit.Abstractions.ITestOutputHelper 
     [Fact]
     public async Task JsonLogFormat_WritesOneJsonObjectPerLine_WithEventIds()
     {
-        using var p = Process.Start(Psi("--log-format", "json", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--namespace", "memory:16M"))!;
+        using var p = Process.Start(Psi("--log-format", "json", "--listen", "127.0.0.1:0", "--api", "off", "--probes", "off", "--namespace", "memory:16M"))!;
         var lines = new List<string>();
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var exited = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

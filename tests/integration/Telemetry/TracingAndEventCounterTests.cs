@@ -74,7 +74,7 @@ public sealed class TracingAndEventCounterTests(ITestOutputHelper output)
     public async Task AsyncEventsAndKeepAliveExpiries_AreCounted()
     {
         await using var t = await ApiTarget.StartAsync(output);
-        using var scrape = new HttpClient { BaseAddress = new Uri(t.ApiUrl) };
+        var scrape = t.Probes!; // the read-only probe listener
         async Task<PrometheusText> Metrics() => PrometheusText.Parse(await scrape.GetStringAsync("/metrics"));
 
         // One namespace-changed event to a host with a parked Async Event Request.
