@@ -67,7 +67,9 @@ internal static class TestDocker
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
             if (!IsEnabled(logLevel)) return;
-            say($"testcontainers: {formatter(state, exception)}{(exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})")}");
+            var message = formatter(state, exception);
+            if (message.Contains("added to the regex cache", StringComparison.Ordinal)) return; // .dockerignore bookkeeping
+            say($"testcontainers: {message}{(exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})")}");
         }
     }
 }
