@@ -2,7 +2,15 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using DotNet.Testcontainers.Builders;
+using DotNet.Testcontainers.Configurations;
+using DotNet.Testcontainers.Containers;
+using DotNet.Testcontainers.Images;
 using Integration.Tests.Initiator;
 using Nvme.Core.Spec;
 using Target.Configuration;
@@ -12,13 +20,25 @@ namespace Integration.Tests.Deploy;
 
 /// <summary>
 /// The container image end to end, with a real Docker engine (started by the test when none runs, stopped again
-/// afterwards): the target published self-contained on this machine, deploy/Dockerfile's runtime-prebuilt target
-/// built on a debootstrap base (no registry is needed), run hardened as in the Kubernetes manifests with the
-/// Deployment's ConfigMap configuration, then /readyz, NVMe/TCP I/O from the test's initiator through the
-/// published port, the UID, and a clean docker stop. Fails with the reason when Docker cannot run: never skipped.
+/// afterwards) driven through Testcontainers: the target published self-contained on this machine,
+/// deploy/Dockerfile's runtime-prebuilt target built on a debootstrap base (ImageFromDockerfileBuilder; no registry
+/// is needed), run as the Deployment runs it — its environment, read-only root, no capabilities, the token as a
+/// read-only file, the management socket's directory a tmpfs — with the Deployment's configuration whose allowed
+/// hosts are the test initiator, and its ports published on 127.0.0.1 only. Then: /readyz on the probes port,
+/// NVMe/TCP I/O for the allowed host and a refusal for another, the probes port refusing management, only the two
+/// ports listening, the management socket (0600, the app UID) serving the client with the token and refusing it
+/// without, the UID and PID 1, and a clean stop. The container and the image are removed on every exit path (there
+/// is no resource reaper here). Fails with the reason when Docker cannot run: never skipped.
 /// </summary>
 public sealed class ContainerImageTests(ITestOutputHelper output)
 {
+    private const int AppUid = 1654;
+    /// <summary>The host NQN of the test initiator: the only host the generated configuration allows.</summary>
+    private const string AllowedHost = "nqn.2014-08.org.nvmexpress:uuid:6d1c4a52-4a8e-4f6b-9d2b-1f0e5a7c3b11";
+    private const string OtherHost = "nqn.2014-08.org.nvmexpress:uuid:0e5f2a61-3b9c-4d7e-8f10-2a3b4c5d6e7f";
+    /// <summary>Where the test mounts the configuration, read-only as a ConfigMap mount is.</summary>
+    private const string ConfigPath = "/etc/nvmet/target.json";
+
     private readonly Stopwatch _clock = Stopwatch.StartNew();
 
     private void Say(string line)
@@ -28,14 +48,16 @@ public sealed class ContainerImageTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Image_ServesNvmeTcpAsNonRoot_AndStopsCleanly()
+    public async Task Image_RunsHardened_ServesAllowedHostsOnly_ManagementOnlyOnTheSocket_AndStopsCleanly()
     {
         var id = Guid.NewGuid().ToString("N")[..10];
-        var image = $"nvmet-deploy-test:{id}";
-        var container = $"nvmet-deploy-test-{id}";
-        var work = Directory.CreateTempSubdirectory("nvmet-deploy-");
+        var work = Directory.CreateTempSubdirectory("nvmet-deploy-"); // 0700: nobody else on the machine reads the token below
         var context = Path.Combine(work.FullName, "context");
-        await using var engine = await DockerEngine.EnsureAsync(Say);
+        var logger = TestDocker.Logger(Say);
+        await using var engine = await TestDocker.StartAsync(Say);
+        IFutureDockerImage? image = null;
+        IContainer? container = null;
+        bool passed = false;
         try
         {
             // The base (debootstrap, cached) and the self-contained publish are independent: do both at once.
@@ -43,14 +65,27 @@ public sealed class ContainerImageTests(ITestOutputHelper output)
             var publish = PublishAsync(Path.Combine(context, "artifacts", "publish"));
             await Task.WhenAll(baseImage, publish);
 
-            Say($"docker build --target runtime-prebuilt on {baseImage.Result}");
-            (await Cmd.RunAsync("docker", ["build", "--force-rm", "-f", Repo.Dockerfile, "--target", "runtime-prebuilt", "--build-arg", $"RUNTIME_BASE={baseImage.Result}",
-                "-t", image, context], TimeSpan.FromMinutes(5))).Ensure("docker build");
-            var size = long.Parse((await Cmd.Docker("image", "inspect", "--format", "{{.Size}}", image)).Ensure("docker image inspect").Out.Trim(), CultureInfo.InvariantCulture);
-            Say($"image {image}: {size / 1e6:0} MB");
+            Say($"building deploy/Dockerfile --target runtime-prebuilt on {baseImage.Result}");
+            image = new ImageFromDockerfileBuilder()
+                .WithName($"nvmet-deploy-test:{id}")
+                .WithDockerfileDirectory(Repo.DeployDir)
+                .WithDockerfile("Dockerfile")
+                .WithContextDirectory(context)
+                .WithTarget("runtime-prebuilt")
+                .WithBuildArgument("RUNTIME_BASE", baseImage.Result)
+                // Testcontainers pulls the image of every FROM it does not have, whatever the target: SDK_IMAGE
+                // (the build stage, which runtime-prebuilt never reaches) would be pulled from a registry. Naming
+                // the local base there keeps the build offline; the legacy builder stops at runtime-prebuilt.
+                .WithBuildArgument("SDK_IMAGE", baseImage.Result)
+                .WithCreateParameterModifier(p => p.ForceRemove = true) // no intermediate container left by a failed step
+                .WithLogger(logger)
+                .Build();
+            await image.CreateAsync();
 
-            // The configuration the Deployment's ConfigMap holds, read-only as a ConfigMap mount is.
-            var json = Manifests.TargetJson("deployment.yaml");
+            // The Deployment's configuration, its placeholder host replaced by the test initiator's host NQN.
+            var deployment = Manifests.Load("deployment.yaml").Single(o => o.Kind == "Deployment");
+            var manifest = Manifests.TargetContainer(deployment.PodSpec);
+            var json = AllowOnly(Manifests.TargetJson("deployment.yaml"), AllowedHost);
             var config = JsonSerializer.Deserialize<TargetConfig>(json, TargetConfig.Json)!;
             var nqn = config.Subsystems[0].Nqn;
             var ns = config.Subsystems[0].Namespaces[0];
@@ -58,23 +93,85 @@ public sealed class ContainerImageTests(ITestOutputHelper output)
             var configFile = Path.Combine(work.FullName, "target.json");
             await File.WriteAllTextAsync(configFile, json);
             File.SetUnixFileMode(configFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            // The token, as the secret volume provides it. World-readable so that the container's UID can read the
+            // bind-mounted file; the directory it is in (0700) keeps other users of this machine out.
+            var token = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
+            var tokenFile = Path.Combine(work.FullName, "api-token");
+            await File.WriteAllTextAsync(tokenFile, token + "\n");
+            File.SetUnixFileMode(tokenFile, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
 
-            // As the manifests run it: read-only root, no capabilities, no privilege escalation, the image's user.
-            (await Cmd.Docker("run", "-d", "--name", container, "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-                "-p", "127.0.0.1::4420", "-p", "127.0.0.1::8420", "-v", $"{configFile}:/etc/nvmet/target.json:ro",
-                image, "--config", "/etc/nvmet/target.json")).Ensure("docker run");
-            int nvmePort = await HostPortAsync(container, 4420);
-            int apiPort = await HostPortAsync(container, 8420);
-            Say($"container {container}: NVMe/TCP on 127.0.0.1:{nvmePort}, management API on 127.0.0.1:{apiPort}");
+            // The Deployment's environment, as the kubelet gives it (the Pod IP: the address the test reaches it on).
+            var env = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var e in manifest["env"].Items)
+                env[e["name"].S] = e["value"].Exists ? e["value"].S : TestDocker.Loopback;
+            Assert.Equal(Deployed.Api, env["NVMET_API"]);
+            Assert.Equal(Deployed.TokenFile, env["NVMET_API_TOKEN_FILE"]);
 
-            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{apiPort}"), Timeout = TimeSpan.FromSeconds(10) };
-            await WaitReadyAsync(http, container);
+            // As the Deployment runs it: read-only root, no capabilities, no privilege escalation, the image's user,
+            // the token file read-only, the socket's directory a tmpfs owned by the app UID (an in-memory emptyDir
+            // there); published on 127.0.0.1 only.
+            container = new ContainerBuilder(image)
+                .WithName($"nvmet-deploy-test-{id}")
+                .WithEnvironment(env)
+                .WithPortBinding(Deployed.NvmePort, assignRandomHostPort: true)
+                .WithPortBinding(Deployed.ProbesPort, assignRandomHostPort: true)
+                .WithBindMount(configFile, ConfigPath, AccessMode.ReadOnly)
+                .WithBindMount(tokenFile, Deployed.TokenFile, AccessMode.ReadOnly)
+                .WithCommand("--config", ConfigPath)
+                .WithCreateParameterModifier(p =>
+                {
+                    TestDocker.BindPublishedPortsToLoopback(p);
+                    var hostConfig = p.HostConfig ?? throw new InvalidOperationException("Testcontainers passed no HostConfig");
+                    hostConfig.ReadonlyRootfs = true;
+                    hostConfig.CapDrop = ["ALL"];
+                    hostConfig.SecurityOpt = ["no-new-privileges"];
+                    hostConfig.Tmpfs = new Dictionary<string, string> { [Deployed.SocketDir] = $"uid={AppUid},gid={AppUid},mode=0700,size=1m" };
+                    // docker stop: SIGTERM, then SIGKILL after 30 s (the Pod's terminationGracePeriodSeconds).
+                    p.StopTimeout = TimeSpan.FromSeconds(30);
+                })
+                // Started = /readyz answers 200 on the published probes port (a generous bound, not a timing
+                // assertion); Testcontainers fails at once, with the container's log, should the container exit first.
+                .WithWaitStrategy(Wait.ForUnixContainer().UntilHttpRequestIsSucceeded(
+                    r => r.ForPort(Deployed.ProbesPort).ForPath("/readyz").ForStatusCode(HttpStatusCode.OK), w => w.WithTimeout(TimeSpan.FromSeconds(90))))
+                .WithLogger(logger)
+                .Build();
+            await container.StartAsync();
+            Assert.Equal(TestDocker.Loopback, container.Hostname);
+            int nvmePort = container.GetMappedPublicPort(Deployed.NvmePort);
+            int probesPort = container.GetMappedPublicPort(Deployed.ProbesPort);
+            Say($"container {container.Name}: /readyz 200; NVMe/TCP on 127.0.0.1:{nvmePort}, probes on 127.0.0.1:{probesPort}");
+
+            // The probes port: the three read-only endpoints, and no management at all (no token helps there).
+            using var http = new HttpClient { BaseAddress = new Uri($"http://{TestDocker.Loopback}:{probesPort}"), Timeout = TimeSpan.FromSeconds(10) };
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/readyz")).StatusCode);
             Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
-            var subsystems = await http.GetStringAsync("/api/v1/subsystems");
-            Assert.Contains(nqn, subsystems);
+            using (var metrics = await http.GetAsync("/metrics"))
+            {
+                Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
+                Assert.Contains("nvmet_namespace_size_bytes", await metrics.Content.ReadAsStringAsync());
+            }
+            Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/api/v1/subsystems")).StatusCode);
+            using (var get = new HttpRequestMessage(HttpMethod.Get, "/api/v1/subsystems"))
+            {
+                get.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+                Assert.Equal(HttpStatusCode.NotFound, (await http.SendAsync(get)).StatusCode);
+            }
+            using (var post = new HttpRequestMessage(HttpMethod.Post, $"/api/v1/subsystems/{nqn}/namespaces"))
+            {
+                post.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+                post.Content = new StringContent("""{"backend":"memory","size":"1M"}""", Encoding.UTF8, "application/json");
+                var status = (await http.SendAsync(post)).StatusCode;
+                Assert.True(status is HttpStatusCode.NotFound or HttpStatusCode.MethodNotAllowed, $"POST on the probes port answered {(int)status}");
+            }
+            Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync("/openapi/v1.json")).StatusCode);
 
-            // NVMe/TCP through the published port: identify the namespace, write a block, read it back.
-            await using (var host = await NvmeTcpHost.ConnectAsync(new IPEndPoint(IPAddress.Loopback, nvmePort), nqn))
+            // Nothing else listens on TCP inside the container: NVMe/TCP and the probes port, no management port.
+            var listening = ListeningPorts(await ExecAsync(container, "cat", "/proc/net/tcp", "/proc/net/tcp6"));
+            Assert.Equal([Deployed.NvmePort, Deployed.ProbesPort], listening.Order());
+
+            // NVMe/TCP through the published port, for the allowed host: identify the namespace, write, read back.
+            var endpoint = new IPEndPoint(IPAddress.Loopback, nvmePort);
+            await using (var host = await NvmeTcpHost.ConnectAsync(endpoint, nqn, new NvmeTcpHostOptions { HostNqn = AllowedHost }))
             {
                 await host.CreateIoQueuesAsync(1);
                 var idns = await host.IdentifyAsync(IdentifyCns.Namespace, ns.Nsid);
@@ -86,45 +183,115 @@ public sealed class ContainerImageTests(ITestOutputHelper output)
                 var back = new byte[data.Length];
                 (await host.ReadAsync(0, ns.Nsid, 100, back, ns.BlockSize)).EnsureSuccess("read");
                 Assert.Equal(data, back);
-                Say($"wrote and read back {data.Length} bytes at LBA 100 of {nqn} namespace {ns.Nsid}");
+                Say($"wrote and read back {data.Length} bytes at LBA 100 of {nqn} namespace {ns.Nsid} as {AllowedHost}");
+            }
+            // Fail-closed: a host the configuration does not name is refused (Connect Invalid Host, DNR).
+            await using (var q = await HostQueue.OpenAsync(endpoint))
+            {
+                var c = await q.ConnectAsync(nqn, OtherHost, Guid.NewGuid(), 0, 31, 0xFFFF, 5000);
+                Assert.Equal(0x4184, c.Status);
             }
 
-            // The backing file is in the image's volume, created sparse with the configured size, by a non-root process.
-            Assert.Equal(nsBytes.ToString(CultureInfo.InvariantCulture),
-                (await Cmd.Docker("exec", container, "stat", "-c", "%s", ns.Path!)).Ensure("docker exec stat").Out.Trim());
-            var uid = (await Cmd.Docker("exec", container, "id", "-u")).Ensure("docker exec id").Out.Trim();
-            Assert.NotEqual("0", uid);
-            Assert.Equal("1654", uid);
-            Assert.Equal("1654:1654", (await Cmd.Docker("inspect", "--format", "{{.Config.User}}", container)).Ensure("docker inspect").Out.Trim());
-            // The same executable is the management client, on PATH: kubectl/docker exec ... nvme-tcp-target ns list.
-            var list = (await Cmd.Docker("exec", container, "nvme-tcp-target", "ns", "list", "--api", "http://127.0.0.1:8420")).Ensure("nvme-tcp-target ns list").Out;
+            // The management socket: in the tmpfs, a socket owned by the app UID, mode 0600, in a 0700 directory.
+            var socketPath = Deployed.Api["unix:".Length..];
+            Assert.Equal($"socket 600 {AppUid}:{AppUid}", (await ExecAsync(container, "stat", "-c", "%F %a %u:%g", socketPath)).Trim());
+            Assert.Equal($"700 {AppUid}:{AppUid}", (await ExecAsync(container, "stat", "-c", "%a %u:%g", Deployed.SocketDir)).Trim());
+            // The client with the token file (docker exec / kubectl exec), explicitly...
+            var subsystems = await ExecAsync(container, "/app/nvme-tcp-target", "subsys", "list", "--api", Deployed.Api, "--token-file", Deployed.TokenFile);
+            Assert.Contains(nqn, subsystems);
+            // ... and with the image's and the Deployment's environment alone (NVMET_API_URL, NVMET_API_TOKEN_FILE).
+            var list = await ExecAsync(container, "nvme-tcp-target", "ns", "list");
             Assert.Contains(ns.Path!, list);
-            // PID 1 is the target itself (so it gets docker stop's SIGTERM), running as that user.
-            var status = (await Cmd.Docker("exec", container, "cat", "/proc/1/status")).Ensure("docker exec cat").Out;
-            Assert.Contains("Name:\tnvme-tcp-target", status);
-            Assert.Matches(@"Uid:\t1654\t1654\t1654\t1654", status);
+            // Without the token the socket refuses (exit code 1: the target refused), even to the target's own UID.
+            var refused = await container.ExecAsync(["env", "-u", "NVMET_API_TOKEN_FILE", "-u", "NVMET_API_TOKEN", "/app/nvme-tcp-target", "subsys", "list", "--api", Deployed.Api]);
+            Assert.True(refused.ExitCode == 1, $"subsys list without the token exited {refused.ExitCode}:\n{refused.Stderr}\n{refused.Stdout}");
+            Assert.DoesNotContain(nqn, refused.Stdout);
 
-            // docker stop: SIGTERM, then SIGKILL after the 30 s grace period; exit code 0 means a clean shutdown in time.
-            (await Cmd.Docker("stop", "--time", "30", container)).Ensure("docker stop");
-            var exit = (await Cmd.Docker("inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", container)).Ensure("docker inspect").Out.Trim();
-            var logs = await Cmd.Docker("logs", container);
-            Say("container log:\n" + Cmd.Tail(logs.Out + logs.Err, 20));
-            Assert.Equal("0 false", exit);
-            Assert.Contains("Stopped", logs.Out + logs.Err);
+            // The backing file is in the image's volume, created sparse with the configured size, by a non-root process.
+            Assert.Equal(nsBytes.ToString(CultureInfo.InvariantCulture), (await ExecAsync(container, "stat", "-c", "%s", ns.Path!)).Trim());
+            Assert.Equal(AppUid.ToString(CultureInfo.InvariantCulture), (await ExecAsync(container, "id", "-u")).Trim());
+            // PID 1 is the target itself (so it gets docker stop's SIGTERM), running as that user.
+            var status1 = await ExecAsync(container, "cat", "/proc/1/status");
+            Assert.Contains("Name:\tnvme-tcp-target", status1);
+            Assert.Matches($@"Uid:\t{AppUid}\t{AppUid}\t{AppUid}\t{AppUid}", status1);
+
+            // docker stop: SIGTERM, then SIGKILL after the 30 s stop timeout; exit code 0 means a clean shutdown in time.
+            await container.StopAsync();
+            var exit = await container.GetExitCodeAsync();
+            var log = await LogAsync(container);
+            Say("container log:\n" + Cmd.Tail(log, 25));
+            Assert.Equal(0, exit);
+            Assert.Contains("Stopped", log);
+            Assert.DoesNotContain(token, log); // the token is never logged
+            passed = true;
         }
-        catch
+        catch when (container != null)
         {
-            var logs = await Cmd.Docker("logs", container);
-            if (logs.Code == 0) Say("container log:\n" + Cmd.Tail(logs.Out + logs.Err, 40));
+            Say("container log:\n" + Cmd.Tail(await LogAsync(container), 40));
             throw;
         }
         finally
         {
-            await Cmd.Docker("rm", "-f", "-v", container);
-            await Cmd.Docker("rmi", "-f", image);
+            // Each step on its own, so that one failing does not leave the others' resources behind.
+            var errors = new List<Exception>();
+            async Task Step(string what, Func<Task> action)
+            {
+                try { await action(); }
+                catch (Exception e) { errors.Add(e); Say($"cleanup: {what} failed: {e.Message}"); }
+            }
+            // Disposing a container removes it with its anonymous volumes (Testcontainers: force, RemoveVolumes).
+            if (container != null) await Step("removing the container", async () => await container.DisposeAsync());
+            // Without the resource reaper nothing else deletes the image: DeleteAsync, then dispose.
+            if (image != null) await Step("deleting the image", async () => { await image.DeleteAsync(); await image.DisposeAsync(); });
             try { work.Delete(recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             Say("removed the container, its volume and the image (the base image stays cached)");
+            if (passed && errors.Count > 0) throw new AggregateException("cleaning up after the container test failed", errors);
         }
+    }
+
+    /// <summary>The configuration with every subsystem's allowedHosts replaced by <paramref name="hostNqn"/> alone
+    /// (the manifests carry a placeholder there).</summary>
+    private static string AllowOnly(string json, string hostNqn)
+    {
+        var root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })!;
+        foreach (var s in root["subsystems"]!.AsArray())
+        {
+            Assert.NotNull(s!["allowedHosts"]); // the manifests' subsystems name their hosts (ManifestTests)
+            s["allowedHosts"] = new JsonArray(hostNqn);
+        }
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>The local ports in state LISTEN (0A) of /proc/net/tcp and tcp6 ("sl local_address rem_address st ...",
+    /// addresses as HEX_IP:HEX_PORT).</summary>
+    private static HashSet<int> ListeningPorts(string procNetTcp)
+    {
+        var ports = new HashSet<int>();
+        foreach (var line in procNetTcp.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (f.Length < 4 || f[0] == "sl" || f[3] != "0A") continue;
+            ports.Add(int.Parse(f[1][(f[1].LastIndexOf(':') + 1)..], NumberStyles.HexNumber, CultureInfo.InvariantCulture));
+        }
+        return ports;
+    }
+
+    /// <summary>Runs a command in the container (docker exec) and returns its standard output; fails on a non-zero exit.</summary>
+    private static async Task<string> ExecAsync(IContainer container, params string[] command)
+    {
+        var r = await container.ExecAsync(command);
+        Assert.True(r.ExitCode == 0, $"{string.Join(' ', command)} in the container exited with {r.ExitCode}:\n{r.Stderr}\n{r.Stdout}");
+        return r.Stdout;
+    }
+
+    private static async Task<string> LogAsync(IContainer container)
+    {
+        try
+        {
+            var (stdout, stderr) = await container.GetLogsAsync(timestampsEnabled: false);
+            return stdout + stderr;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException) { return $"(no container log: {e.Message})"; }
     }
 
     /// <summary>dotnet publish, self-contained for linux-x64, with its own obj/bin under artifacts/deploy-tests so that
@@ -143,33 +310,5 @@ public sealed class ContainerImageTests(ITestOutputHelper output)
             })).Ensure("dotnet publish");
         Assert.True(File.Exists(Path.Combine(output, "nvme-tcp-target")), "the publish output has no nvme-tcp-target executable");
         Say($"published in {sw.Elapsed.TotalSeconds:0} s");
-    }
-
-    private static async Task<int> HostPortAsync(string container, int port)
-    {
-        var mapping = (await Cmd.Docker("port", container, $"{port}/tcp")).Ensure("docker port").Out.Split('\n', StringSplitOptions.RemoveEmptyEntries)[0].Trim();
-        return int.Parse(mapping[(mapping.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture);
-    }
-
-    /// <summary>Polls /readyz until 200 (a generous bound, not a timing assertion); fails early when the container exits.</summary>
-    private async Task WaitReadyAsync(HttpClient http, string container)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
-        string last = "no answer";
-        while (true)
-        {
-            try
-            {
-                using var r = await http.GetAsync("/readyz");
-                if (r.StatusCode == HttpStatusCode.OK) { Say("/readyz: 200"); return; }
-                last = $"{(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}";
-            }
-            catch (HttpRequestException e) { last = e.Message; }
-            catch (TaskCanceledException e) { last = e.Message; }
-            var state = (await Cmd.Docker("inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", container)).Out.Trim();
-            if (state.StartsWith("false", StringComparison.Ordinal)) Assert.Fail($"the container exited ({state}) before /readyz answered 200");
-            if (DateTime.UtcNow > deadline) Assert.Fail($"/readyz did not answer 200 within 90 s; last: {last}");
-            await Task.Delay(250);
-        }
     }
 }

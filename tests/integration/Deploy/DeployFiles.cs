@@ -20,6 +20,28 @@ internal static class Repo
     }
 }
 
+/// <summary>What the image and the manifests agree on (deploy/README.md): the names the tests hold them to.</summary>
+internal static class Deployed
+{
+    /// <summary>Backing files and the writable configuration: the data volume, and the only storage directory.</summary>
+    public const string DataDir = "/var/lib/nvmet";
+    /// <summary>The management socket's directory (a tmpfs or in-memory emptyDir over the read-only root).</summary>
+    public const string SocketDir = "/run/nvmet";
+    /// <summary>The management API: a Unix socket, never TCP.</summary>
+    public const string Api = "unix:/run/nvmet/api.sock";
+    public const int NvmePort = 4420;
+    /// <summary>The read-only listener: GET /healthz, /readyz and /metrics only.</summary>
+    public const int ProbesPort = 8420;
+    public const string ProbesPortName = "probes";
+    /// <summary>The label a Pod needs for the example NetworkPolicies to admit its NVMe/TCP connections.</summary>
+    public const string ClientLabel = "nvme-tcp-client";
+    /// <summary>Where the management token's secret is mounted, and the file in it.</summary>
+    public const string TokenFile = "/var/run/secrets/nvmet/api-token";
+
+    /// <summary>Whether an NVMET_API / NVMET_API_URL value keeps management off the network: a Unix socket, or off.</summary>
+    public static bool IsOffTheNetwork(string api) => api.StartsWith("unix:", StringComparison.Ordinal) || api == "off";
+}
+
 /// <summary>A read-only view of a YAML node with its path, for assertions with useful messages: a missing key
 /// yields a node whose <see cref="Exists"/> is false instead of an exception.</summary>
 internal sealed class Y(YamlNode? node, string path)
@@ -87,6 +109,50 @@ internal static class Manifests
     public static Y TargetContainer(Y podSpec) =>
         AllContainers(podSpec).SingleOrDefault(c => c["name"].Text == "nvme-tcp-target")
         ?? throw new Xunit.Sdk.XunitException($"{podSpec}: no container named nvme-tcp-target");
+
+    /// <summary>The Pod spec of every workload (Pod, Deployment) in deploy/kubernetes, with the labels its Pods carry.</summary>
+    public static IEnumerable<(KubeObject Workload, Y Spec, IReadOnlyDictionary<string, string> Labels)> Workloads() =>
+        LoadAll().Where(o => o.Kind is "Pod" or "Deployment").Select(o => (o, o.PodSpec,
+            (IReadOnlyDictionary<string, string>)(o.Kind == "Pod" ? o.Root["metadata"]["labels"] : o.Root["spec"]["template"]["metadata"]["labels"])
+                .Entries.ToDictionary(e => e.Key, e => e.Value.S)));
+
+    /// <summary>The environment a container runs with: the image's ENV (for the target's image), then the container's
+    /// env. A fieldRef to the Pod IP yields <paramref name="podIp"/>; any other source fails the test (no secret may come
+    /// through the environment: the token is a file).</summary>
+    public static Dictionary<string, string> EffectiveEnv(Y container, string podIp = "10.244.1.17")
+    {
+        var env = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (container["image"].S.Split(':')[0].Split('/')[^1] == "nvme-tcp-target")
+            foreach (var (key, value) in DockerfileModel.Load(Repo.Dockerfile).Env("runtime")) env[key] = value;
+        Assert.False(container["envFrom"].Exists, $"{container}: envFrom would put a whole ConfigMap or Secret in the environment");
+        foreach (var e in container["env"].Items)
+        {
+            var name = e["name"].S;
+            if (e["value"].Exists) env[name] = e["value"].S;
+            else if (e["valueFrom"]["fieldRef"]["fieldPath"].Text == "status.podIP") env[name] = podIp;
+            else Assert.Fail($"{e}: {name} comes from {string.Join(",", e["valueFrom"].Keys)}; only the Pod IP may come from elsewhere (the token is a mounted file)");
+        }
+        return env;
+    }
+
+    /// <summary>The volume a container mounts at <paramref name="mountPath"/> (or a missing node), and the mount.</summary>
+    public static (Y Mount, Y Volume) MountAt(Y podSpec, Y container, string mountPath)
+    {
+        var mount = container["volumeMounts"].Find(m => m["mountPath"].Text == mountPath, mountPath);
+        var volume = podSpec["volumes"].Find(v => v["name"].Text == mount["name"].Text, mount["name"].Text ?? mountPath);
+        return (mount, volume);
+    }
+
+    /// <summary>The containers (init containers included) that mount volume <paramref name="volumeName"/>.</summary>
+    public static IEnumerable<string> MountedBy(Y podSpec, string volumeName) =>
+        AllContainers(podSpec).Where(c => c["volumeMounts"].Items.Any(m => m["name"].Text == volumeName)).Select(c => c["name"].S);
+
+    /// <summary>Whether a label selector (matchLabels only; matchExpressions are not used here and fail the test) selects these labels.</summary>
+    public static bool Selects(Y selector, IReadOnlyDictionary<string, string> labels)
+    {
+        Assert.False(selector["matchExpressions"].Exists, $"{selector}: matchExpressions are not checked by these tests");
+        return selector["matchLabels"].Entries.All(e => labels.TryGetValue(e.Key, out var v) && v == e.Value.S);
+    }
 
     /// <summary>A probe's or Service's port: a number, or the name of one of the container's ports.</summary>
     public static int ResolvePort(Y container, Y port)

@@ -1,10 +1,8 @@
-using System.Collections;
-using Target.Configuration;
-
 namespace Integration.Tests.Deploy;
 
 /// <summary>deploy/Dockerfile read as text: the stages and their order (the legacy builder builds every stage
-/// before the target one), the runtime settings, and the image's default options through the target's parser.</summary>
+/// before the target one), the runtime settings, the image's default options (management on the socket, probes on
+/// the read-only listener) and the socket's directory.</summary>
 public sealed class DockerfileTests
 {
     private static readonly DockerfileModel Dockerfile = DockerfileModel.Load(Repo.Dockerfile);
@@ -39,22 +37,46 @@ public sealed class DockerfileTests
         Assert.Matches(@"^[0-9]+(:[0-9]+)?$", resolved);
         Assert.NotEqual("0", resolved.Split(':')[0]);
 
+        // NVMe/TCP and the read-only probes listener; there is no management port.
         var exposed = ins.Where(i => i.Keyword == "EXPOSE").SelectMany(i => i.Arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToList();
-        Assert.Contains("4420/tcp", exposed);
-        Assert.Contains("8420/tcp", exposed);
-        Assert.Contains(ins, i => i.Keyword == "VOLUME" && i.Arguments.Contains("/var/lib/nvmet", StringComparison.Ordinal));
+        Assert.Equal([$"{Deployed.NvmePort}/tcp", $"{Deployed.ProbesPort}/tcp"], exposed.Order(StringComparer.Ordinal));
+        Assert.Contains(ins, i => i.Keyword == "VOLUME" && i.Arguments.Contains(Deployed.DataDir, StringComparison.Ordinal));
         // Exec form: the target is PID 1 and receives docker stop's SIGTERM itself.
         Assert.Equal("[\"/app/nvme-tcp-target\"]", ins.Last(i => i.Keyword == "ENTRYPOINT").Arguments);
+    }
 
-        // The image's defaults, as the target parses them: NVMe/TCP and the management API on every address.
-        var env = new Hashtable();
-        foreach (var (k, v) in Dockerfile.Env(stage)) env[k] = v;
-        var cl = CommandLine.Parse([], env);
-        Assert.Empty(cl.Errors);
-        var port = Assert.Single(cl.Config.Ports);
-        Assert.Equal(("0.0.0.0", 4420), (port.Address, port.Port));
-        Assert.NotNull(cl.Api);
-        Assert.Equal(("0.0.0.0", ApiConfig.DefaultPort), (cl.Api.Address, cl.Api.Port));
+    /// <summary>The image's defaults: NVMe/TCP and the read-only probes listener on every container address, the
+    /// management API only on a Unix socket (and the client pointed at it), file namespaces only in the data volume,
+    /// and no token baked in.</summary>
+    [Theory]
+    [InlineData("runtime")]
+    [InlineData("runtime-prebuilt")]
+    public void RuntimeStage_ManagementOnTheSocketOnly_ProbesOnTheReadOnlyListener(string stage)
+    {
+        var env = Dockerfile.Env(stage);
+        Assert.Equal($"0.0.0.0:{Deployed.NvmePort}", env.GetValueOrDefault("NVMET_LISTEN"));
+        Assert.Equal(Deployed.Api, env.GetValueOrDefault("NVMET_API"));
+        Assert.True(Deployed.IsOffTheNetwork(env["NVMET_API"]));
+        Assert.Equal(Deployed.Api, env.GetValueOrDefault("NVMET_API_URL"));            // docker exec ... nvme-tcp-target ns list
+        Assert.Equal($"0.0.0.0:{Deployed.ProbesPort}", env.GetValueOrDefault("NVMET_PROBES"));
+        Assert.Equal(Deployed.DataDir, env.GetValueOrDefault("NVMET_STORAGE_DIRS"));
+        // A secret never belongs in an image, and a token file the image named would have to exist for it to start.
+        Assert.DoesNotContain(env.Keys, k => k.Contains("TOKEN", StringComparison.Ordinal));
+        Assert.DoesNotContain(Dockerfile.For(stage), i => i.Keyword == "ARG" && i.Arguments.Contains("TOKEN", StringComparison.OrdinalIgnoreCase));
+    }
+
+    /// <summary>The socket's directory exists in the image, owned by the target's UID with mode 0700, so that the
+    /// target can create its socket there and no other UID can reach it.</summary>
+    [Fact]
+    public void RuntimeBase_CreatesTheSocketDirectory_OwnedByTheAppUid_Mode0700()
+    {
+        var run = Assert.Single(Dockerfile.Instructions, i => i.Stage == "runtime-base" && i.Keyword == "RUN" && i.Arguments.Contains(Deployed.SocketDir, StringComparison.Ordinal));
+        var commands = run.Arguments.Split("&&", StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(c => c.Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToList();
+        Assert.Contains(commands, c => c[0] == "mkdir" && c.Contains("-p") && c.Contains(Deployed.SocketDir) && c.Contains(Deployed.DataDir));
+        Assert.Contains(commands, c => c[0] == "chown" && c.Contains("${APP_UID}:${APP_UID}") && c.Contains(Deployed.SocketDir));
+        Assert.Contains(commands, c => c[0] == "chmod" && c[1] == "0700" && c.Skip(2).SequenceEqual([Deployed.SocketDir]));
+        Assert.DoesNotContain(commands, c => c[0] == "chmod" && c.Contains(Deployed.SocketDir) && c[1] != "0700");
     }
 
     [Fact]

@@ -91,9 +91,29 @@ public sealed class OperationsOptionsTests(Xunit.Abstractions.ITestOutputHelper 
         Assert.Equal("strict", One("ProtectSystem"));
         Assert.Equal("yes", One("PrivateTmp"));
         Assert.Equal("yes", One("ProtectHome"));
-        Assert.Contains("/var/lib/nvme-tcp-target", One("ReadWritePaths"));
+        Assert.Contains("/etc/nvme-tcp-target", One("ReadWritePaths")); // target.json is rewritten on live changes
         Assert.EndsWith("--config /etc/nvme-tcp-target/target.json", One("ExecStart"));
+        Assert.DoesNotContain("--api", One("ExecStart"));                // the environment file may move it
         Assert.DoesNotContain(settings, s => s.Key == "MemoryDenyWriteExecute"); // the JIT needs W^X off
+
+        // Environment=KEY=VALUE lines, one variable each.
+        var env = settings.Where(s => s.Key == "Environment").Select(s => s.Value.Trim('"'))
+            .ToDictionary(v => v[..v.IndexOf('=')], v => v[(v.IndexOf('=') + 1)..]);
+        // The management API on a Unix socket in the runtime directory, which systemd creates owner-only at start
+        // (and removes at stop): only the service user and root reach it, so it needs no token. Never TCP.
+        Assert.Equal("nvme-tcp-target", One("RuntimeDirectory"));
+        Assert.Equal("0700", One("RuntimeDirectoryMode"));
+        Assert.Equal("unix:/run/nvme-tcp-target/api.sock", env.GetValueOrDefault("NVMET_API"));
+        Assert.Contains("AF_UNIX", One("RestrictAddressFamilies").Split(' '));
+        Assert.DoesNotContain(env.Keys, k => k.StartsWith("NVMET_API_TOKEN", StringComparison.Ordinal)); // no secret in the unit
+        // The state directory is the storage directory: file namespaces only there.
+        Assert.Equal("nvme-tcp-target", One("StateDirectory"));
+        Assert.Equal("/var/lib/nvme-tcp-target", env.GetValueOrDefault("NVMET_STORAGE_DIRS"));
+        Assert.Equal("/var/lib/nvme-tcp-target", One("WorkingDirectory"));
+        // The probes stay on their loopback default unless the environment file moves them.
+        Assert.False(env.ContainsKey("NVMET_PROBES"));
+        // Optional; its settings override the Environment= lines (systemd.exec).
+        Assert.StartsWith("-/etc/nvme-tcp-target/", One("EnvironmentFile"));
 
         // systemd-analyze verify, with ExecStart pointing at the built program (the installed path does not exist here).
         if (!File.Exists("/usr/bin/systemd-analyze")) return;
