@@ -154,8 +154,8 @@ internal static partial class CoreLog
     [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Rejected connect from {HostNqn} at {Peer} to {SubNqn}: {Reason}")]
     public static partial void ConnectRejected(this ILogger log, string hostNqn, string peer, string subNqn, string reason);
 
-    [LoggerMessage(EventId = 104, Level = LogLevel.Error, Message = "I/O error on namespace {Nsid} ({Store}): {Error}")]
-    public static partial void StoreError(this ILogger log, uint nsid, string store, string error);
+    [LoggerMessage(EventId = 104, Level = LogLevel.Error, Message = "I/O error on namespace {Nsid} ({Store}), answered {Status}: {Error}")]
+    public static partial void StoreError(this ILogger log, uint nsid, string store, string status, string error);
 
     [LoggerMessage(EventId = 105, Level = LogLevel.Debug, Message = "Controller {Cntlid}: I/O queue {Qid} connected (size {Size})")]
     public static partial void IoQueueConnected(this ILogger log, ushort cntlid, ushort qid, int size);

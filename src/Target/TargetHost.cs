@@ -219,8 +219,8 @@ public sealed class TargetHost : IAsyncDisposable
         IBlockStore store = nc.Backend switch
         {
             "memory" => new MemoryBlockStore(size ?? throw new StoreException($"namespace {nc.Nsid}: a memory namespace needs a size")),
-            "file" => FileBlockStore.Open(nc.Path!, size),
-            "block" => FileBlockStore.Open(nc.Path!, null),
+            "file" => FileBlockStore.OpenFile(nc.Path!, size),
+            "block" => FileBlockStore.OpenBlockDevice(nc.Path!),
             _ => throw new StoreException($"namespace {nc.Nsid}: unknown backend '{nc.Backend}'"),
         };
         try
