@@ -10,6 +10,7 @@ using Nvme.Core.Model;
 using Nvme.Core.Storage;
 using Target.Configuration;
 using Target.Management;
+using Target.Storage;
 using Target.Telemetry;
 using Transport.Tcp;
 using Transport.Tcp.Net;
@@ -82,14 +83,17 @@ public sealed class TargetHost : IAsyncDisposable
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Builds the model, opens stores and starts listening. Throws <see cref="StoreException"/> for
-    /// backing store problems and <see cref="IOException"/> when a port cannot be bound.
+    /// backing store problems (<see cref="StoragePolicyException"/> for what <paramref name="storage"/> does not
+    /// allow) and <see cref="IOException"/> when a port cannot be bound. <paramref name="storage"/>: where namespaces
+    /// may keep their data; null: the policy of <paramref name="config"/>'s storage section (or the defaults).
     /// <paramref name="api"/> is the management HTTP API listener (see <see cref="CommandLine.Api"/>); null: no API
     /// (and no /metrics, /healthz, /readyz). <paramref name="telemetry"/>: OTLP export, I/O trace sampling, /metrics auth.</summary>
     public static async Task<TargetHost> StartAsync(TargetConfig config, ILoggerFactory loggerFactory, TcpTransportOptions? transportOptions = null,
-        string? configPath = null, ApiConfig? api = null, TelemetryOptions? telemetry = null)
+        string? configPath = null, ApiConfig? api = null, TelemetryOptions? telemetry = null, StoragePolicy? storage = null)
     {
         telemetry ??= new TelemetryOptions();
-        var target = BuildModel(config, loggerFactory);
+        storage ??= StoragePolicy.Create(config.Storage, configPath);
+        var target = BuildModel(config, loggerFactory, storage);
         target.TraceIoSampleRate = telemetry.TraceIoSampleRate;
         var transportMetrics = new TcpTransportMetrics();
         OtlpTelemetry? otlp = null;
@@ -103,7 +107,7 @@ public sealed class TargetHost : IAsyncDisposable
                 otlp = OtlpTelemetry.Start(telemetry);
                 log.OtlpOn(telemetry.OtlpProtocol, telemetry.OtlpEndpoint, telemetry.TraceIoSampleRate);
             }
-            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management"));
+            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management")) { Storage = storage };
             var server = new NvmeTcpServer(target, transportOptions ?? new TcpTransportOptions(), loggerFactory, transportMetrics);
             WebApplication? app = null;
             try
@@ -167,8 +171,9 @@ public sealed class TargetHost : IAsyncDisposable
 
     public const string MetricsPath = "/metrics";
 
-    /// <summary>Creates subsystems and namespaces; opens every backing store (closing them all on failure).</summary>
-    public static NvmeTarget BuildModel(TargetConfig config, ILoggerFactory loggerFactory)
+    /// <summary>Creates subsystems and namespaces; opens every backing store through <paramref name="storage"/>
+    /// (closing them all on failure).</summary>
+    public static NvmeTarget BuildModel(TargetConfig config, ILoggerFactory loggerFactory, StoragePolicy storage)
     {
         var l = config.Limits;
         var defaults = new TargetLimits();
@@ -185,7 +190,7 @@ public sealed class TargetHost : IAsyncDisposable
         var target = new NvmeTarget(limits, loggerFactory);
         try
         {
-            foreach (var sc in config.Subsystems) target.AddSubsystem(BuildSubsystem(sc));
+            foreach (var sc in config.Subsystems) target.AddSubsystem(BuildSubsystem(sc, storage));
             return target;
         }
         catch
@@ -197,13 +202,13 @@ public sealed class TargetHost : IAsyncDisposable
     }
 
     /// <summary>A subsystem with its namespaces' stores open (all closed again if one fails).</summary>
-    public static Subsystem BuildSubsystem(SubsystemConfig sc)
+    public static Subsystem BuildSubsystem(SubsystemConfig sc, StoragePolicy storage)
     {
         var sub = new Subsystem(sc.Nqn, SubsystemKind.Nvm, sc.Serial, sc.Model, sc.FirmwareRevision,
             allowAnyHost: sc.AllowAnyHost ?? sc.AllowedHosts.Count == 0, sc.AllowedHosts);
         try
         {
-            foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc));
+            foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc, storage));
         }
         catch
         {
@@ -213,14 +218,15 @@ public sealed class TargetHost : IAsyncDisposable
         return sub;
     }
 
-    public static Namespace OpenNamespace(string subsystemNqn, NamespaceConfig nc)
+    /// <summary>Opens a namespace's store: memory, or a file or block device allowed by <paramref name="storage"/>.</summary>
+    public static Namespace OpenNamespace(string subsystemNqn, NamespaceConfig nc, StoragePolicy storage)
     {
         long? size = nc.Size != null && Sizes.TryParse(nc.Size, out var s) ? s : null;
         IBlockStore store = nc.Backend switch
         {
             "memory" => new MemoryBlockStore(size ?? throw new StoreException($"namespace {nc.Nsid}: a memory namespace needs a size")),
-            "file" => FileBlockStore.OpenFile(nc.Path!, size),
-            "block" => FileBlockStore.OpenBlockDevice(nc.Path!),
+            "file" => storage.OpenFile(nc.Path!, size, nc.Preallocate == true),
+            "block" => storage.OpenBlockDevice(nc.Path!),
             _ => throw new StoreException($"namespace {nc.Nsid}: unknown backend '{nc.Backend}'"),
         };
         try

@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Globalization;
+using Target.Storage;
 
 namespace Target.Configuration;
 
@@ -17,6 +18,9 @@ public sealed class CommandLine
     /// <summary>The management API listener (defaults, then the file's "api", then NVMET_API*, then --api*);
     /// null when it is off. Kept apart from <see cref="Config"/> so that overrides are not written back to the file.</summary>
     public ApiConfig? Api { get; private set; }
+    /// <summary>The storage path policy: the file's <c>storage</c> section with --storage-dir, --allow-block-device
+    /// and their variables applied (see <see cref="StoragePolicy"/>).</summary>
+    public StoragePolicy Storage { get; private set; } = null!;
     /// <summary>OTLP export, I/O trace sampling and /metrics authentication.</summary>
     public Telemetry.TelemetryOptions Telemetry { get; } = new();
     /// <summary>How long a shutdown lets connections finish their commands (--shutdown-grace, default 10 s).</summary>
@@ -39,6 +43,12 @@ public sealed class CommandLine
             "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096.\n" +
             "NSIDs are assigned 1, 2, ... Default: memory:1G. The variable takes ';'-separated SPECs."),
         new("--allow-host", null, "NQN", "NVMET_ALLOW_HOST", "Only this host NQN may connect to the default subsystem (repeatable; default any host)."),
+        new("--storage-dir", null, "DIR", "NVMET_STORAGE_DIRS", "File namespaces must lie in one of these directories (repeatable; the variable is\n" +
+            "':'-separated; replaces storage.directories). Relative namespace paths go into the first.\n" +
+            $"Default: {StoragePolicy.RootDefaultDirectory} as root, else the config file's directory,\n" +
+            "else $XDG_STATE_HOME/nvme-tcp-target."),
+        new("--allow-block-device", null, "DEV", "NVMET_BLOCK_DEVICES", "A block device block namespaces may use (repeatable; the variable is ':'-separated;\n" +
+            "replaces storage.blockDevices). Default: none."),
         new("--mqes", null, "N", "NVMET_MQES", "CAP.MQES, maximum queue entries 0's based (default 127: queues of 128)."),
         new("--mdts", null, "N", "NVMET_MDTS", "Maximum data transfer size as 2^N x 4 KiB (default 8: 1 MiB)."),
         new("--in-capsule", null, "BYTES", "NVMET_IN_CAPSULE", "In-capsule data accepted on I/O queues (default 8192)."),
@@ -113,6 +123,7 @@ public sealed class CommandLine
             if (o.Env.Length == 0 || environment[o.Env] is not string v || v.Length == 0) continue;
             if (o.Long == "--namespace") foreach (var part in v.Split(';', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
             else if (o.Long == "--allow-host") foreach (var part in v.Split(new[] { ';', ',', ' ' }, StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
+            else if (o.Long is "--storage-dir" or "--allow-block-device") foreach (var part in v.Split(':', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
             else values.Add((o, v));
         }
         var fromCli = new List<(Option, string?)>();
@@ -130,10 +141,11 @@ public sealed class CommandLine
             fromCli.Add((o, value));
         }
         // Repeatable options given on the command line replace the environment's list.
-        foreach (var name in new[] { "--namespace", "--allow-host" })
+        foreach (var name in new[] { "--namespace", "--allow-host", "--storage-dir", "--allow-block-device" })
             if (fromCli.Any(x => x.Item1.Long == name)) values.RemoveAll(x => x.Option.Long == name);
         values.AddRange(fromCli);
         cl.Apply(values, environment);
+        cl.Storage = StoragePolicy.Create(cl.Config.Storage, cl.ConfigPath, environment);
         return cl;
     }
 
@@ -177,6 +189,12 @@ public sealed class CommandLine
             }
             Config.Subsystems.Add(sub);
         }
+
+        // The storage lists of the command line (or environment) replace the file's; like every override they are
+        // not written back to the file (the manager saves only subsystems).
+        string Rooted(string p) => Path.IsPathRooted(p) ? p : Path.Join(Environment.CurrentDirectory, p);
+        if (All("--storage-dir").ToList() is { Count: > 0 } dirs) (Config.Storage ??= new()).Directories = [.. dirs.Select(Rooted)];
+        if (All("--allow-block-device").ToList() is { Count: > 0 } devices) (Config.Storage ??= new()).BlockDevices = [.. devices.Select(Rooted)];
 
         if (Last("--listen") is string listen)
         {

@@ -69,18 +69,19 @@ public static class ConfigValidator
                 if (ns.Size is null) e.Add($"{where}: a memory namespace needs a size");
                 if (ns.Path != null) e.Add($"{where}: a memory namespace has no path");
                 break;
+            // Whether the path exists, where it resolves and whether it may be used is the storage policy's
+            // (Storage.StoragePolicy), which resolves relative paths against the storage directory.
             case "file":
                 if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a file namespace needs a path");
-                else if (!File.Exists(ns.Path) && ns.Size is null) e.Add($"{where}: backing file '{ns.Path}' does not exist (give a size to create it)");
                 break;
             case "block":
                 if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a block namespace needs a device path");
-                else if (!File.Exists(ns.Path)) e.Add($"{where}: block device '{ns.Path}' does not exist");
                 break;
             default:
                 e.Add($"{where}: backend '{ns.Backend}' is not memory, file or block");
                 break;
         }
+        if (ns.Preallocate == true && ns.Backend != "file") e.Add($"{where}: preallocate is for file namespaces only");
         return e;
     }
 }

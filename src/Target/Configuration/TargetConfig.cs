@@ -12,6 +12,9 @@ public sealed class TargetConfig
     public string? LogLevel { get; set; }
     /// <summary>The management HTTP API; absent means the default (127.0.0.1:8420, no token).</summary>
     public ApiConfig? Api { get; set; }
+    /// <summary>Where file namespaces may live and which block devices may back namespaces; absent means the
+    /// default directory and no block devices (see <see cref="Storage.StoragePolicy"/>).</summary>
+    public StorageConfig? Storage { get; set; }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -44,6 +47,16 @@ public sealed class ApiConfig
     public int Port { get; set; } = DefaultPort;
     /// <summary>When set, every request needs "Authorization: Bearer TOKEN".</summary>
     public string? Token { get; set; }
+}
+
+/// <summary>The storage path policy's settings (README "Storage"). Relative directories are relative to the
+/// configuration file's directory.</summary>
+public sealed class StorageConfig
+{
+    /// <summary>File namespaces must resolve into one of these; the first is where relative paths go.</summary>
+    public List<string>? Directories { get; set; }
+    /// <summary>The only block devices a block namespace may use (compared by real path).</summary>
+    public List<string>? BlockDevices { get; set; }
 }
 
 public sealed class LimitsConfig
@@ -82,6 +95,9 @@ public sealed class NamespaceConfig
     public string? Size { get; set; }
     public int BlockSize { get; set; } = 512;
     public Guid? Uuid { get; set; }
+    /// <summary>File namespaces: allocate the whole file when it is created (and the new range when it grows), so
+    /// a full disk is found then rather than by a host's write.</summary>
+    public bool? Preallocate { get; set; }
 }
 
 /// <summary>Reads a size given as a string ("1G") or as a number of bytes; writes a string.</summary>

@@ -86,7 +86,7 @@ public static class ManagementApi
                 return TypedResults.Created(SubsystemUri(info.Nqn), info);
             })
             .WithName("CreateSubsystem").WithSummary("Creates a subsystem (same fields as a 'subsystems' entry of the configuration file).")
-            .ProducesProblem(400).ProducesProblem(409);
+            .ProducesProblem(400).ProducesProblem(403).ProducesProblem(409);
         subsystems.MapGet("/subsystems/{nqn}", (string nqn) => m.GetSubsystem(Unescape(nqn)))
             .WithName("GetSubsystem").WithSummary("One subsystem.").ProducesProblem(404);
         subsystems.MapDelete("/subsystems/{nqn}", async (string nqn) =>
@@ -107,7 +107,7 @@ public static class ManagementApi
             })
             .WithName("AddNamespace")
             .WithSummary("Hot-adds a namespace (nsid 0 or absent: the lowest free one); connected hosts get a namespace-changed event.")
-            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+            .ProducesProblem(400).ProducesProblem(403).ProducesProblem(404).ProducesProblem(409);
         namespaces.MapGet("/namespaces/{nsid}", (string nqn, uint nsid) => m.GetNamespace(Unescape(nqn), nsid))
             .WithName("GetNamespace").WithSummary("One namespace.").ProducesProblem(404);
         namespaces.MapDelete("/namespaces/{nsid}", async (string nqn, uint nsid) =>
@@ -172,6 +172,7 @@ public static class ManagementApi
             {
                 ManagementError.NotFound => StatusCodes.Status404NotFound,
                 ManagementError.Conflict => StatusCodes.Status409Conflict,
+                ManagementError.Forbidden => StatusCodes.Status403Forbidden,
                 _ => StatusCodes.Status400BadRequest,
             };
             await WriteProblemAsync(ctx, status, e.Message, json).ConfigureAwait(false);
@@ -249,6 +250,7 @@ public static class ManagementApi
     {
         400 => "https://tools.ietf.org/html/rfc9110#section-15.5.1",
         401 => "https://tools.ietf.org/html/rfc9110#section-15.5.2",
+        403 => "https://tools.ietf.org/html/rfc9110#section-15.5.4",
         404 => "https://tools.ietf.org/html/rfc9110#section-15.5.5",
         405 => "https://tools.ietf.org/html/rfc9110#section-15.5.6",
         409 => "https://tools.ietf.org/html/rfc9110#section-15.5.10",

@@ -3,6 +3,7 @@ using Nvme.Core;
 using Nvme.Core.Model;
 using Nvme.Core.Storage;
 using Target.Configuration;
+using Target.Storage;
 
 namespace Target.Management;
 
@@ -34,6 +35,10 @@ public sealed partial class TargetManager
 
     /// <summary>Where accepted changes are persisted; null when the target runs without a configuration file.</summary>
     public string? ConfigPath { get; }
+
+    /// <summary>Where namespaces added or created at run time may keep their data: the target's start-up policy
+    /// (TargetHost sets it); default the built-in defaults (no configured directories, no block devices).</summary>
+    public StoragePolicy Storage { get; init; } = StoragePolicy.Create(null, null);
 
     /// <summary>How long a hot-remove waits for in-flight I/O before detaching anyway.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -72,7 +77,9 @@ public sealed partial class TargetManager
         var errors = ConfigValidator.ValidateSubsystem(sc);
         if (errors.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", errors));
         if (_target.FindSubsystem(sc.Nqn) != null) throw new ManagementException(ManagementError.Conflict, $"subsystem {sc.Nqn} already exists");
-        var built = TargetHost.BuildSubsystem(sc); // opens the namespaces' stores; throws StoreException
+        Subsystem built;
+        try { built = TargetHost.BuildSubsystem(sc, Storage); } // opens the namespaces' stores
+        catch (StoreException e) { throw Refused(e); }
         try { _target.AddSubsystem(built); }
         catch (InvalidOperationException e)
         {
@@ -204,11 +211,15 @@ public sealed partial class TargetManager
 
     private SubsystemConfig ConfigOf(string nqn) => _config.Subsystems.First(s => s.Nqn == nqn);
 
-    private static Namespace OpenStore(string nqn, NamespaceConfig nc)
+    private Namespace OpenStore(string nqn, NamespaceConfig nc)
     {
-        try { return TargetHost.OpenNamespace(nqn, nc); }
-        catch (StoreException e) { throw new ManagementException(ManagementError.Invalid, e.Message); }
+        try { return TargetHost.OpenNamespace(nqn, nc, Storage); }
+        catch (StoreException e) { throw Refused(e); }
     }
+
+    /// <summary>A store that could not be opened: 403 when the storage policy refused it, 400 otherwise.</summary>
+    private static ManagementException Refused(StoreException e) =>
+        new(e is StoragePolicyException ? ManagementError.Forbidden : ManagementError.Invalid, e.Message);
 
     private static SubsystemInfo Describe(Subsystem s) => new(s.Nqn, s.Serial, s.Model, s.FirmwareRevision, s.AllowAnyHost,
         [.. s.AllowedHosts.Order(StringComparer.Ordinal)], s.Namespaces.OrderBy(n => n.Nsid).Select(n => Describe(s, n)).ToList(), s.Controllers.Count);
