@@ -157,7 +157,7 @@ public sealed class FileBlockStore : IBlockStore
         int err = Native.posix_fallocate((int)handle.DangerousGetHandle(), offset, length);
         if (err == 0) return;
         string free = "";
-        try { free = $"; the file system has {FormatBytes(new DriveInfo(path).AvailableFreeSpace)} free"; }
+        try { free = $"; the file system has {FormatBytes(new DriveInfo(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!).AvailableFreeSpace)} free"; }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException) { }
         throw new StoreException($"cannot preallocate {FormatBytes(length)} for backing file '{path}': {UnixFile.ErrorText(err)}{free}; {consequence}");
     }

@@ -40,7 +40,8 @@ public sealed class CommandLine
         new("--api-token", null, "TOKEN", "NVMET_API_TOKEN", "Require \"Authorization: Bearer TOKEN\" on every management API request."),
         new("--nqn", null, "NQN", "NVMET_NQN", $"NQN of the default subsystem (default {DefaultNqn}); not with --config."),
         new("--namespace", "-n", "SPEC", "NVMET_NAMESPACE", "Namespace of the default subsystem, repeatable; not with --config. SPEC is\n" +
-            "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096.\n" +
+            "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096\n" +
+            "and, for a file, ,prealloc (allocate it in full when created: a full disk shows then).\n" +
             "NSIDs are assigned 1, 2, ... Default: memory:1G. The variable takes ';'-separated SPECs."),
         new("--allow-host", null, "NQN", "NVMET_ALLOW_HOST", "Only this host NQN may connect to the default subsystem (repeatable; default any host)."),
         new("--storage-dir", null, "DIR", "NVMET_STORAGE_DIRS", "File namespaces must lie in one of these directories (repeatable; the variable is\n" +
@@ -294,7 +295,7 @@ public sealed class CommandLine
         }
     }
 
-    /// <summary>memory:SIZE | file:PATH[:SIZE] | block:DEVICE, with an optional ",bs=512|4096".</summary>
+    /// <summary>memory:SIZE | file:PATH[:SIZE] | block:DEVICE, with optional ",bs=512|4096" and (file) ",prealloc".</summary>
     public static NamespaceConfig? ParseNamespaceSpec(string spec, uint nsid, out string? error)
     {
         error = null;
@@ -307,7 +308,8 @@ public sealed class CommandLine
             foreach (var opt in spec[(comma + 1)..].Split(','))
             {
                 if (opt.StartsWith("bs=", StringComparison.Ordinal) && int.TryParse(opt[3..], CultureInfo.InvariantCulture, out int bs)) ns.BlockSize = bs;
-                else { error = $"namespace '{spec}': unknown option '{opt}' (only bs=512|4096)"; return null; }
+                else if (opt == "prealloc") ns.Preallocate = true;
+                else { error = $"namespace '{spec}': unknown option '{opt}' (only bs=512|4096 and prealloc)"; return null; }
             }
         }
         int colon = body.IndexOf(':');

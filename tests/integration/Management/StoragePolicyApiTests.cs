@@ -63,4 +63,24 @@ public sealed class StoragePolicyApiTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(4L << 20, new FileInfo(In("disk2.img")).Length);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(In("disk2.img")));
     }
+    [Fact]
+    public async Task Cli_NsAddPreallocate_AllocatesTheFile()
+    {
+        await using var t = await StartAsync();
+        var image = In("pre.img");
+        var (code, stdout, stderr) = await Cli.RunAsync("ns", "add", "--file", image, "--size", "2M", "--preallocate", "--api", t.ApiUrl);
+        Assert.True(code == 0, stdout + stderr);
+        Assert.Contains($"file {image}, 2 MiB", stdout);
+        var blocks = long.Parse(Root.Run("stat", "-c", "%b", image).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(blocks * 512 >= 2L << 20, $"only {blocks * 512} bytes allocated");
+        (code, _, stderr) = await Cli.RunAsync("ns", "add", "--memory", "1M", "--preallocate", "--api", t.ApiUrl);
+        Assert.Equal(2, code);
+        Assert.Contains("--preallocate goes with --file", stderr);
+        // The spec form of the same option.
+        var cl = CommandLine.Parse(["--namespace", "file:x.img:1M,prealloc", "--namespace", "file:y.img:1M,bs=4096,prealloc"], new Dictionary<string, string>());
+        Assert.Empty(cl.Errors);
+        Assert.All(cl.Config.Subsystems[0].Namespaces, n => Assert.True(n.Preallocate));
+        Assert.Equal(4096, cl.Config.Subsystems[0].Namespaces[1].BlockSize);
+        Assert.Contains("only bs=512|4096 and prealloc", Assert.Single(CommandLine.Parse(["--namespace", "file:x.img:1M,sparse"], new Dictionary<string, string>()).Errors));
+    }
 }
