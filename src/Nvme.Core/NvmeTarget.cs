@@ -48,6 +48,20 @@ public sealed class NvmeTarget : IDisposable
     public IReadOnlyCollection<Subsystem> Subsystems => Volatile.Read(ref _subsystems).Values.ToArray();
     public IReadOnlyList<Port> Ports => Volatile.Read(ref _ports);
 
+    /// <summary>What the memory namespaces of every subsystem promise together: the sum of their sizes (see
+    /// <see cref="TargetLimits.MemoryNamespaceLimit"/>).</summary>
+    public long MemoryNamespaceBytes
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var s in Volatile.Read(ref _subsystems).Values)
+                foreach (var ns in s.Namespaces)
+                    if (ns.Store is Storage.MemoryBlockStore m) sum += m.Length;
+            return sum;
+        }
+    }
+
     /// <summary>Discovery log generation counter; bumped whenever what the log would list changes.</summary>
     public ulong DiscoveryGeneration => (ulong)Interlocked.Read(ref _discoveryGeneration);
 

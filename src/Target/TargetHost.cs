@@ -186,7 +186,10 @@ public sealed class TargetHost : IAsyncDisposable
             MaxIoQueues = (ushort)(l.IoQueues ?? defaults.MaxIoQueues),
             C2HSuccessOptimization = l.C2HSuccess ?? defaults.C2HSuccessOptimization,
             DataBufferBudget = l.DataBufferBudget != null && Sizes.TryParse(l.DataBufferBudget, out long budget) ? budget : defaults.DataBufferBudget,
+            MemoryNamespaceLimit = MemoryNamespaceLimit.Resolve(l.MemoryNamespaces),
         };
+        if (MemoryNamespaceLimit.Check(limits.MemoryNamespaceLimit, 0, MemoryNamespaceLimit.SizeOf(config.Subsystems)) is string tooMuch)
+            throw new StoreException(tooMuch);
         var target = new NvmeTarget(limits, loggerFactory);
         try
         {

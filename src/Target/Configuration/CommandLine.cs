@@ -57,6 +57,8 @@ public sealed class CommandLine
         new("--io-queues", null, "N", "NVMET_IO_QUEUES", "I/O queues per controller (default 64)."),
         new("--data-buffer-budget", null, "SIZE", "NVMET_DATA_BUFFER_BUDGET", "Memory all data buffers over 16 KiB may take together (default 64M, at least\n" +
             "one MDTS): a command that finds it spent waits for a buffer before its R2T or read."),
+        new("--memory-namespaces", null, "SIZE", "NVMET_MEMORY_NAMESPACES", "Total size memory namespaces may have together (default 3/4 of the available\n" +
+            "memory; 0 allows none): adding or growing one past it is refused."),
         new("--c2h-success", null, "on|off", "NVMET_C2H_SUCCESS", "Complete reads with C2HData SUCCESS when the host disabled SQ flow control (default on)."),
         new("--log-level", null, "LEVEL", "NVMET_LOG_LEVEL", "trace, debug, information, warning or error (default information)."),
         new("--log-format", null, "simple|json", "NVMET_LOG_FORMAT", "Console log format: one line per message, or one JSON object per line with the\n" +
@@ -222,6 +224,7 @@ public sealed class CommandLine
         Config.Limits.MaxH2CData = Int("--max-h2c-data") ?? Config.Limits.MaxH2CData;
         Config.Limits.IoQueues = Int("--io-queues") ?? Config.Limits.IoQueues;
         Config.Limits.DataBufferBudget = Last("--data-buffer-budget") ?? Config.Limits.DataBufferBudget;
+        Config.Limits.MemoryNamespaces = Last("--memory-namespaces") ?? Config.Limits.MemoryNamespaces;
         if (Last("--c2h-success") is string c2h)
         {
             if (c2h is "on" or "true" or "1") Config.Limits.C2HSuccess = true;

@@ -1,6 +1,7 @@
 using System.Net;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
+using Target.Storage;
 
 namespace Target.Configuration;
 
@@ -27,6 +28,11 @@ public static class ConfigValidator
         if (l.IoQueues is < 1 or > 1024) e.Add($"limits.ioQueues {l.IoQueues} is outside 1..1024");
         if (l.DataBufferBudget is string budget && (!Sizes.TryParse(budget, out long b) || b < 1 << 20))
             e.Add($"limits.dataBufferBudget '{budget}' is not a size of at least 1M (e.g. 64M, 1G)");
+
+        if (l.MemoryNamespaces is string memory && !Sizes.TryParse(memory, out _) && !Sizes.IsZero(memory))
+            e.Add($"limits.memoryNamespaces '{memory}' is not a size (e.g. 8G, 512M; 0 allows no memory namespaces)");
+        else if (MemoryNamespaceLimit.Check(MemoryNamespaceLimit.Resolve(l.MemoryNamespaces), 0, MemoryNamespaceLimit.SizeOf(c.Subsystems)) is string tooMuch)
+            e.Add(tooMuch);
 
         if (c.Subsystems.Count == 0) e.Add("no subsystems: add at least one to 'subsystems'");
         foreach (var s in c.Subsystems) e.AddRange(ValidateSubsystem(s));

@@ -69,6 +69,10 @@ public sealed class LimitsConfig
     public bool? C2HSuccess { get; set; }
     /// <summary>Size ("64M") all data buffers over 16 KiB may take together; commands wait when it is spent.</summary>
     public string? DataBufferBudget { get; set; }
+    /// <summary>Total size ("8G") memory namespaces may have together; default 3/4 of the available memory; "0"
+    /// allows none.</summary>
+    [JsonConverter(typeof(SizeJsonConverter))]
+    public string? MemoryNamespaces { get; set; }
 }
 
 public sealed class SubsystemConfig

@@ -77,6 +77,7 @@ public sealed partial class TargetManager
         var errors = ConfigValidator.ValidateSubsystem(sc);
         if (errors.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", errors));
         if (_target.FindSubsystem(sc.Nqn) != null) throw new ManagementException(ManagementError.Conflict, $"subsystem {sc.Nqn} already exists");
+        CheckMemoryLimit(MemoryNamespaceLimit.SizeOf([sc]));
         Subsystem built;
         try { built = TargetHost.BuildSubsystem(sc, Storage); } // opens the namespaces' stores
         catch (StoreException e) { throw Refused(e); }
@@ -146,6 +147,7 @@ public sealed partial class TargetManager
         var ns = s.GetNamespace(nsid) ?? throw new ManagementException(ManagementError.NotFound, $"namespace {nsid} does not exist in {nqn}");
         if (!Sizes.TryParse(size, out long bytes)) throw new ManagementException(ManagementError.Invalid, $"size '{size}' is not a size (e.g. 2G, 512M, 1073741824)");
         if (bytes % ns.BlockSize != 0) throw new ManagementException(ManagementError.Invalid, $"size {bytes} is not a multiple of the block size {ns.BlockSize}");
+        if (ns.Store is MemoryBlockStore) CheckMemoryLimit(bytes - ns.Store.Length);
         ulong before = ns.BlockCount;
         try { await s.ResizeNamespaceAsync(nsid, bytes, force, DrainTimeout).ConfigureAwait(false); }
         catch (InvalidOperationException e) { throw new ManagementException(ManagementError.Conflict, e.Message); }
@@ -213,8 +215,17 @@ public sealed partial class TargetManager
 
     private Namespace OpenStore(string nqn, NamespaceConfig nc)
     {
+        CheckMemoryLimit(MemoryNamespaceLimit.SizeOf(nc));
         try { return TargetHost.OpenNamespace(nqn, nc, Storage); }
         catch (StoreException e) { throw Refused(e); }
+    }
+
+    /// <summary>Refuses (400) a change that would take the memory namespaces past their total limit. Changes are
+    /// serialised, so the sum cannot move between this check and the change.</summary>
+    private void CheckMemoryLimit(long adding)
+    {
+        if (MemoryNamespaceLimit.Check(_target.Limits.MemoryNamespaceLimit, _target.MemoryNamespaceBytes, adding) is string tooMuch)
+            throw new ManagementException(ManagementError.Invalid, tooMuch);
     }
 
     /// <summary>A store that could not be opened: 403 when the storage policy refused it, 400 otherwise.</summary>

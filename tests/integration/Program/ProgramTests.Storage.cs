@@ -1,7 +1,7 @@
 namespace Integration.Tests.Program;
 
-/// <summary>The storage policy at start, with the real executable: refusals exit 2, one line each, before
-/// anything listens.</summary>
+/// <summary>The storage policy and the memory namespace limit at start, with the real executable: refusals exit 2,
+/// one line each, before anything listens.</summary>
 public sealed partial class ProgramTests
 {
     [Fact]
@@ -51,5 +51,26 @@ public sealed partial class ProgramTests
         Assert.Equal(2, code);
         Assert.Contains("file namespace '/etc/shadow' is outside the storage directories (", err);
         Assert.Contains("allow its directory with --storage-dir DIR or storage.directories", err);
+    }
+    [Theory]
+    [InlineData(new[] { "--memory-namespaces", "64M", "--namespace", "memory:32M", "--namespace", "memory:48M" },
+        "error: memory namespaces would take 80 MiB of RAM together, more than the limit of 64 MiB (limits.memoryNamespaces or --memory-namespaces SIZE")]
+    [InlineData(new[] { "--namespace", "memory:16T" }, "more than the limit of ")] // the default: 3/4 of this machine's memory
+    [InlineData(new[] { "--memory-namespaces", "lots" }, "limits.memoryNamespaces 'lots' is not a size")]
+    public async Task MemoryNamespaces_PastTheLimit_Exit2(string[] args, string message)
+    {
+        var (code, stdout, err) = await RunAsync([.. args, "--api", "off"]);
+        Assert.Equal(2, code);
+        Assert.Contains(message, err);
+        Assert.DoesNotContain("Listening", stdout);
+    }
+    [Fact]
+    public async Task Help_DocumentsTheStorageOptions()
+    {
+        var (code, output, _) = await RunAsync("--help");
+        Assert.Equal(0, code);
+        foreach (var option in new[] { "--storage-dir DIR", "NVMET_STORAGE_DIRS", "--allow-block-device DEV", "NVMET_BLOCK_DEVICES",
+                     "--memory-namespaces SIZE", "NVMET_MEMORY_NAMESPACES", ",prealloc", "/var/lib/nvme-tcp-target" })
+            Assert.Contains(option, output);
     }
 }
