@@ -165,13 +165,14 @@ public sealed class CommandLine
         if (ConfigPath != null)
         {
             if (!File.Exists(ConfigPath)) { Errors.Add($"configuration file '{ConfigPath}' does not exist"); return; }
+            var json = File.ReadAllText(ConfigPath);
             try
             {
-                Config = System.Text.Json.JsonSerializer.Deserialize<TargetConfig>(File.ReadAllText(ConfigPath), TargetConfig.Json) ?? new TargetConfig();
+                Config = System.Text.Json.JsonSerializer.Deserialize<TargetConfig>(json, TargetConfig.Json) ?? new TargetConfig();
             }
             catch (System.Text.Json.JsonException e)
             {
-                Errors.Add($"configuration file '{ConfigPath}': {e.Message}");
+                Errors.Add($"configuration file '{ConfigPath}': {ConfigJsonErrors.Describe(e, json, typeof(TargetConfig), TargetConfig.Json)}");
                 return;
             }
             foreach (var name in new[] { "--nqn", "--namespace", "--allow-host" })

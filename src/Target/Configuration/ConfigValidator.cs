@@ -67,7 +67,8 @@ public static class ConfigValidator
         if (ns.Nsid == 0 || ns.Nsid > maxNsid) e.Add($"{where}: NSID must be 1..{maxNsid}");
         if (ns.BlockSize is not (512 or 4096)) e.Add($"{where}: blockSize {ns.BlockSize} must be 512 or 4096");
         long size = 0;
-        if (ns.Size != null && !Sizes.TryParse(ns.Size, out size)) e.Add($"{where}: size '{ns.Size}' is not a size (e.g. 1G, 512M, 1073741824)");
+        if (ns.Size != null && Sizes.IsZero(ns.Size)) e.Add($"{where}: size must be greater than zero (e.g. 1G, 512M, 1073741824)");
+        else if (ns.Size != null && !Sizes.TryParse(ns.Size, out size)) e.Add($"{where}: size '{ns.Size}' is not a size (e.g. 1G, 512M, 1073741824)");
         else if (ns.Size != null && size < ns.BlockSize) e.Add($"{where}: size {size} is smaller than one block");
         switch (ns.Backend)
         {

@@ -145,7 +145,8 @@ public sealed partial class TargetManager
     {
         var s = Find(nqn);
         var ns = s.GetNamespace(nsid) ?? throw new ManagementException(ManagementError.NotFound, $"namespace {nsid} does not exist in {nqn}");
-        if (!Sizes.TryParse(size, out long bytes)) throw new ManagementException(ManagementError.Invalid, $"size '{size}' is not a size (e.g. 2G, 512M, 1073741824)");
+        if (!Sizes.TryParse(size, out long bytes))
+            throw new ManagementException(ManagementError.Invalid, Sizes.IsZero(size) ? "size must be greater than zero" : $"size '{size}' is not a size (e.g. 2G, 512M, 1073741824)");
         if (bytes % ns.BlockSize != 0) throw new ManagementException(ManagementError.Invalid, $"size {bytes} is not a multiple of the block size {ns.BlockSize}");
         if (ns.Store is MemoryBlockStore) CheckMemoryLimit(bytes - ns.Store.Length);
         ulong before = ns.BlockCount;

@@ -33,6 +33,9 @@ public sealed class MemoryNamespaceLimitTests(ITestOutputHelper output)
         await t.Http.PostJsonAsync(ns + "/2/resize", new { size = "36M" }, HttpStatusCode.OK); // 100 MiB: exactly the limit
         await t.Http.PostJsonAsync(ns + "/2/resize", new { size = "16M", force = true }, HttpStatusCode.OK); // shrinking is always fine
         Assert.Equal((64L + 16) << 20, t.Host.Target.MemoryNamespaceBytes);
+        // A zero size is named as such, not "not a size".
+        await t.Http.ProblemAsync(HttpMethod.Post, ns, new { backend = "memory", size = "0" }, HttpStatusCode.BadRequest, "size must be greater than zero");
+        await t.Http.ProblemAsync(HttpMethod.Post, ns + "/2/resize", new { size = "0M", force = true }, HttpStatusCode.BadRequest, "size must be greater than zero");
 
         using var http = new HttpClient { BaseAddress = new Uri(t.ApiUrl) };
         var metrics = PrometheusText.Parse(await http.GetStringAsync("/metrics"));
