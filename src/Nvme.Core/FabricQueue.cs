@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Nvme.Core.Commands;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
+using Nvme.Core.Storage;
 using Nvme.Core.Telemetry;
 
 namespace Nvme.Core;
@@ -109,10 +110,17 @@ public sealed class FabricQueue
     {
         NvmeStatus status;
         try { status = await pending.ConfigureAwait(false); }
+        catch (StoreIoException e)
+        {
+            // The store says what the host should hear: a read past the end of a shrunk file is a media error,
+            // a full file system Capacity Exceeded (both with DNR: retrying cannot help).
+            status = e.Status;
+            Target.Log.StoreError(req.Sqe.Nsid, req.Namespace?.Store.Description ?? "?", CoreMetrics.StatusLabel(status), e.Message);
+        }
         catch (Exception e)
         {
-            Target.Log.StoreError(req.Sqe.Nsid, req.Namespace?.Store.Description ?? "?", e.Message);
             status = NvmeStatus.InternalError;
+            Target.Log.StoreError(req.Sqe.Nsid, req.Namespace?.Store.Description ?? "?", CoreMetrics.StatusLabel(status), e.Message);
         }
         Complete(req, status);
     }

@@ -48,6 +48,20 @@ public sealed class NvmeTarget : IDisposable
     public IReadOnlyCollection<Subsystem> Subsystems => Volatile.Read(ref _subsystems).Values.ToArray();
     public IReadOnlyList<Port> Ports => Volatile.Read(ref _ports);
 
+    /// <summary>What the memory namespaces of every subsystem promise together: the sum of their sizes (see
+    /// <see cref="TargetLimits.MemoryNamespaceLimit"/>).</summary>
+    public long MemoryNamespaceBytes
+    {
+        get
+        {
+            long sum = 0;
+            foreach (var s in Volatile.Read(ref _subsystems).Values)
+                foreach (var ns in s.Namespaces)
+                    if (ns.Store is Storage.MemoryBlockStore m) sum += m.Length;
+            return sum;
+        }
+    }
+
     /// <summary>Discovery log generation counter; bumped whenever what the log would list changes.</summary>
     public ulong DiscoveryGeneration => (ulong)Interlocked.Read(ref _discoveryGeneration);
 
@@ -154,8 +168,8 @@ internal static partial class CoreLog
     [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Rejected connect from {HostNqn} at {Peer} to {SubNqn}: {Reason}")]
     public static partial void ConnectRejected(this ILogger log, string hostNqn, string peer, string subNqn, string reason);
 
-    [LoggerMessage(EventId = 104, Level = LogLevel.Error, Message = "I/O error on namespace {Nsid} ({Store}): {Error}")]
-    public static partial void StoreError(this ILogger log, uint nsid, string store, string error);
+    [LoggerMessage(EventId = 104, Level = LogLevel.Error, Message = "I/O error on namespace {Nsid} ({Store}), answered {Status}: {Error}")]
+    public static partial void StoreError(this ILogger log, uint nsid, string store, string status, string error);
 
     [LoggerMessage(EventId = 105, Level = LogLevel.Debug, Message = "Controller {Cntlid}: I/O queue {Qid} connected (size {Size})")]
     public static partial void IoQueueConnected(this ILogger log, ushort cntlid, ushort qid, int size);

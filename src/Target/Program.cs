@@ -13,7 +13,8 @@ if (args.Length > 0 && ClientCli.IsCommand(args[0])) return await ClientCli.RunA
 var cl = CommandLine.Parse(args);
 if (cl.ShowHelp) { Console.Out.Write(CommandLine.HelpText()); return 0; }
 if (cl.ShowVersion) { Console.Out.WriteLine(Assembly.GetExecutingAssembly().GetName().Version); return 0; }
-var errors = cl.Errors.Count > 0 ? cl.Errors : ConfigValidator.Validate(cl.Config);
+// The storage policy checks the namespaces with the same code that opens them: every refusal on its own line.
+var errors = cl.Errors.Count > 0 ? cl.Errors : [.. ConfigValidator.Validate(cl.Config), .. cl.Storage.Validate(cl.Config)];
 if (errors.Count > 0)
 {
     foreach (var e in errors) Console.Error.WriteLine($"error: {e}");
@@ -71,7 +72,7 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal
 TargetHost host;
 try
 {
-    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath, api: cl.Api, telemetry: cl.Telemetry, probes: cl.Probes);
+    host = await TargetHost.StartAsync(cl.Config, loggers, configPath: cl.ConfigPath, api: cl.Api, telemetry: cl.Telemetry, probes: cl.Probes, storage: cl.Storage);
     host.ShutdownGrace = cl.ShutdownGrace;
 }
 catch (StoreException e)

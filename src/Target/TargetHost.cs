@@ -11,6 +11,7 @@ using Nvme.Core.Storage;
 using Target.Configuration;
 using Target.Http;
 using Target.Management;
+using Target.Storage;
 using Target.Telemetry;
 using Transport.Tcp;
 using Transport.Tcp.Net;
@@ -97,19 +98,22 @@ public sealed class TargetHost : IAsyncDisposable
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Builds the model, opens stores and starts listening. Throws <see cref="StoreException"/> for
-    /// backing store problems and <see cref="IOException"/> when a port or the API socket cannot be bound.
-    /// <paramref name="api"/> is the management HTTP API listener as resolved by <see cref="CommandLine.Api"/> (a Unix
-    /// socket, or TCP with a token); null: no API. <paramref name="probes"/> is the read-only listener for /healthz,
-    /// /readyz and /metrics; null: none. <paramref name="telemetry"/>: OTLP export, I/O trace sampling, /metrics auth.</summary>
+    /// backing store problems (<see cref="StoragePolicyException"/> for what <paramref name="storage"/> does not
+    /// allow) and <see cref="IOException"/> when a port or the API socket cannot be bound. <paramref name="storage"/>:
+    /// where namespaces may keep their data; null: the policy of <paramref name="config"/>'s storage section (or the
+    /// defaults). <paramref name="api"/> is the management HTTP API listener as resolved by <see cref="CommandLine.Api"/>
+    /// (a Unix socket, or TCP with a token); null: no API. <paramref name="probes"/> is the read-only listener for
+    /// /healthz, /readyz and /metrics; null: none. <paramref name="telemetry"/>: OTLP export, I/O trace sampling, /metrics auth.</summary>
     public static async Task<TargetHost> StartAsync(TargetConfig config, ILoggerFactory loggerFactory, TcpTransportOptions? transportOptions = null,
-        string? configPath = null, ApiConfig? api = null, TelemetryOptions? telemetry = null, ProbesConfig? probes = null)
+        string? configPath = null, ApiConfig? api = null, TelemetryOptions? telemetry = null, ProbesConfig? probes = null, StoragePolicy? storage = null)
     {
         telemetry ??= new TelemetryOptions();
         if (api is { IsTcp: true, Token: null }) throw new ArgumentException("a management API on TCP needs a token", nameof(api));
         if (api is { IsTcp: false, Socket: null }) throw new ArgumentException("a management API on a Unix socket needs its path", nameof(api));
         if (telemetry.MetricsRequireToken && api?.Token is null)
             throw new ArgumentException("--metrics-auth token needs an API token (--api-token-file)", nameof(telemetry));
-        var target = BuildModel(config, loggerFactory);
+        storage ??= StoragePolicy.Create(config.Storage, configPath);
+        var target = BuildModel(config, loggerFactory, storage);
         target.TraceIoSampleRate = telemetry.TraceIoSampleRate;
         var transportMetrics = new TcpTransportMetrics();
         var managementMetrics = new ManagementMetrics();
@@ -124,7 +128,7 @@ public sealed class TargetHost : IAsyncDisposable
                 otlp = OtlpTelemetry.Start(telemetry);
                 log.OtlpOn(telemetry.OtlpProtocol, telemetry.OtlpEndpoint, telemetry.TraceIoSampleRate);
             }
-            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management"));
+            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management")) { Storage = storage };
             var server = new NvmeTcpServer(target, transportOptions ?? new TcpTransportOptions(), loggerFactory, transportMetrics);
             HttpListeners? http = null;
             try
@@ -161,8 +165,9 @@ public sealed class TargetHost : IAsyncDisposable
 
     public const string MetricsPath = "/metrics";
 
-    /// <summary>Creates subsystems and namespaces; opens every backing store (closing them all on failure).</summary>
-    public static NvmeTarget BuildModel(TargetConfig config, ILoggerFactory loggerFactory)
+    /// <summary>Creates subsystems and namespaces; opens every backing store through <paramref name="storage"/>
+    /// (closing them all on failure).</summary>
+    public static NvmeTarget BuildModel(TargetConfig config, ILoggerFactory loggerFactory, StoragePolicy storage)
     {
         var l = config.Limits;
         var defaults = new TargetLimits();
@@ -175,11 +180,14 @@ public sealed class TargetHost : IAsyncDisposable
             MaxIoQueues = (ushort)(l.IoQueues ?? defaults.MaxIoQueues),
             C2HSuccessOptimization = l.C2HSuccess ?? defaults.C2HSuccessOptimization,
             DataBufferBudget = l.DataBufferBudget != null && Sizes.TryParse(l.DataBufferBudget, out long budget) ? budget : defaults.DataBufferBudget,
+            MemoryNamespaceLimit = MemoryNamespaceLimit.Resolve(l.MemoryNamespaces),
         };
+        if (MemoryNamespaceLimit.Check(limits.MemoryNamespaceLimit, 0, MemoryNamespaceLimit.SizeOf(config.Subsystems)) is string tooMuch)
+            throw new StoreException(tooMuch);
         var target = new NvmeTarget(limits, loggerFactory);
         try
         {
-            foreach (var sc in config.Subsystems) target.AddSubsystem(BuildSubsystem(sc));
+            foreach (var sc in config.Subsystems) target.AddSubsystem(BuildSubsystem(sc, storage));
             return target;
         }
         catch
@@ -191,13 +199,13 @@ public sealed class TargetHost : IAsyncDisposable
     }
 
     /// <summary>A subsystem with its namespaces' stores open (all closed again if one fails).</summary>
-    public static Subsystem BuildSubsystem(SubsystemConfig sc)
+    public static Subsystem BuildSubsystem(SubsystemConfig sc, StoragePolicy storage)
     {
         var sub = new Subsystem(sc.Nqn, SubsystemKind.Nvm, sc.Serial, sc.Model, sc.FirmwareRevision,
             allowAnyHost: sc.AllowAnyHost ?? false, sc.AllowedHosts); // absent = closed (see ConfigValidator.Warnings)
         try
         {
-            foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc));
+            foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc, storage));
         }
         catch
         {
@@ -207,14 +215,15 @@ public sealed class TargetHost : IAsyncDisposable
         return sub;
     }
 
-    public static Namespace OpenNamespace(string subsystemNqn, NamespaceConfig nc)
+    /// <summary>Opens a namespace's store: memory, or a file or block device allowed by <paramref name="storage"/>.</summary>
+    public static Namespace OpenNamespace(string subsystemNqn, NamespaceConfig nc, StoragePolicy storage)
     {
         long? size = nc.Size != null && Sizes.TryParse(nc.Size, out var s) ? s : null;
         IBlockStore store = nc.Backend switch
         {
             "memory" => new MemoryBlockStore(size ?? throw new StoreException($"namespace {nc.Nsid}: a memory namespace needs a size")),
-            "file" => FileBlockStore.Open(nc.Path!, size),
-            "block" => FileBlockStore.Open(nc.Path!, null),
+            "file" => storage.OpenFile(nc.Path!, size, nc.Preallocate == true),
+            "block" => storage.OpenBlockDevice(nc.Path!),
             _ => throw new StoreException($"namespace {nc.Nsid}: unknown backend '{nc.Backend}'"),
         };
         try

@@ -143,7 +143,7 @@ public class HotPlugCoreTests
         try
         {
             var path = Path.Combine(dir.FullName, "ns.img");
-            using var store = FileBlockStore.Open(path, 1 << 20);
+            using var store = FileBlockStore.OpenFile(path, 1 << 20);
             store.Resize(3 << 20);
             Assert.Equal(3 << 20, store.Length);
             Assert.Equal(3 << 20, new FileInfo(path).Length);

@@ -263,6 +263,25 @@ public class IoTests
         Assert.Equal(1, t.Subsystem.GetNamespace(2)!.Counters.Errors);
     }
 
+    /// <summary>A store failure carrying an NVMe status (StoreIoException) is answered with that status,
+    /// DNR included; any other exception is Internal Error.</summary>
+    [Theory]
+    [InlineData(NvmeStatus.UnrecoveredReadError | NvmeStatus.Dnr, true)]
+    [InlineData(NvmeStatus.CapacityExceeded, false)]
+    public async Task Store_io_exception_sets_the_completion_status(NvmeStatus status, bool read)
+    {
+        var (t, _, io) = Setup();
+        using var _t = t;
+        var store = new CountingStore(1 << 20) { Delay = true, Fail = true, Failure = new StoreIoException(status, "injected") };
+        t.Subsystem.AttachNamespace(new Namespace(2, store, 512, NamespaceIds.Derive(TestTarget.SubNqn, 2)));
+        var req = read ? io.Submit(Cmd.Read(2, 1, 1)) : io.Submit(Cmd.Write(2, 1, 1), Pattern(512, 6));
+        Assert.True(await Poll.UntilAsync(() => io.Transport.Responses.Contains(req), TimeSpan.FromSeconds(30)));
+        Assert.Equal(status, req.Status);
+        Assert.Equal(0x4000, (ushort)req.Cqe.Status & 0x4000); // Do Not Retry: the host must not resend it
+        var byStatus = Assert.Single(t.Subsystem.GetNamespace(2)!.Counters.ErrorsByStatus);
+        Assert.Equal(read ? "UnrecoveredReadError" : "CapacityExceeded", Telemetry.CoreMetrics.StatusLabel(byStatus.Key));
+    }
+
     [Fact]
     public void Io_commands_count_in_namespace_counters()
     {
@@ -350,13 +369,14 @@ public class IoTests
         public int Flushes;
         public bool Delay;
         public bool Fail;
+        public Exception Failure = new IOException("injected failure");
         public long Length => length;
         public string Description => "counting";
 
         private async ValueTask Maybe()
         {
             if (Delay) await Task.Yield();
-            if (Fail) throw new IOException("injected failure");
+            if (Fail) throw Failure;
         }
 
         public async ValueTask ReadAsync(long offset, Memory<byte> destination) { await Maybe(); await _inner.ReadAsync(offset, destination); }

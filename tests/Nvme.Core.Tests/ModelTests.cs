@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Nvme.Core.Model;
+using Nvme.Core.Spec;
 using Nvme.Core.Storage;
 
 namespace Nvme.Core.Tests;
@@ -222,7 +223,7 @@ public class ModelTests
     {
         using var dir = new TempDir();
         string path = dir.File("ns1.img");
-        using (var s = FileBlockStore.Open(path, 256L << 20))
+        using (var s = FileBlockStore.OpenFile(path, 256L << 20))
         {
             Assert.Equal(256L << 20, s.Length);
             Assert.Contains(path, s.Description);
@@ -237,7 +238,7 @@ public class ModelTests
             await s.FlushAsync();
         }
         // Reopen: same size and contents, with or without the size.
-        using (var s = FileBlockStore.Open(path, null))
+        using (var s = FileBlockStore.OpenFile(path))
         {
             Assert.Equal(256L << 20, s.Length);
             var back = new byte[8192];
@@ -246,7 +247,7 @@ public class ModelTests
             new Random(3).NextBytes(data);
             Assert.Equal(data, back);
         }
-        using (var s = FileBlockStore.Open(path, 128L << 20))
+        using (var s = FileBlockStore.OpenFile(path, 128L << 20))
             Assert.Equal(128L << 20, s.Length); // a bigger file may back a smaller namespace
     }
 
@@ -254,21 +255,21 @@ public class ModelTests
     public void File_store_errors()
     {
         using var dir = new TempDir();
-        var missing = Assert.Throws<StoreException>(() => FileBlockStore.Open(dir.File("missing.img"), null));
+        var missing = Assert.Throws<StoreException>(() => FileBlockStore.OpenFile(dir.File("missing.img")));
         Assert.Contains("does not exist", missing.Message);
         Assert.False(File.Exists(dir.File("missing.img")));
 
-        var noDir = Assert.Throws<StoreException>(() => FileBlockStore.Open(dir.File("nodir/x.img"), 1 << 20));
+        var noDir = Assert.Throws<StoreException>(() => FileBlockStore.OpenFile(dir.File("nodir/x.img"), 1 << 20));
         Assert.Contains("directory", noDir.Message);
 
         string small = dir.File("small.img");
         File.WriteAllBytes(small, new byte[4096]);
-        var tooSmall = Assert.Throws<StoreException>(() => FileBlockStore.Open(small, 1 << 20));
+        var tooSmall = Assert.Throws<StoreException>(() => FileBlockStore.OpenFile(small, 1 << 20));
         Assert.Contains("smaller", tooSmall.Message);
 
         string empty = dir.File("empty.img");
         File.WriteAllBytes(empty, []);
-        Assert.Throws<StoreException>(() => FileBlockStore.Open(empty, null));
+        Assert.Throws<StoreException>(() => FileBlockStore.OpenFile(empty));
     }
 
     [Fact]
@@ -277,7 +278,7 @@ public class ModelTests
         using var dir = new TempDir();
         string path = dir.File("punch.img");
         bool sparseFs = FileSystemIsSparse(dir);
-        using var s = FileBlockStore.Open(path, 16L << 20);
+        using var s = FileBlockStore.OpenFile(path, 16L << 20);
         var data = new byte[4L << 20];
         new Random(4).NextBytes(data);
         await s.WriteAsync(0, data);
@@ -295,5 +296,95 @@ public class ModelTests
         Assert.Equal(expected, back);
         Assert.Equal(16L << 20, new FileInfo(path).Length); // KEEP_SIZE
         if (sparseFs) Assert.True(AllocatedOnDisk(path) <= before - (1L << 20), "the hole was punched");
+    }
+    [Fact]
+    public void File_store_creates_files_only_its_owner_can_read_and_reports_where_they_are()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("private.img");
+        using (var s = FileBlockStore.OpenFile(path, 1 << 20))
+        {
+            Assert.True(s.Created);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+            Assert.Equal(path, s.RealPath);
+        }
+        // Through a symbolic link (and a "..") the store says where the file really is.
+        string link = dir.File("link.img");
+        File.CreateSymbolicLink(link, path);
+        Directory.CreateDirectory(dir.File("sub"));
+        using (var s = FileBlockStore.OpenFile(dir.File("sub/../link.img")))
+        {
+            Assert.False(s.Created);
+            Assert.Equal(path, s.RealPath);
+            Assert.Equal(1 << 20, s.Length);
+        }
+        Assert.Equal(path, UnixFile.RealPath(dir.File("sub/../link.img"), out _));
+        Assert.Null(UnixFile.RealPath(dir.File("nodir/x.img"), out int errno));
+        Assert.Equal(UnixFile.ENOENT, errno);
+        Assert.Equal(UnixFileKind.SymbolicLink, UnixFile.KindOf(link, followLinks: false, out _));
+        Assert.Equal(UnixFileKind.Regular, UnixFile.KindOf(link, followLinks: true, out _));
+        Assert.Equal(UnixFileKind.Directory, UnixFile.KindOf(dir.Path, followLinks: true, out _));
+    }
+
+    [Fact]
+    public void File_store_verifies_what_it_opened()
+    {
+        using var dir = new TempDir();
+        string file = dir.File("regular.img");
+        File.WriteAllBytes(file, new byte[1 << 20]);
+        var notBlock = Assert.Throws<StoreException>(() => FileBlockStore.OpenBlockDevice(file));
+        Assert.Contains("is a regular file, not a block device", notBlock.Message);
+        var directory = Assert.Throws<StoreException>(() => FileBlockStore.OpenFile(dir.Path));
+        Assert.Contains("Is a directory", directory.Message);
+        // /dev/null is a character device: neither a file namespace nor a block namespace.
+        Assert.Contains("is a character device, not a regular file", Assert.Throws<StoreException>(() => FileBlockStore.OpenFile("/dev/null")).Message);
+        Assert.Contains("is a character device, not a block device", Assert.Throws<StoreException>(() => FileBlockStore.OpenBlockDevice("/dev/null")).Message);
+        var missing = Assert.Throws<StoreException>(() => FileBlockStore.OpenBlockDevice(dir.File("sdz")));
+        Assert.Contains("does not exist", missing.Message);
+    }
+
+    [Fact]
+    public async Task File_store_read_past_the_end_of_a_truncated_file_is_a_media_error_not_zeros()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("shrinks.img");
+        using var s = FileBlockStore.OpenFile(path, 1 << 20);
+        await s.WriteAsync(0, new byte[8192]);
+        using (var h = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite)) RandomAccess.SetLength(h, 4096); // someone else truncates it
+
+        var ok = new byte[4096];
+        await s.ReadAsync(0, ok); // still inside the file
+        var e = await Assert.ThrowsAsync<StoreIoException>(async () => await s.ReadAsync(4096, new byte[4096]));
+        Assert.Equal(NvmeStatus.UnrecoveredReadError | NvmeStatus.Dnr, e.Status);
+        Assert.Contains("truncated", e.Message);
+        // A read that starts inside and runs past the end fails too (no half-zeroed buffer with success).
+        await Assert.ThrowsAsync<StoreIoException>(async () => await s.ReadAsync(0, new byte[8192]));
+    }
+
+    [Fact]
+    public void Store_errors_map_errno_as_the_kernel_target_does()
+    {
+        // What .NET throws for a full file system on Linux: IOException with the raw errno as HResult.
+        var enospc = StoreIoException.From(new IOException("No space left on device : '/x'", 28), "write", "file /x");
+        Assert.Equal(NvmeStatus.CapacityExceeded, enospc.Status);
+        Assert.Equal(0x4000, (ushort)enospc.Status & 0x4000); // DNR
+        Assert.Equal(UnixFile.ENOSPC, enospc.Errno);
+        Assert.Equal(NvmeStatus.CapacityExceeded, StoreIoException.StatusFor(UnixFile.EDQUOT));
+        Assert.Equal(NvmeStatus.InternalError, StoreIoException.From(new IOException("Input/output error", 5), "read", "file /x").Status);
+        Assert.Equal(NvmeStatus.InternalError, StoreIoException.From(new IOException("no errno"), "read", "file /x").Status);
+        Assert.Equal(NvmeStatus.InternalError, StoreIoException.From(new IOException("win32", unchecked((int)0x80070070)), "read", "file /x").Status);
+    }
+
+    [Fact]
+    public void File_store_preallocates_at_creation_and_on_grow()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("full.img");
+        using var s = FileBlockStore.OpenFile(path, 8L << 20, preallocate: true);
+        Assert.True(s.Preallocated);
+        Assert.True(AllocatedOnDisk(path) >= 8L << 20, "every block is allocated");
+        s.Resize(12L << 20);
+        Assert.Equal(12L << 20, new FileInfo(path).Length);
+        Assert.True(AllocatedOnDisk(path) >= 12L << 20, "the grown range is allocated too");
     }
 }

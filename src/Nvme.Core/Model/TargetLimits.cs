@@ -30,6 +30,14 @@ public sealed record TargetLimits
     /// connections x queue depth.</summary>
     public long DataBufferBudget { get; init; } = 64L << 20;
 
+    /// <summary>Bytes all memory namespaces together may promise (their sizes, allocated or not: a host may write
+    /// every block). Adding or growing one past it is refused by whoever adds it; default
+    /// <see cref="DefaultMemoryNamespaceLimit"/>.</summary>
+    public long MemoryNamespaceLimit { get; init; } = DefaultMemoryNamespaceLimit;
+
+    /// <summary>3/4 of the memory the GC sees as available (physical memory, or the container's limit).</summary>
+    public static long DefaultMemoryNamespaceLimit => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4 * 3;
+
     /// <summary>Largest transfer of one command in bytes (MDTS; 0 = unlimited is capped at 16 MiB internally).</summary>
     public int MaxTransferBytes => Mdts == 0 ? 16 << 20 : 4096 << Mdts;
 }

@@ -76,6 +76,10 @@ public sealed class CoreMetrics : IDisposable
         m.CreateObservableUpDownCounter("nvmet.commands.inflight", () =>
             _target.Subsystems.SelectMany(s => s.Namespaces).Sum(ns => (long)ns.InFlight), "{command}",
             "Commands in flight on all namespaces");
+        m.CreateObservableUpDownCounter("nvmet.memory_namespaces", () => _target.MemoryNamespaceBytes, "By",
+            "Bytes the memory namespaces promise together (their sizes, allocated or not)");
+        m.CreateObservableGauge("nvmet.memory_namespaces.limit", () => _target.Limits.MemoryNamespaceLimit, "By",
+            "Limit on the memory namespaces' total size (limits.memoryNamespaces, --memory-namespaces)");
         m.CreateObservableCounter("nvmet.async_events.sent", () => Interlocked.Read(ref AsyncEventsSent), "{event}",
             "Asynchronous events sent to hosts (completed Asynchronous Event Requests)");
         m.CreateObservableCounter("nvmet.keep_alive.expired", () => Interlocked.Read(ref KeepAliveExpiries), "{controller}",

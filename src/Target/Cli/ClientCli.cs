@@ -78,6 +78,7 @@ public static partial class ClientCli
                 new("--memory", "SIZE", "RAM-backed namespace of this size (e.g. 512M, 1G)."),
                 new("--file", "PATH", "File-backed namespace (created with --size when missing)."),
                 new("--size", "SIZE", "With --file: the size to create (or grow) the file to."),
+                new("--preallocate", null, "With --file: allocate the new file in full (and what it grows by), so a full disk is refused now."),
                 new("--block", "DEVICE", "Block-device-backed namespace (e.g. /dev/sdb)."),
                 new("--nsid", "N", "NSID to use (default: the lowest free one)."),
                 new("--block-size", "BYTES", "Logical block size, 512 or 4096 (default 512)."),

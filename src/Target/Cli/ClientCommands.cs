@@ -111,6 +111,7 @@ public static partial class ClientCli
                 nc.Backend = "file";
                 nc.Path = r.Get("--file"); // a relative path is relative to the target's storage directory (not this shell's)
                 nc.Size = r.Get("--size");
+                if (r.Has("--preallocate")) nc.Preallocate = true;
                 break;
             default:
                 nc.Backend = "block";
@@ -118,6 +119,7 @@ public static partial class ClientCli
                 if (r.Has("--size")) throw new UsageException("--size goes with --file; a block device has its own size");
                 break;
         }
+        if (r.Has("--preallocate") && nc.Backend != "file") throw new UsageException("--preallocate goes with --file");
         if (r.Get("--block-size") is string bs)
             nc.BlockSize = int.TryParse(bs, NumberStyles.None, Inv, out var b) ? b : throw new UsageException($"--block-size '{bs}' is not a number (512 or 4096)");
         if (r.Get("--uuid") is string uuid)

@@ -1,5 +1,6 @@
 using System.Collections;
 using System.Globalization;
+using Target.Storage;
 
 namespace Target.Configuration;
 
@@ -20,6 +21,9 @@ public sealed class CommandLine
     public ApiConfig? Api { get; private set; }
     /// <summary>The read-only probe listener (/healthz, /readyz, /metrics); null when it is off.</summary>
     public ProbesConfig? Probes { get; private set; }
+    /// <summary>The storage path policy: the file's <c>storage</c> section with --storage-dir, --allow-block-device
+    /// and their variables applied (see <see cref="StoragePolicy"/>).</summary>
+    public StoragePolicy Storage { get; private set; } = null!;
     /// <summary>OTLP export, I/O trace sampling and /metrics authentication.</summary>
     public Telemetry.TelemetryOptions Telemetry { get; } = new();
     /// <summary>How long a shutdown lets connections finish their commands (--shutdown-grace, default 10 s).</summary>
@@ -49,11 +53,18 @@ public sealed class CommandLine
             $"127.0.0.1:{ApiConfig.DefaultPort}); it cannot change anything. off disables it."),
         new("--nqn", null, "NQN", "NVMET_NQN", $"NQN of the default subsystem (default {DefaultNqn}); not with --config."),
         new("--namespace", "-n", "SPEC", "NVMET_NAMESPACE", "Namespace of the default subsystem, repeatable; not with --config. SPEC is\n" +
-            "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096.\n" +
+            "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096\n" +
+            "and, for a file, ,prealloc (allocate it in full when created: a full disk shows then).\n" +
             "NSIDs are assigned 1, 2, ... Default: memory:1G. The variable takes ';'-separated SPECs."),
         new("--allow-host", null, "NQN", "NVMET_ALLOW_HOST", "Host NQN allowed to connect to the default subsystem (repeatable); not with --config."),
         new("--allow-any-host", null, null, "NVMET_ALLOW_ANY_HOST", "Let any host connect to the default subsystem. Without --allow-host this is the\n" +
             "default only when every listen address is loopback; on another address say it explicitly."),
+        new("--storage-dir", null, "DIR", "NVMET_STORAGE_DIRS", "File namespaces must lie in one of these directories (repeatable; the variable is\n" +
+            "':'-separated; replaces storage.directories). Relative namespace paths go into the first.\n" +
+            $"Default: {StoragePolicy.RootDefaultDirectory} as root, else the config file's directory,\n" +
+            "else $XDG_STATE_HOME/nvme-tcp-target."),
+        new("--allow-block-device", null, "DEV", "NVMET_BLOCK_DEVICES", "A block device block namespaces may use (repeatable; the variable is ':'-separated;\n" +
+            "replaces storage.blockDevices). Default: none."),
         new("--mqes", null, "N", "NVMET_MQES", "CAP.MQES, maximum queue entries 0's based (default 127: queues of 128)."),
         new("--mdts", null, "N", "NVMET_MDTS", "Maximum data transfer size as 2^N x 4 KiB (default 8: 1 MiB)."),
         new("--in-capsule", null, "BYTES", "NVMET_IN_CAPSULE", "In-capsule data accepted on I/O queues (default 8192)."),
@@ -61,6 +72,8 @@ public sealed class CommandLine
         new("--io-queues", null, "N", "NVMET_IO_QUEUES", "I/O queues per controller (default 64)."),
         new("--data-buffer-budget", null, "SIZE", "NVMET_DATA_BUFFER_BUDGET", "Memory all data buffers over 16 KiB may take together (default 64M, at least\n" +
             "one MDTS): a command that finds it spent waits for a buffer before its R2T or read."),
+        new("--memory-namespaces", null, "SIZE", "NVMET_MEMORY_NAMESPACES", "Total size memory namespaces may have together (default 3/4 of the available\n" +
+            "memory; 0 allows none): adding or growing one past it is refused."),
         new("--c2h-success", null, "on|off", "NVMET_C2H_SUCCESS", "Complete reads with C2HData SUCCESS when the host disabled SQ flow control (default on)."),
         new("--log-level", null, "LEVEL", "NVMET_LOG_LEVEL", "trace, debug, information, warning or error (default information)."),
         new("--log-format", null, "simple|json", "NVMET_LOG_FORMAT", "Console log format: one line per message, or one JSON object per line with the\n" +
@@ -130,6 +143,7 @@ public sealed class CommandLine
             if (o.Long == "--namespace") foreach (var part in v.Split(';', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
             else if (o.Long is "--allow-host" or "--api-allowed-host") foreach (var part in v.Split(new[] { ';', ',', ' ' }, StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
             else if (o.Arg is null) { if (v is "1" or "true" or "yes" or "on") values.Add((o, null)); } // a flag: NVMET_ALLOW_ANY_HOST=1
+            else if (o.Long is "--storage-dir" or "--allow-block-device") foreach (var part in v.Split(':', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
             else values.Add((o, v));
         }
         var fromCli = new List<(Option, string?)>();
@@ -147,10 +161,11 @@ public sealed class CommandLine
             fromCli.Add((o, value));
         }
         // Repeatable options given on the command line replace the environment's list.
-        foreach (var name in new[] { "--namespace", "--allow-host", "--api-allowed-host" })
+        foreach (var name in new[] { "--namespace", "--allow-host", "--api-allowed-host", "--storage-dir", "--allow-block-device" })
             if (fromCli.Any(x => x.Item1.Long == name)) values.RemoveAll(x => x.Option.Long == name);
         values.AddRange(fromCli);
         cl.Apply(values, environment);
+        cl.Storage = StoragePolicy.Create(cl.Config.Storage, cl.ConfigPath, environment);
         return cl;
     }
 
@@ -167,13 +182,14 @@ public sealed class CommandLine
         if (ConfigPath != null)
         {
             if (!File.Exists(ConfigPath)) { Errors.Add($"configuration file '{ConfigPath}' does not exist"); return; }
+            var json = File.ReadAllText(ConfigPath);
             try
             {
-                Config = System.Text.Json.JsonSerializer.Deserialize<TargetConfig>(File.ReadAllText(ConfigPath), TargetConfig.Json) ?? new TargetConfig();
+                Config = System.Text.Json.JsonSerializer.Deserialize<TargetConfig>(json, TargetConfig.Json) ?? new TargetConfig();
             }
             catch (System.Text.Json.JsonException e)
             {
-                Errors.Add($"configuration file '{ConfigPath}': {e.Message}");
+                Errors.Add($"configuration file '{ConfigPath}': {ConfigJsonErrors.Describe(e, json, typeof(TargetConfig), TargetConfig.Json)}");
                 return;
             }
             foreach (var name in new[] { "--nqn", "--namespace", "--allow-host", "--allow-any-host" })
@@ -194,6 +210,12 @@ public sealed class CommandLine
             }
             Config.Subsystems.Add(sub);
         }
+
+        // The storage lists of the command line (or environment) replace the file's; like every override they are
+        // not written back to the file (the manager saves only subsystems).
+        string Rooted(string p) => Path.IsPathRooted(p) ? p : Path.Join(Environment.CurrentDirectory, p);
+        if (All("--storage-dir").ToList() is { Count: > 0 } dirs) (Config.Storage ??= new()).Directories = [.. dirs.Select(Rooted)];
+        if (All("--allow-block-device").ToList() is { Count: > 0 } devices) (Config.Storage ??= new()).BlockDevices = [.. devices.Select(Rooted)];
 
         if (Last("--listen") is string listen)
         {
@@ -220,6 +242,7 @@ public sealed class CommandLine
         Config.Limits.MaxH2CData = Int("--max-h2c-data") ?? Config.Limits.MaxH2CData;
         Config.Limits.IoQueues = Int("--io-queues") ?? Config.Limits.IoQueues;
         Config.Limits.DataBufferBudget = Last("--data-buffer-budget") ?? Config.Limits.DataBufferBudget;
+        Config.Limits.MemoryNamespaces = Last("--memory-namespaces") ?? Config.Limits.MemoryNamespaces;
         if (Last("--c2h-success") is string c2h)
         {
             if (c2h is "on" or "true" or "1") Config.Limits.C2HSuccess = true;
@@ -292,7 +315,7 @@ public sealed class CommandLine
         }
     }
 
-    /// <summary>memory:SIZE | file:PATH[:SIZE] | block:DEVICE, with an optional ",bs=512|4096".</summary>
+    /// <summary>memory:SIZE | file:PATH[:SIZE] | block:DEVICE, with optional ",bs=512|4096" and (file) ",prealloc".</summary>
     public static NamespaceConfig? ParseNamespaceSpec(string spec, uint nsid, out string? error)
     {
         error = null;
@@ -305,7 +328,8 @@ public sealed class CommandLine
             foreach (var opt in spec[(comma + 1)..].Split(','))
             {
                 if (opt.StartsWith("bs=", StringComparison.Ordinal) && int.TryParse(opt[3..], CultureInfo.InvariantCulture, out int bs)) ns.BlockSize = bs;
-                else { error = $"namespace '{spec}': unknown option '{opt}' (only bs=512|4096)"; return null; }
+                else if (opt == "prealloc") ns.Preallocate = true;
+                else { error = $"namespace '{spec}': unknown option '{opt}' (only bs=512|4096 and prealloc)"; return null; }
             }
         }
         int colon = body.IndexOf(':');

@@ -1,6 +1,7 @@
 using System.Net;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
+using Target.Storage;
 
 namespace Target.Configuration;
 
@@ -27,6 +28,11 @@ public static class ConfigValidator
         if (l.IoQueues is < 1 or > 1024) e.Add($"limits.ioQueues {l.IoQueues} is outside 1..1024");
         if (l.DataBufferBudget is string budget && (!Sizes.TryParse(budget, out long b) || b < 1 << 20))
             e.Add($"limits.dataBufferBudget '{budget}' is not a size of at least 1M (e.g. 64M, 1G)");
+
+        if (l.MemoryNamespaces is string memory && !Sizes.TryParse(memory, out _) && !Sizes.IsZero(memory))
+            e.Add($"limits.memoryNamespaces '{memory}' is not a size (e.g. 8G, 512M; 0 allows no memory namespaces)");
+        else if (MemoryNamespaceLimit.Check(MemoryNamespaceLimit.Resolve(l.MemoryNamespaces), 0, MemoryNamespaceLimit.SizeOf(c.Subsystems)) is string tooMuch)
+            e.Add(tooMuch);
 
         if (c.Subsystems.Count == 0) e.Add("no subsystems: add at least one to 'subsystems'");
         var portIds = c.Ports.Select(p => p.Id).ToHashSet();
@@ -74,7 +80,8 @@ public static class ConfigValidator
         if (ns.Nsid == 0 || ns.Nsid > maxNsid) e.Add($"{where}: NSID must be 1..{maxNsid}");
         if (ns.BlockSize is not (512 or 4096)) e.Add($"{where}: blockSize {ns.BlockSize} must be 512 or 4096");
         long size = 0;
-        if (ns.Size != null && !Sizes.TryParse(ns.Size, out size)) e.Add($"{where}: size '{ns.Size}' is not a size (e.g. 1G, 512M, 1073741824)");
+        if (ns.Size != null && Sizes.IsZero(ns.Size)) e.Add($"{where}: size must be greater than zero (e.g. 1G, 512M, 1073741824)");
+        else if (ns.Size != null && !Sizes.TryParse(ns.Size, out size)) e.Add($"{where}: size '{ns.Size}' is not a size (e.g. 1G, 512M, 1073741824)");
         else if (ns.Size != null && size < ns.BlockSize) e.Add($"{where}: size {size} is smaller than one block");
         switch (ns.Backend)
         {
@@ -82,18 +89,19 @@ public static class ConfigValidator
                 if (ns.Size is null) e.Add($"{where}: a memory namespace needs a size");
                 if (ns.Path != null) e.Add($"{where}: a memory namespace has no path");
                 break;
+            // Whether the path exists, where it resolves and whether it may be used is the storage policy's
+            // (Storage.StoragePolicy), which resolves relative paths against the storage directory.
             case "file":
                 if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a file namespace needs a path");
-                else if (!File.Exists(ns.Path) && ns.Size is null) e.Add($"{where}: backing file '{ns.Path}' does not exist (give a size to create it)");
                 break;
             case "block":
                 if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a block namespace needs a device path");
-                else if (!File.Exists(ns.Path)) e.Add($"{where}: block device '{ns.Path}' does not exist");
                 break;
             default:
                 e.Add($"{where}: backend '{ns.Backend}' is not memory, file or block");
                 break;
         }
+        if (ns.Preallocate == true && ns.Backend != "file") e.Add($"{where}: preallocate is for file namespaces only");
         return e;
     }
 }

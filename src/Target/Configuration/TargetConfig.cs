@@ -14,6 +14,9 @@ public sealed class TargetConfig
     public ApiConfig? Api { get; set; }
     /// <summary>The read-only probe listener (/healthz, /readyz, /metrics); absent means 127.0.0.1:8420.</summary>
     public ProbesConfig? Probes { get; set; }
+    /// <summary>Where file namespaces may live and which block devices may back namespaces; absent means the
+    /// default directory and no block devices (see <see cref="Storage.StoragePolicy"/>).</summary>
+    public StorageConfig? Storage { get; set; }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -76,6 +79,16 @@ public sealed class ProbesConfig
     public int Port { get; set; } = ApiConfig.DefaultPort;
 }
 
+/// <summary>The storage path policy's settings (README "Storage"). Relative directories are relative to the
+/// configuration file's directory.</summary>
+public sealed class StorageConfig
+{
+    /// <summary>File namespaces must resolve into one of these; the first is where relative paths go.</summary>
+    public List<string>? Directories { get; set; }
+    /// <summary>The only block devices a block namespace may use (compared by real path).</summary>
+    public List<string>? BlockDevices { get; set; }
+}
+
 public sealed class LimitsConfig
 {
     public int? Mqes { get; set; }
@@ -86,6 +99,10 @@ public sealed class LimitsConfig
     public bool? C2HSuccess { get; set; }
     /// <summary>Size ("64M") all data buffers over 16 KiB may take together; commands wait when it is spent.</summary>
     public string? DataBufferBudget { get; set; }
+    /// <summary>Total size ("8G") memory namespaces may have together; default 3/4 of the available memory; "0"
+    /// allows none.</summary>
+    [JsonConverter(typeof(SizeJsonConverter))]
+    public string? MemoryNamespaces { get; set; }
 }
 
 public sealed class SubsystemConfig
@@ -116,6 +133,9 @@ public sealed class NamespaceConfig
     public string? Size { get; set; }
     public int BlockSize { get; set; } = 512;
     public Guid? Uuid { get; set; }
+    /// <summary>File namespaces: allocate the whole file when it is created (and the new range when it grows), so
+    /// a full disk is found then rather than by a host's write.</summary>
+    public bool? Preallocate { get; set; }
 }
 
 /// <summary>Reads a size given as a string ("1G") or as a number of bytes; writes a string.</summary>

@@ -97,7 +97,7 @@ public static class ManagementApi
                 return TypedResults.Created(SubsystemUri(info.Nqn), info);
             })
             .WithName("CreateSubsystem").WithSummary("Creates a subsystem (same fields as a 'subsystems' entry of the configuration file).")
-            .ProducesProblem(400).ProducesProblem(409);
+            .ProducesProblem(400).ProducesProblem(403).ProducesProblem(409);
         subsystems.MapGet("/subsystems/{nqn}", (string nqn) => m.GetSubsystem(Unescape(nqn)))
             .WithName("GetSubsystem").WithSummary("One subsystem.").ProducesProblem(404);
         subsystems.MapMethods("/subsystems/{nqn}", ["PATCH"], async (string nqn, [FromBody] SubsystemPatch body) =>
@@ -128,7 +128,7 @@ public static class ManagementApi
             })
             .WithName("AddNamespace")
             .WithSummary("Hot-adds a namespace (nsid 0 or absent: the lowest free one); connected hosts get a namespace-changed event.")
-            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+            .ProducesProblem(400).ProducesProblem(403).ProducesProblem(404).ProducesProblem(409);
         namespaces.MapGet("/namespaces/{nsid}", (string nqn, uint nsid) => m.GetNamespace(Unescape(nqn), nsid))
             .WithName("GetNamespace").WithSummary("One namespace.").ProducesProblem(404);
         namespaces.MapDelete("/namespaces/{nsid}", async (string nqn, uint nsid) =>

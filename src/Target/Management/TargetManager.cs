@@ -4,6 +4,7 @@ using Nvme.Core;
 using Nvme.Core.Model;
 using Nvme.Core.Storage;
 using Target.Configuration;
+using Target.Storage;
 
 namespace Target.Management;
 
@@ -40,6 +41,10 @@ public sealed partial class TargetManager
 
     /// <summary>Where accepted changes are persisted; null when the target runs without a configuration file.</summary>
     public string? ConfigPath { get; }
+
+    /// <summary>Where namespaces added or created at run time may keep their data: the target's start-up policy
+    /// (TargetHost sets it); default the built-in defaults (no configured directories, no block devices).</summary>
+    public StoragePolicy Storage { get; init; } = StoragePolicy.Create(null, null);
 
     /// <summary>How long a hot-remove waits for in-flight I/O before detaching anyway.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
@@ -82,11 +87,12 @@ public sealed partial class TargetManager
             var errors = ConfigValidator.ValidateSubsystem(sc, _target.Ports.Select(p => p.PortId).ToList());
             if (errors.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", errors));
             if (_target.FindSubsystem(sc.Nqn) != null) throw new ManagementException(ManagementError.Conflict, $"subsystem {sc.Nqn} already exists");
-            var built = Open(() => TargetHost.BuildSubsystem(sc)); // opens the namespaces' stores
+            using var memory = ReserveMemory(MemoryNamespaceLimit.SizeOf([sc]));
+            var built = Open(() => TargetHost.BuildSubsystem(sc, Storage)); // opens the namespaces' stores
             try { Persist(() => _config.Subsystems.Add(sc), () => _config.Subsystems.Remove(sc)); }
             catch
             {
-                foreach (var ns in built.Namespaces) ns.Store.Dispose();
+                foreach (var ns in built.Namespaces) Discard(ns);
                 throw;
             }
             _target.AddSubsystem(built); // cannot collide: creation is serialised and the NQN was free
@@ -132,7 +138,8 @@ public sealed partial class TargetManager
         if (s.GetNamespace(nc.Nsid) != null) throw new ManagementException(ManagementError.Conflict, $"NSID {nc.Nsid} is already in use in {nqn}");
         // A fresh identity (persisted with the namespace): a host must not mistake it for one removed earlier.
         nc.Uuid ??= Guid.NewGuid();
-        var ns = Open(() => TargetHost.OpenNamespace(nqn, nc));
+        using var memory = ReserveMemory(MemoryNamespaceLimit.SizeOf(nc));
+        var ns = Open(() => TargetHost.OpenNamespace(nqn, nc, Storage));
         try
         {
             var namespaces = ConfigOf(nqn).Namespaces;
@@ -140,7 +147,7 @@ public sealed partial class TargetManager
         }
         catch
         {
-            ns.Store.Dispose();
+            Discard(ns); // not saved: not live, and a file made for it is gone again
             throw;
         }
         s.AttachNamespace(ns); // cannot collide: changes to the subsystem are serialised
@@ -166,8 +173,10 @@ public sealed partial class TargetManager
     public Task<NamespaceInfo> ResizeNamespaceAsync(string nqn, uint nsid, string size, bool force) => OnSubsystem(nqn, async s =>
     {
         var ns = s.GetNamespace(nsid) ?? throw new ManagementException(ManagementError.NotFound, $"namespace {nsid} does not exist in {nqn}");
-        if (!Sizes.TryParse(size, out long bytes)) throw new ManagementException(ManagementError.Invalid, $"size '{size}' is not a size (e.g. 2G, 512M, 1073741824)");
+        if (!Sizes.TryParse(size, out long bytes))
+            throw new ManagementException(ManagementError.Invalid, Sizes.IsZero(size) ? "size must be greater than zero" : $"size '{size}' is not a size (e.g. 2G, 512M, 1073741824)");
         if (bytes % ns.BlockSize != 0) throw new ManagementException(ManagementError.Invalid, $"size {bytes} is not a multiple of the block size {ns.BlockSize}");
+        using var memory = ReserveMemory(ns.Store is MemoryBlockStore ? bytes - ns.Store.Length : 0);
         ulong before = ns.BlockCount;
         var nc = ConfigOf(nqn).Namespaces.FirstOrDefault(n => n.Nsid == nsid);
         string? oldSize = nc?.Size;
@@ -237,7 +246,7 @@ public sealed partial class TargetManager
         {
             var s = Find(nqn);
             try { return await change(s).ConfigureAwait(false); }
-            catch (StoreException e) { throw new ManagementException(ManagementError.Invalid, e.Message); }
+            catch (StoreException e) { throw Refused(e); }
         }
         finally { gate.Release(); }
     }
@@ -282,7 +291,44 @@ public sealed partial class TargetManager
     private static T Open<T>(Func<T> open)
     {
         try { return open(); }
-        catch (StoreException e) { throw new ManagementException(ManagementError.Invalid, e.Message); }
+        catch (StoreException e) { throw Refused(e); }
+    }
+
+    private static void Discard(Namespace ns)
+    {
+        if (ns.Store is FileBlockStore f) f.DisposeAndDeleteIfCreated();
+        else ns.Store.Dispose();
+    }
+
+    private static ManagementException Refused(StoreException e) =>
+        new(e is StoragePolicyException ? ManagementError.Forbidden : ManagementError.Invalid, e.Message);
+
+    private readonly Lock _memoryLock = new();
+    private long _memoryReserved;
+
+    /// <summary>Checks the memory namespace limit and holds <paramref name="bytes"/> of it until disposed (after the
+    /// namespace is attached and counted): changes to different subsystems run concurrently, and two of them must
+    /// not both fit into the same remaining room.</summary>
+    private IDisposable? ReserveMemory(long bytes)
+    {
+        if (bytes <= 0) return null;
+        lock (_memoryLock)
+        {
+            if (MemoryNamespaceLimit.Check(_target.Limits.MemoryNamespaceLimit, _target.MemoryNamespaceBytes + _memoryReserved, bytes) is string tooMuch)
+                throw new ManagementException(ManagementError.Invalid, tooMuch);
+            _memoryReserved += bytes;
+        }
+        return new Reservation(this, bytes);
+    }
+
+    private sealed class Reservation(TargetManager m, long bytes) : IDisposable
+    {
+        private int _done;
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _done, 1) != 0) return;
+            lock (m._memoryLock) m._memoryReserved -= bytes;
+        }
     }
 
     private static SubsystemInfo Describe(Subsystem s) => new(s.Nqn, s.Serial, s.Model, s.FirmwareRevision, s.AllowAnyHost,

@@ -137,7 +137,7 @@ public sealed class ConnectAndIdentifyTests(ITestOutputHelper output)
         Assert.False(aer.IsCompleted);
 
         var sub = target.Host.Target.Subsystems.Single();
-        sub.AttachNamespace(Target.TargetHost.OpenNamespace(sub.Nqn, new NamespaceConfig { Nsid = 7, Backend = "memory", Size = "1M" }));
+        sub.AttachNamespace(Target.TargetHost.OpenNamespace(sub.Nqn, new NamespaceConfig { Nsid = 7, Backend = "memory", Size = "1M" }, Target.Storage.StoragePolicy.Create(null, null)));
 
         var ev = (await aer).EnsureSuccess("AER");
         Assert.Equal(AsyncEvent.NamespaceAttributeChangedDword0, ev.Dword0);

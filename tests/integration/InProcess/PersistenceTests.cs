@@ -13,8 +13,11 @@ public sealed class PersistenceTests(ITestOutputHelper output)
         try
         {
             var path = Path.Combine(dir.FullName, "ns1.img");
-            void Configure(TargetConfig c) =>
+            void Configure(TargetConfig c)
+            {
+                c.Storage = new StorageConfig { Directories = [dir.FullName] };
                 c.Subsystems[0].Namespaces = [new NamespaceConfig { Nsid = 1, Backend = "file", Path = path, Size = "64M" }];
+            }
 
             var chunks = new (ulong Lba, byte[] Data)[]
             {

@@ -183,6 +183,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         {
             var image = Path.Combine(dir.FullName, "ns2.img");
             var config = LinuxTarget.Config(configure: s => s.Namespaces.Add(new Target.Configuration.NamespaceConfig { Nsid = 2, Backend = "file", Path = image, Size = "64M" }));
+            config.Storage = new Target.Configuration.StorageConfig { Directories = [dir.FullName] };
             using var logs = LinuxTarget.Logs(Log);
             string written;
             int port;

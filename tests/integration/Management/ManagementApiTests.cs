@@ -82,8 +82,8 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
 
         await t.Http.ProblemAsync(HttpMethod.Post, ns, new { nsid = 2, backend = "memory", size = "8M" }, HttpStatusCode.Conflict, "NSID 2 is already in use");
         await t.Http.ProblemAsync(HttpMethod.Post, ns, new { backend = "memory", size = "lots" }, HttpStatusCode.BadRequest, "size 'lots' is not a size");
-        await t.Http.ProblemAsync(HttpMethod.Post, ns, new { backend = "file", path = "/nonexistent/dir/x.img" }, HttpStatusCode.BadRequest,
-            "backing file '/nonexistent/dir/x.img' does not exist");
+        await t.Http.ProblemAsync(HttpMethod.Post, ns, new { backend = "file", path = "/nonexistent/dir/x.img" }, HttpStatusCode.Forbidden,
+            "file namespace '/nonexistent/dir/x.img' is outside the storage directories");
         await t.Http.ProblemAsync(HttpMethod.Post, Api.Sub(OtherNqn) + "/namespaces", new { backend = "memory", size = "8M" }, HttpStatusCode.NotFound,
             $"subsystem {OtherNqn} does not exist");
         await t.Http.ProblemAsync(HttpMethod.Get, ns + "/9", null, HttpStatusCode.NotFound, "namespace 9 does not exist");

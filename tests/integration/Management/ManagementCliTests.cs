@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
+using Integration.Tests.InProcess;
 using Target.Configuration;
 using Xunit.Abstractions;
 
@@ -35,8 +36,10 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
     [Fact]
     public async Task Ns_AddListResizeRemove_TablesJsonAndErrors()
     {
-        await using var t = await ApiTarget.StartAsync(output);
         var dir = Directory.CreateTempSubdirectory("nvmet-cli-");
+        var config = TestTarget.DefaultConfig();
+        config.Storage = new StorageConfig { Directories = [dir.FullName] };
+        await using var t = await ApiTarget.StartAsync(output, config);
         try
         {
             Assert.StartsWith($"Added namespace 2 to {ApiTarget.Nqn}: memory, 16 MiB (32768 blocks of 512 bytes), UUID ",

@@ -32,6 +32,7 @@ public sealed class ManagementPersistenceTests(ITestOutputHelper output)
                   // written by hand; the target rewrites it on every change
                   "ports": [ { "id": 1, "address": "127.0.0.1", "port": 0 } ],
                   "api": { "address": "127.0.0.1", "port": 0 },
+                  "storage": { "directories": [ "." ] },
                   "subsystems": [
                     { "nqn": "{{ApiTarget.Nqn}}", "namespaces": [ { "nsid": 1, "backend": "memory", "size": "16M" } ] }
                   ]
@@ -100,7 +101,7 @@ public sealed class ManagementPersistenceTests(ITestOutputHelper output)
         {
             var file = Path.Combine(dir.FullName, "target.json");
             await File.WriteAllTextAsync(file, $$"""
-                { "ports": [ { "port": 0 } ],
+                { "ports": [ { "port": 0 } ], "storage": { "directories": [ "." ] },
                   "subsystems": [ { "nqn": "{{ApiTarget.Nqn}}", "namespaces": [ { "nsid": 1, "backend": "memory", "size": "16M" } ] } ] }
                 """);
             var before = await File.ReadAllTextAsync(file);

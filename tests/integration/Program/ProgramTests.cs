@@ -30,7 +30,7 @@ public sealed partial class ProgramTests
     [InlineData(new[] { "--nqn", "not-an-nqn" }, "NQN 'not-an-nqn' is not of the form")]
     [InlineData(new[] { "--namespace", "memory:lots" }, "size 'lots' is not a size")]
     [InlineData(new[] { "--namespace", "tape:/dev/st0" }, "backend 'tape' is not memory, file or block")]
-    [InlineData(new[] { "--namespace", "file:/nonexistent/dir/x.img" }, "backing file '/nonexistent/dir/x.img' does not exist")]
+    [InlineData(new[] { "--namespace", "file:/nonexistent/dir/x.img" }, "file namespace '/nonexistent/dir/x.img' is outside the storage directories")]
     [InlineData(new[] { "--config", "/nonexistent/target.json" }, "configuration file '/nonexistent/target.json' does not exist")]
     [InlineData(new[] { "--mdts", "40" }, "limits.mdts 40 is outside")]
     [InlineData(new[] { "--data-buffer-budget", "10k" }, "limits.dataBufferBudget '10k' is not a size of at least 1M")]

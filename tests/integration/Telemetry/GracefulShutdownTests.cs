@@ -27,7 +27,8 @@ public sealed class GracefulShutdownTests(ITestOutputHelper output)
         var image = Path.Combine(dir.FullName, "disk.img");
         int port;
         using (var probe = new TcpListener(IPAddress.Loopback, 0)) { probe.Start(); port = ((IPEndPoint)probe.LocalEndpoint).Port; }
-        var psi = TargetProcess.StartInfo(null, "--listen", $"127.0.0.1:{port}", "--api", "off", "--probes", "off", "--namespace", $"file:{image}:16M", "--shutdown-grace", "20");
+        var psi = TargetProcess.StartInfo(null, "--listen", $"127.0.0.1:{port}", "--api", "off", "--probes", "off", "--namespace", $"file:{image}:16M",
+            "--storage-dir", dir.FullName, "--shutdown-grace", "20");
         using var p = Process.Start(psi)!;
         var log = new StringBuilder();
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -42,6 +42,7 @@ public sealed class HealthEndpointTests(ITestOutputHelper output)
         try
         {
             var config = TestTarget.DefaultConfig();
+            config.Storage = new StorageConfig { Directories = [dir.FullName] };
             config.Subsystems[0].Namespaces.Add(new NamespaceConfig { Nsid = 2, Backend = "file", Path = Path.Combine(dir.FullName, "ns2.img"), Size = "8M" });
             await using var t = await ApiTarget.StartAsync(output, config);
             var http = t.Probes!; // the read-only probe listener
