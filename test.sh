@@ -16,7 +16,9 @@ done
 if ((${#missing[@]})); then
   echo "test.sh: installing missing test prerequisites: ${missing[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+  # Another apt (unattended-upgrades, a second test run) may hold the dpkg lock: wait for it, up to 10 minutes.
+  apt_opts=(-o DPkg::Lock::Timeout=600)
+  if ! { $SUDO apt-get "${apt_opts[@]}" update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_opts[@]}" install -y -qq "${missing[@]}" >/dev/null; }; then
     echo "test.sh: ERROR: could not install ${missing[*]}; the Linux initiator suite cannot run" >&2
     exit 1
   fi
