@@ -306,6 +306,9 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private NvmeStatus CheckSgl(TcpRequest req, long inCapsuleLength)
     {
         var sgl = req.Sqe.Sgl;
+        // A zero-length SGL describes no data whatever its type (kernel nvmet-tcp maps nothing for it): SPDK's host
+        // sends a zero-length in-capsule descriptor on host-to-controller opcodes without data (Set Features).
+        if (sgl.Length == 0 && inCapsuleLength == 0) return NvmeStatus.Success;
         if (sgl.Identifier == SglDescriptor.InCapsuleOffset)
         {
             if (req.Direction != DataDirection.HostToController) return NvmeStatus.SglDescriptorTypeInvalid;

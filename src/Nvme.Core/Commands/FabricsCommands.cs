@@ -19,10 +19,11 @@ internal static class FabricsCommands
         }
         if (!q.IsConnected) return NvmeStatus.CommandSequenceError;
         q.Controller!.Touch();
+        // Property Get/Set and Disconnect carry no data (nvmet_check_transfer_len(req, 0) in the kernel target).
         return type switch
         {
-            FabricsType.PropertyGet or FabricsType.PropertySet => q.QueueId == 0 ? NvmeStatus.Success : NvmeStatus.InvalidOpcode,
-            FabricsType.Disconnect => q.QueueId == 0 ? NvmeStatus.InvalidField : NvmeStatus.Success,
+            FabricsType.PropertyGet or FabricsType.PropertySet => q.QueueId == 0 ? AdminCommands.TransferLength(req, 0) : NvmeStatus.InvalidOpcode,
+            FabricsType.Disconnect => q.QueueId == 0 ? NvmeStatus.InvalidField : AdminCommands.TransferLength(req, 0),
             _ => NvmeStatus.InvalidOpcode,
         };
     }
