@@ -95,7 +95,7 @@ internal static partial class AdminCommands
                 c.AsyncEvents.Config = value & SupportedAsyncEventConfig;
                 return NvmeStatus.Success;
             case FeatureId.KeepAliveTimer:
-                c.KeepAliveTimeoutMs = value;
+                c.SetKeepAliveTimeout(value);
                 return NvmeStatus.Success;
             case FeatureId.NumberOfQueues when !c.IsDiscovery:
                 {

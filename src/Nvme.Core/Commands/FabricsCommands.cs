@@ -76,7 +76,7 @@ internal static class FabricsCommands
             ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato));
             if (ctrl is null) return NvmeStatus.ConnectControllerBusy;
             ctrl.BindQueue(0, q);
-            log.ControllerCreated(ctrl.IsDiscovery ? "discovery" : "NVM", ctrl.Cntlid, subNqn, hostNqn, q.Transport.PeerAddress, kato);
+            log.ControllerCreated(ctrl.IsDiscovery ? "discovery" : "NVM", ctrl.Cntlid, subNqn, hostNqn, q.Transport.PeerAddress, ctrl.KeepAliveTimeoutMs);
         }
         else
         {

@@ -23,7 +23,7 @@ public sealed class Controller
         Cntlid = cntlid;
         HostNqn = hostNqn;
         HostId = hostId;
-        KeepAliveTimeoutMs = kato;
+        SetKeepAliveTimeout(kato);
         _queues = new FabricQueue?[target.Limits.MaxIoQueues + 1];
         _errorLog = new ErrorLogEntry[target.Limits.ErrorLogEntries];
         AsyncEvents = new AsyncEventState(target.Limits.AsyncEventRequestLimit + 1);
@@ -40,8 +40,15 @@ public sealed class Controller
     public bool IsDestroyed => Volatile.Read(ref _destroyed) != 0;
     public DateTimeOffset CreatedAt { get; } = DateTimeOffset.UtcNow;
 
-    /// <summary>KATO in milliseconds; 0 disables the keep-alive timer.</summary>
-    public uint KeepAliveTimeoutMs { get; internal set; }
+    /// <summary>KATO in milliseconds; 0 disables the keep-alive timer (never on a discovery controller).</summary>
+    public uint KeepAliveTimeoutMs { get; private set; }
+
+    /// <summary>What a discovery controller gets for KATO 0 (the kernel target's NVMET_DISC_KATO_MS): a host that
+    /// discovers and vanishes must not hold a controller forever.</summary>
+    public const uint DiscoveryKeepAliveTimeoutMs = 120_000;
+
+    /// <summary>KATO from Connect or Set Features; 0 on a discovery controller means <see cref="DiscoveryKeepAliveTimeoutMs"/>.</summary>
+    internal void SetKeepAliveTimeout(uint ms) => KeepAliveTimeoutMs = ms == 0 && IsDiscovery ? DiscoveryKeepAliveTimeoutMs : ms;
     internal AsyncEventState AsyncEvents { get; }
 
     // ---- properties (NVMe over Fabrics 3.5, NVMe base spec 3.1) ----
