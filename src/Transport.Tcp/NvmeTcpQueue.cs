@@ -49,7 +49,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private int _termHeaderLength;
 
     public NvmeTcpQueue(NvmeTarget target, IDuplexPipe transport, TcpTransportOptions options, ILogger logger, string peerAddress, Action? abort = null,
-        TcpTransportMetrics? metrics = null)
+        TcpTransportMetrics? metrics = null, ushort portId = 0)
     {
         _metrics = metrics ?? TcpTransportMetrics.Detached;
         _target = target;
@@ -60,6 +60,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _abort = abort;
         PeerAddress = peerAddress;
         _core = target.CreateQueue(this);
+        _core.PortId = portId;
         // The queue depth is at most MQES + 1; a few more slots absorb a host that sends a new command as
         // soon as it sees a completion, before our writer returned the old slot.
         _slots = new TcpRequest?[target.Limits.MaxQueueEntries + 1 + 16];

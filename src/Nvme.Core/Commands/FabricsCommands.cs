@@ -60,6 +60,9 @@ internal static class FabricsCommands
 
         var subsystem = q.Target.FindSubsystem(subNqn);
         if (subsystem is null) return Invalid(ConnectCommand.IattrData | ConnectData.SubNqnOffset, "unknown subsystem NQN");
+        // Not bound to the port the host came in on: the same answer as an unknown NQN (as kernel nvmet).
+        if (!subsystem.IsReachableOn(q.PortId))
+            return Invalid(ConnectCommand.IattrData | ConnectData.SubNqnOffset, $"the subsystem is not reachable on port {q.PortId}");
         if (Subsystem.ValidateNqn(hostNqn) is string bad) return Invalid(ConnectCommand.IattrData | ConnectData.HostNqnOffset, bad);
         if (subsystem.Kind == SubsystemKind.Nvm && !subsystem.IsHostAllowed(hostNqn))
         {
@@ -73,7 +76,7 @@ internal static class FabricsCommands
         Controller? ctrl;
         if (qid == 0)
         {
-            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato));
+            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato, q.PortId));
             if (ctrl is null) return NvmeStatus.ConnectControllerBusy;
             ctrl.BindQueue(0, q);
             log.ControllerCreated(ctrl.IsDiscovery ? "discovery" : "NVM", ctrl.Cntlid, subNqn, hostNqn, q.Transport.PeerAddress, ctrl.KeepAliveTimeoutMs);

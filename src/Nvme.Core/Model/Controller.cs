@@ -16,8 +16,9 @@ public sealed class Controller
     private long _lastActivity;
     private int _destroyed;
 
-    internal Controller(NvmeTarget target, Subsystem subsystem, ushort cntlid, string hostNqn, Guid hostId, uint kato)
+    internal Controller(NvmeTarget target, Subsystem subsystem, ushort cntlid, string hostNqn, Guid hostId, uint kato, ushort portId = 0)
     {
+        PortId = portId;
         Target = target;
         Subsystem = subsystem;
         Cntlid = cntlid;
@@ -37,6 +38,8 @@ public sealed class Controller
     public string HostNqn { get; }
     public Guid HostId { get; }
     public bool IsDiscovery => Subsystem.Kind == SubsystemKind.Discovery;
+    /// <summary>The port the admin queue came in on (0 = not known).</summary>
+    public ushort PortId { get; }
     public bool IsDestroyed => Volatile.Read(ref _destroyed) != 0;
     public DateTimeOffset CreatedAt { get; } = DateTimeOffset.UtcNow;
 
