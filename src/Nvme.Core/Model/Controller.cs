@@ -16,9 +16,11 @@ public sealed class Controller
     private long _lastActivity;
     private int _destroyed;
 
-    internal Controller(NvmeTarget target, Subsystem subsystem, ushort cntlid, string hostNqn, Guid hostId, uint kato, ushort portId = 0)
+    internal Controller(NvmeTarget target, Subsystem subsystem, ushort cntlid, string hostNqn, Guid hostId, uint kato, ushort portId,
+        HostAccount host)
     {
         PortId = portId;
+        Host = host;
         Target = target;
         Subsystem = subsystem;
         Cntlid = cntlid;
@@ -40,6 +42,9 @@ public sealed class Controller
     public bool IsDiscovery => Subsystem.Kind == SubsystemKind.Discovery;
     /// <summary>The port the admin queue came in on (0 = not known).</summary>
     public ushort PortId { get; }
+    /// <summary>What this controller's host NQN holds across the target (controllers, data buffers); shared by
+    /// every controller of that host.</summary>
+    public HostAccount Host { get; }
     public bool IsDestroyed => Volatile.Read(ref _destroyed) != 0;
     public DateTimeOffset CreatedAt { get; } = DateTimeOffset.UtcNow;
 
@@ -109,6 +114,7 @@ public sealed class Controller
     {
         if (Interlocked.Exchange(ref _destroyed, 1) != 0) return;
         Subsystem.RemoveController(this);
+        Target.ReleaseHostController(Host);
         AsyncEvents.Clear();
         FabricQueue?[] queues;
         lock (_lock) { queues = (FabricQueue?[])_queues.Clone(); }

@@ -30,6 +30,10 @@ public sealed record TargetLimits
     /// connections x queue depth.</summary>
     public long DataBufferBudget { get; init; } = 64L << 20;
 
+    /// <summary>Controllers (discovery controllers included) one host NQN may hold at once; a Connect beyond gets
+    /// Connect Controller Busy.</summary>
+    public int MaxControllersPerHost { get; init; } = 64;
+
     /// <summary>Largest transfer of one command in bytes (MDTS; 0 = unlimited is capped at 16 MiB internally).</summary>
     public int MaxTransferBytes => Mdts == 0 ? 16 << 20 : 4096 << Mdts;
 }
