@@ -268,10 +268,11 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             _core.Complete(req, status);
             return true;
         }
-        if (req.DataLength > DataBufferPool.SmallLimit && pdu.Data.IsEmpty && _core.QueueId != 0 && !_target.DataBuffers.TryRent(req, this))
+        if (req.DataLength > DataBufferPool.SmallLimit && pdu.Data.IsEmpty && !_target.DataBuffers.TryRent(req, this))
         {
-            // The data buffer budget is spent: the command waits for a buffer (BufferGranted), then sends its
-            // R2T or runs its read. Memory stays bounded whatever the connections x queue depth.
+            // The data buffer budget (or this host's share of it) is spent: the command waits for a buffer
+            // (BufferGranted), then sends its R2T or runs its read. Admin commands too: memory stays bounded
+            // whatever the connections x queue depth.
             req.State = RequestState.AwaitingBuffer;
             Interlocked.Increment(ref _metrics.BufferWaits);
             return true;

@@ -84,24 +84,32 @@ public class NvmeTcpDataPathTests
     }
 
 
-    /// <summary>Admin queue (connected, enabled) and I/O queue 1 with the given Connect attributes.</summary>
-    internal static async Task<(PipeHost Admin, PipeHost Io)> ConnectAsync(PipeFixture f, byte cattr = 0)
+    /// <summary>Admin queue (connected, enabled) and I/O queue 1 with the given Connect attributes, as the captured
+    /// host or as <paramref name="hostNqn"/>.</summary>
+    internal static async Task<(PipeHost Admin, PipeHost Io)> ConnectAsync(PipeFixture f, byte cattr = 0, string? hostNqn = null,
+        TcpTransportOptions? options = null)
     {
-        var admin = new PipeHost(f.Target);
+        var data = CaptureVectors.ConnectCmd.AsSpan(76, 1024).ToArray();
+        if (hostNqn != null)
+        {
+            data.AsSpan(512, 256).Clear();
+            System.Text.Encoding.ASCII.GetBytes(hostNqn).CopyTo(data, 512);
+        }
+        var connect = MemoryMarshal.Read<SubmissionQueueEntry>(CaptureVectors.ConnectCmd.AsSpan(8));
+        var admin = new PipeHost(f.Target, options);
         await admin.SendAsync(CaptureVectors.ICReq);
         await admin.ReceivePduAsync();
-        await admin.SendAsync(CaptureVectors.ConnectCmd);
+        await admin.SendAsync(hostNqn is null ? CaptureVectors.ConnectCmd : Capsule(connect, data));
         ushort cntlid = (ushort)Resp(await admin.ReceivePduAsync(), 0).Dword0;
         await admin.SendAsync(CaptureVectors.AdminReplay[6]); // Property Set CC.EN = 1
         Resp(await admin.ReceivePduAsync(), 0x2001);
 
-        var io = new PipeHost(f.Target);
+        var io = new PipeHost(f.Target, options);
         await io.SendAsync(CaptureVectors.ICReq);
         await io.ReceivePduAsync();
-        var sqe = MemoryMarshal.Read<SubmissionQueueEntry>(CaptureVectors.ConnectCmd.AsSpan(8));
+        var sqe = connect;
         sqe.Cdw10 = 1u << 16;                    // QID 1
         sqe.Cdw11 = 127 | ((uint)cattr << 16);   // SQSIZE, CATTR
-        var data = CaptureVectors.ConnectCmd.AsSpan(76, 1024).ToArray();
         BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(16), cntlid);
         await io.SendAsync(Capsule(sqe, data));
         Resp(await io.ReceivePduAsync(), 0);

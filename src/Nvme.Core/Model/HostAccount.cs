@@ -3,12 +3,16 @@ namespace Nvme.Core.Model;
 /// <summary>
 /// What one host NQN holds across the target: its controllers (discovery included, bounded by
 /// <see cref="TargetLimits.MaxControllersPerHost"/>) and the bytes of data buffers attached to its commands (bounded
-/// by its share of the data buffer budget). One object per host NQN while it has a controller, shared by all
+/// by <see cref="TargetLimits.HostBufferShare"/>). One object per host NQN while it has a controller, shared by all
 /// of them, so the buffer accounting on the I/O path is a field update under the pool's lock, no lookup.
 /// </summary>
 public sealed class HostAccount
 {
-    internal HostAccount(string hostNqn) => HostNqn = hostNqn;
+    internal HostAccount(string hostNqn, bool unlimited = false)
+    {
+        HostNqn = hostNqn;
+        Unlimited = unlimited;
+    }
 
     public string HostNqn { get; }
 
@@ -20,9 +24,11 @@ public sealed class HostAccount
 
     // Under NvmeTarget's host lock.
     internal int ControllerCount;
-    // Under DataBufferPool's lock.
+    // DataBufferPool, under its lock: bytes held, this host's waiting requests (FIFO, linked through the requests)
+    // and its place in the pool's round of hosts that can be served. Unlimited: no share (requests of no host).
     internal long BufferBytesHeld;
-    /// <summary>DataBufferPool: the grant pass that found this host at its share (its later waiters are skipped too,
-    /// so a host's own commands stay in order).</summary>
-    internal long SkippedInPass;
+    internal NvmeRequest? WaitHead, WaitTail;
+    internal HostAccount? RoundPrev, RoundNext;
+    internal bool InRound;
+    internal readonly bool Unlimited;
 }

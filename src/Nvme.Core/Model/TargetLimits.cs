@@ -30,6 +30,11 @@ public sealed record TargetLimits
     /// connections x queue depth.</summary>
     public long DataBufferBudget { get; init; } = 64L << 20;
 
+    /// <summary>Percent (1..100) of <see cref="DataBufferBudget"/> one host NQN may hold (at least one
+    /// <see cref="MaxTransferBytes"/>). A host at its share waits for its own buffers to come back while the other
+    /// hosts are served: a host that never sends the data for its R2Ts cannot starve them.</summary>
+    public int HostBufferShare { get; init; } = 50;
+
     /// <summary>Controllers (discovery controllers included) one host NQN may hold at once; a Connect beyond gets
     /// Connect Controller Busy.</summary>
     public int MaxControllersPerHost { get; init; } = 64;

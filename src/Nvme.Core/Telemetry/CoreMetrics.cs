@@ -81,6 +81,16 @@ public sealed class CoreMetrics : IDisposable
             "Asynchronous events sent to hosts (completed Asynchronous Event Requests)");
         m.CreateObservableCounter("nvmet.keep_alive.expired", () => Interlocked.Read(ref KeepAliveExpiries), "{controller}",
             "Controllers destroyed because their host sent nothing within the keep-alive timeout");
+        var buffers = target.DataBuffers;
+        m.CreateObservableUpDownCounter("nvmet.data_buffer", () => new[]
+            {
+                new Measurement<long>(buffers.InUseBytes, Tag("state", "in_use")),
+                new Measurement<long>(buffers.CreatedBytes, Tag("state", "created")),
+            }, "By", "Data buffers over 16 KiB (admin and I/O): bytes attached to commands (in_use) and in existence (created, at most the budget)");
+        m.CreateObservableUpDownCounter("nvmet.data_buffer.budget", () => buffers.Budget, "By",
+            "The data buffer budget (--data-buffer-budget)");
+        m.CreateObservableCounter("nvmet.data_buffer.share_waits", () => buffers.ShareWaits, "{command}",
+            "Commands that waited for a data buffer because their host NQN held its share of the budget (--host-buffer-share)");
         m.CreateObservableCounter("nvmet.connects.rejected", () => ConnectRejections.Labels.Select((label, i) =>
                 new Measurement<long>(Interlocked.Read(ref _connectsRejected[i]), Tag("reason", label))), "{command}",
             "Fabrics Connect commands refused, by reason (unknown_subsystem, port, host_not_allowed, controller_limit, invalid)");
