@@ -29,7 +29,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private readonly Action? _abort;
     private readonly TcpTransportMetrics _metrics;
     private readonly FabricQueue _core;
-    private readonly TcpRequest?[] _slots;
+    private TcpRequest?[] _slots;
     private readonly ConcurrentQueue<TcpRequest> _free = new();
     private readonly ConcurrentQueue<(TcpRequest Request, SendKind Kind)> _sends = new();
     private readonly ConcurrentQueue<CompletionQueueEntry> _abortResponses = new();
@@ -61,9 +61,9 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         PeerAddress = peerAddress;
         _core = target.CreateQueue(this);
         _core.PortId = portId;
-        // The queue depth is at most MQES + 1; a few more slots absorb a host that sends a new command as
-        // soon as it sees a completion, before our writer returned the old slot.
-        _slots = new TcpRequest?[target.Limits.MaxQueueEntries + 1 + 16];
+        // A queue holds at most MQES + 1 commands (see Outstanding); a slot goes back before its answer is flushed,
+        // so only requests answered early by an abort need more (TryRent grows the array for them).
+        _slots = new TcpRequest?[target.Limits.MaxQueueEntries + 1];
         _settings = new PduReaderSettings
         {
             MaxInCapsuleData = Math.Max(options.AdminInCapsuleDataSize, target.Limits.InCapsuleDataSize),
@@ -258,8 +258,14 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             _ignoredWhileDraining++;
             return true;
         }
+        // The host may have as many commands outstanding as the queue it negotiated holds (Connect SQSIZE + 1; one,
+        // the Connect, before that); more is a protocol error, as the kernel target treats running out of commands.
+        int allowed = _core.IsConnected ? _core.QueueSize : 1;
+        if (Outstanding >= allowed)
+            return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {allowed} commands outstanding (the queue size)"), pdu.Header);
         if (!TryRent(out var req))
-            return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {_slots.Length} commands outstanding"), pdu.Header);
+            return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {MaxSlots} commands held"), pdu.Header);
+        _commandsTaken++;
         req.Sqe = MemoryMarshal.Read<SubmissionQueueEntry>(pdu.Header[CommonHeader.Size..]);
         var status = _core.Prepare(req);
         if (status == NvmeStatus.Success) status = CheckSgl(req, pdu.Data.Length);
@@ -403,12 +409,33 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
 
     // ------------------------------------------------------------------ request pool
 
+    // Commands the host has outstanding = taken - answered. Each counter has one writer (the receive loop, the
+    // writer loop, the aborts), so the I/O path pays no atomic operation for the bound.
+    private long _commandsTaken;
+    private long _answersWritten;
+    private long _answeredByAbort;
+
+    private int Outstanding => (int)(_commandsTaken - Volatile.Read(ref _answersWritten) - Interlocked.Read(ref _answeredByAbort));
+
+    /// <summary>Slots are transfer tags (16 bits).</summary>
+    private const int MaxSlots = ushort.MaxValue;
+
     private bool TryRent(out TcpRequest req)
     {
         if (_free.TryDequeue(out req!)) return true;
-        if (_slotCount == _slots.Length) return false;
+        var slots = _slots;
+        if (_slotCount == slots.Length)
+        {
+            // Only requests answered early by an abort (their store has not returned) take slots beyond the queue
+            // size; the host may use the queue entries they answered. Rare: the copy is no steady-state cost.
+            if (slots.Length >= MaxSlots) return false;
+            var grown = new TcpRequest?[Math.Min(slots.Length * 2, MaxSlots)];
+            Array.Copy(slots, grown, _slotCount);
+            Volatile.Write(ref _slots, slots = grown);
+        }
         req = new TcpRequest((ushort)_slotCount);
-        _slots[_slotCount++] = req;
+        slots[_slotCount] = req;
+        Volatile.Write(ref _slotCount, _slotCount + 1);
         return true;
     }
 
