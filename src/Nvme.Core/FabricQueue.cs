@@ -28,6 +28,9 @@ public sealed class FabricQueue
     public NvmeTarget Target { get; }
     public IQueueTransport Transport { get; }
     public ushort QueueId { get; internal set; }
+    /// <summary>The target port this queue's connection came in on (<see cref="Port.PortId"/>), set by the transport
+    /// before the first command; 0 = not known, which reaches only subsystems open to every port.</summary>
+    public ushort PortId { get; set; }
     public Controller? Controller { get; internal set; }
     public bool IsConnected => Controller != null;
     /// <summary>Entries in this queue (Connect SQSIZE + 1).</summary>

@@ -14,6 +14,14 @@ public class NvmeRequest
 {
     private byte[]? _buffer;
     private DataBufferPool? _bufferPool;
+    private HostAccount? _bufferHost;
+
+    // DataBufferPool, under its lock: the host FIFO this request waits in (WaitHost set while it waits), and a
+    // buffer granted to it that is about to be attached.
+    internal NvmeRequest? WaitPrev, WaitNext;
+    internal HostAccount? WaitHost, GrantedHost;
+    internal IDataBufferWaiter? Waiter;
+    internal byte[]? GrantedBuffer;
 
     public SubmissionQueueEntry Sqe;
     public CompletionQueueEntry Cqe;
@@ -72,21 +80,25 @@ public class NvmeRequest
         return _buffer;
     }
 
-    /// <summary>Gives this request a budgeted buffer of <paramref name="pool"/> (see <see cref="DataBufferPool.TryRent"/>).</summary>
-    internal void AttachPooledBuffer(byte[] buffer, DataBufferPool pool)
+    /// <summary>Gives this request a budgeted buffer of <paramref name="pool"/>, charged to <paramref name="host"/>
+    /// (see <see cref="DataBufferPool.TryRent(NvmeRequest, IDataBufferWaiter)"/>).</summary>
+    internal void AttachPooledBuffer(byte[] buffer, DataBufferPool pool, HostAccount host)
     {
         ReturnBuffer();
         _buffer = buffer;
         _bufferPool = pool;
+        _bufferHost = host;
     }
 
     private void ReturnBuffer()
     {
         if (_buffer is null) return;
-        if (_bufferPool != null) _bufferPool.Return(_buffer);
-        else ArrayPool<byte>.Shared.Return(_buffer);
+        var (buffer, pool, host) = (_buffer, _bufferPool, _bufferHost);
         _buffer = null;
         _bufferPool = null;
+        _bufferHost = null;
+        if (pool != null) pool.Return(buffer, host!);
+        else ArrayPool<byte>.Shared.Return(buffer);
     }
 
     /// <summary>Prepares the object for the next command. Budgeted and large buffers go back to their pool;

@@ -115,6 +115,39 @@ public sealed class NvmeTarget : IDisposable
     public IReadOnlyList<Controller> Controllers =>
         [.. Discovery.Controllers, .. Volatile.Read(ref _subsystems).Values.SelectMany(s => s.Controllers)];
 
+    // ---- hosts ----
+
+    private readonly Lock _hostsLock = new();
+    private readonly Dictionary<string, HostAccount> _hosts = new(StringComparer.Ordinal);
+
+    /// <summary>The account of a host NQN that holds at least one controller, or null.</summary>
+    public HostAccount? FindHost(string hostNqn) { lock (_hostsLock) return _hosts.GetValueOrDefault(hostNqn); }
+
+    /// <summary>Counts a new controller for <paramref name="hostNqn"/>; null when the host holds
+    /// <see cref="TargetLimits.MaxControllersPerHost"/> already.</summary>
+    internal HostAccount? TryAddHostController(string hostNqn)
+    {
+        lock (_hostsLock)
+        {
+            if (!_hosts.TryGetValue(hostNqn, out var account)) _hosts.Add(hostNqn, account = new HostAccount(hostNqn));
+            if (account.ControllerCount >= Limits.MaxControllersPerHost) return null;
+            account.ControllerCount++;
+            return account;
+        }
+    }
+
+    /// <summary>A controller of the host is gone. The last one drops the account (host NQNs cost a peer nothing to
+    /// invent, so none is kept without a controller); buffers still attached to a command of a destroyed controller
+    /// (a store that has not returned) go back to the old account object.</summary>
+    internal void ReleaseHostController(HostAccount account)
+    {
+        lock (_hostsLock)
+        {
+            if (--account.ControllerCount == 0 && _hosts.TryGetValue(account.HostNqn, out var current) && current == account)
+                _hosts.Remove(account.HostNqn);
+        }
+    }
+
     private int _queueCount;
 
     /// <summary>Transport queues (connections) open right now, connected to a controller or not.</summary>

@@ -138,7 +138,7 @@ public sealed class TargetHost : IAsyncDisposable
                 var endpoints = new List<IPEndPoint>();
                 foreach (var p in config.Ports)
                 {
-                    var bound = server.Listen(new IPEndPoint(IPAddress.Parse(p.Address), p.Port));
+                    var bound = server.Listen(new IPEndPoint(IPAddress.Parse(p.Address), p.Port), p.Id);
                     endpoints.Add(bound);
                     target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress));
                 }

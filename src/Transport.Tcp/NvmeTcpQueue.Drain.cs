@@ -43,9 +43,10 @@ public sealed partial class NvmeTcpQueue
     {
         bool admin = _core.QueueId == 0;
         int count = Volatile.Read(ref _slotCount);
-        for (int i = 0; i < count; i++)
+        var slots = Volatile.Read(ref _slots);
+        for (int i = 0; i < Math.Min(count, slots.Length); i++)
         {
-            var req = Volatile.Read(ref _slots[i]);
+            var req = Volatile.Read(ref slots[i]);
             if (req is null) continue;
             var state = req.State;
             if (state == RequestState.Free) continue;

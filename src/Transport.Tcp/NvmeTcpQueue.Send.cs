@@ -11,9 +11,11 @@ public sealed partial class NvmeTcpQueue
     public int AbortRequests(Func<NvmeRequest, bool> match, NvmeStatus status)
     {
         int n = 0;
-        for (int i = 0; i < _slotCount; i++)
+        int count = Volatile.Read(ref _slotCount);
+        var slots = Volatile.Read(ref _slots);
+        for (int i = 0; i < Math.Min(count, slots.Length); i++)
         {
-            var req = Volatile.Read(ref _slots[i]);
+            var req = Volatile.Read(ref slots[i]);
             if (req is null) continue;
             long generation = req.Generation; // read first: a request recycled after this cannot be aborted
             if (req.State != RequestState.Executing || !match(req) || !req.TryAbort(generation)) continue;
@@ -23,6 +25,7 @@ public sealed partial class NvmeTcpQueue
                 if (_closed) continue;
                 _abortResponses.Enqueue(cqe);
             }
+            Interlocked.Increment(ref _answeredByAbort); // answered: no longer the host's, though it keeps its slot
             n++;
         }
         if (n > 0) _signal.Set();
@@ -133,6 +136,8 @@ public sealed partial class NvmeTcpQueue
             if (!success) PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
         }
         else PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
+        // Counted before the flush that lets the host see the answer (and send the next command in its place).
+        Volatile.Write(ref _answersWritten, _answersWritten + 1);
         Return(req);
         return _core.DisconnectRequested;
     }

@@ -29,7 +29,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private readonly Action? _abort;
     private readonly TcpTransportMetrics _metrics;
     private readonly FabricQueue _core;
-    private readonly TcpRequest?[] _slots;
+    private TcpRequest?[] _slots;
     private readonly ConcurrentQueue<TcpRequest> _free = new();
     private readonly ConcurrentQueue<(TcpRequest Request, SendKind Kind)> _sends = new();
     private readonly ConcurrentQueue<CompletionQueueEntry> _abortResponses = new();
@@ -49,7 +49,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private int _termHeaderLength;
 
     public NvmeTcpQueue(NvmeTarget target, IDuplexPipe transport, TcpTransportOptions options, ILogger logger, string peerAddress, Action? abort = null,
-        TcpTransportMetrics? metrics = null)
+        TcpTransportMetrics? metrics = null, ushort portId = 0)
     {
         _metrics = metrics ?? TcpTransportMetrics.Detached;
         _target = target;
@@ -60,9 +60,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _abort = abort;
         PeerAddress = peerAddress;
         _core = target.CreateQueue(this);
-        // The queue depth is at most MQES + 1; a few more slots absorb a host that sends a new command as
-        // soon as it sees a completion, before our writer returned the old slot.
-        _slots = new TcpRequest?[target.Limits.MaxQueueEntries + 1 + 16];
+        _core.PortId = portId;
+        // A queue holds at most MQES + 1 commands (see Outstanding); a slot goes back before its answer is flushed,
+        // so only requests answered early by an abort need more (TryRent grows the array for them).
+        _slots = new TcpRequest?[target.Limits.MaxQueueEntries + 1];
         _settings = new PduReaderSettings
         {
             MaxInCapsuleData = Math.Max(options.AdminInCapsuleDataSize, target.Limits.InCapsuleDataSize),
@@ -257,8 +258,14 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             _ignoredWhileDraining++;
             return true;
         }
+        // The host may have as many commands outstanding as the queue it negotiated holds (Connect SQSIZE + 1; one,
+        // the Connect, before that); more is a protocol error, as the kernel target treats running out of commands.
+        int allowed = _core.IsConnected ? _core.QueueSize : 1;
+        if (Outstanding >= allowed)
+            return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {allowed} commands outstanding (the queue size)"), pdu.Header);
         if (!TryRent(out var req))
-            return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {_slots.Length} commands outstanding"), pdu.Header);
+            return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {MaxSlots} commands held"), pdu.Header);
+        _commandsTaken++;
         req.Sqe = MemoryMarshal.Read<SubmissionQueueEntry>(pdu.Header[CommonHeader.Size..]);
         var status = _core.Prepare(req);
         if (status == NvmeStatus.Success) status = CheckSgl(req, pdu.Data.Length);
@@ -267,10 +274,11 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             _core.Complete(req, status);
             return true;
         }
-        if (req.DataLength > DataBufferPool.SmallLimit && pdu.Data.IsEmpty && _core.QueueId != 0 && !_target.DataBuffers.TryRent(req, this))
+        if (req.DataLength > DataBufferPool.SmallLimit && pdu.Data.IsEmpty && !_target.DataBuffers.TryRent(req, this))
         {
-            // The data buffer budget is spent: the command waits for a buffer (BufferGranted), then sends its
-            // R2T or runs its read. Memory stays bounded whatever the connections x queue depth.
+            // The data buffer budget (or this host's share of it) is spent: the command waits for a buffer
+            // (BufferGranted), then sends its R2T or runs its read. Admin commands too: memory stays bounded
+            // whatever the connections x queue depth.
             req.State = RequestState.AwaitingBuffer;
             Interlocked.Increment(ref _metrics.BufferWaits);
             return true;
@@ -306,6 +314,9 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private NvmeStatus CheckSgl(TcpRequest req, long inCapsuleLength)
     {
         var sgl = req.Sqe.Sgl;
+        // A zero-length SGL describes no data whatever its type (kernel nvmet-tcp maps nothing for it): SPDK's host
+        // sends a zero-length in-capsule descriptor on host-to-controller opcodes without data (Set Features).
+        if (sgl.Length == 0 && inCapsuleLength == 0) return NvmeStatus.Success;
         if (sgl.Identifier == SglDescriptor.InCapsuleOffset)
         {
             if (req.Direction != DataDirection.HostToController) return NvmeStatus.SglDescriptorTypeInvalid;
@@ -398,12 +409,33 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
 
     // ------------------------------------------------------------------ request pool
 
+    // Commands the host has outstanding = taken - answered. Each counter has one writer (the receive loop, the
+    // writer loop, the aborts), so the I/O path pays no atomic operation for the bound.
+    private long _commandsTaken;
+    private long _answersWritten;
+    private long _answeredByAbort;
+
+    private int Outstanding => (int)(_commandsTaken - Volatile.Read(ref _answersWritten) - Interlocked.Read(ref _answeredByAbort));
+
+    /// <summary>Slots are transfer tags (16 bits).</summary>
+    private const int MaxSlots = ushort.MaxValue;
+
     private bool TryRent(out TcpRequest req)
     {
         if (_free.TryDequeue(out req!)) return true;
-        if (_slotCount == _slots.Length) return false;
+        var slots = _slots;
+        if (_slotCount == slots.Length)
+        {
+            // Only requests answered early by an abort (their store has not returned) take slots beyond the queue
+            // size; the host may use the queue entries they answered. Rare: the copy is no steady-state cost.
+            if (slots.Length >= MaxSlots) return false;
+            var grown = new TcpRequest?[Math.Min(slots.Length * 2, MaxSlots)];
+            Array.Copy(slots, grown, _slotCount);
+            Volatile.Write(ref _slots, slots = grown);
+        }
         req = new TcpRequest((ushort)_slotCount);
-        _slots[_slotCount++] = req;
+        slots[_slotCount] = req;
+        Volatile.Write(ref _slotCount, _slotCount + 1);
         return true;
     }
 

@@ -94,4 +94,23 @@ public partial class AdminTests
         Assert.Equal(0x410D, (int)r.Status);
         Assert.Equal(0u, q.Ok(Cmd.GetFeatures(FeatureId.AsyncEventConfiguration)).Cqe.Dword0); // not applied
     }
+
+    [Fact]
+    public void Discovery_controller_with_kato_0_gets_120_seconds_also_through_set_features()
+    {
+        using var t = new TestTarget();
+        var d = t.ConnectAdmin(subNqn: WellKnown.DiscoveryNqn, kato: 0);
+        Assert.Equal(120_000u, d.Controller!.KeepAliveTimeoutMs);
+        Assert.Equal(120_000u, d.Ok(Cmd.GetFeatures(FeatureId.KeepAliveTimer)).Cqe.Dword0);
+        d.Ok(Cmd.SetFeatures(FeatureId.KeepAliveTimer, 30_000));
+        Assert.Equal(30_000u, d.Ok(Cmd.GetFeatures(FeatureId.KeepAliveTimer)).Cqe.Dword0);
+        d.Ok(Cmd.SetFeatures(FeatureId.KeepAliveTimer, 0));
+        Assert.Equal(120_000u, d.Ok(Cmd.GetFeatures(FeatureId.KeepAliveTimer)).Cqe.Dword0);
+        // It really expires: silent past 120 s (as seen by the watchdog's clock), it is destroyed.
+        Assert.True(d.Controller.KeepAliveExpired(Environment.TickCount64 + 120_001));
+        // An NVM controller keeps KATO 0 = no keep-alive timer, as the host asked.
+        var q = t.ConnectAdmin(kato: 0);
+        Assert.Equal(0u, q.Ok(Cmd.GetFeatures(FeatureId.KeepAliveTimer)).Cqe.Dword0);
+        Assert.False(q.Controller!.KeepAliveExpired(Environment.TickCount64 + 10_000_000));
+    }
 }

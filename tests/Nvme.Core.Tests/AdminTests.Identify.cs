@@ -56,14 +56,20 @@ public partial class AdminTests
         q.Expect(NvmeStatus.InvalidField, Cmd.Identify(IdentifyCns.ActiveNamespaceList));
     }
 
-    [Fact]
-    public void Identify_transfer_shorter_than_4096_is_cut()
+    [Theory]
+    [InlineData(256u)]
+    [InlineData(4092u)]
+    [InlineData(8192u)]
+    [InlineData(1u << 20)]
+    [InlineData(0u)]
+    public void Identify_needs_exactly_4096_bytes(uint length)
     {
+        // As the kernel target: Identify data is 4096 bytes, nothing else is a valid transfer.
         using var t = new TestTarget();
         var q = t.ConnectAdmin();
-        var r = q.Ok(Cmd.Identify(IdentifyCns.Controller, length: 256));
-        Assert.Equal(256, r.DataLength);
-        Assert.Equal(0x4E, r.DataSpan[24]); // 'N' of the model number
+        var r = q.Expect(NvmeStatus.DataSglLengthInvalid, Cmd.Identify(IdentifyCns.Controller, length: length));
+        Assert.Equal(0x4000, (int)(r.Status & NvmeStatus.Dnr));
+        Assert.Equal(4096, q.Ok(Cmd.Identify(IdentifyCns.Controller)).DataLength);
     }
 
     [Fact]

@@ -87,4 +87,68 @@ public class DataBufferBudgetTests
         Assert.Equal(0, ns.InFlight);
         await admin.DrainAndCloseAsync();
     }
+
+    [Fact]
+    public async Task Admin_queue_data_counts_in_the_budget()
+    {
+        using var f = new PipeFixture(OneBuffer);
+        var (admin, io) = await ConnectAsync(f);
+        ushort w = io.NextCid();
+        await io.SendAsync(Capsule(Rw(IoOpcode.Write, w, 0, Size / 512)));
+        var r2t = MemoryMarshal.Read<R2TPdu>(await io.ReceivePduAsync()); // the write holds the whole budget
+
+        // A 128 KiB Get Log Page on the admin queue needs a budgeted buffer too: it waits, nothing is sent.
+        var log = new SubmissionQueueEntry { Opcode = AdminOpcode.GetLogPage, CommandId = 0x99, Nsid = 0xFFFFFFFF };
+        log.Cdw10 = LogPageId.CommandsSupportedAndEffects | ((uint)(Size / 4 - 1) << 16);
+        log.Sgl.Identifier = SglDescriptor.TransportDataBlock;
+        log.Sgl.Length = Size;
+        await admin.SendAsync(Capsule(log));
+        Assert.True(await Poll.UntilAsync(() => f.Target.DataBuffers.Waiting == 1, TimeSpan.FromSeconds(10)), "the admin command did not wait for the budget");
+        Assert.Equal(Size, f.Target.DataBuffers.CreatedBytes);
+
+        await io.SendAsync(H2CData(w, r2t.TransferTag, 0, Pattern(Size, 9), last: true));
+        Resp(await io.ReceivePduAsync(), w);
+        var c2h = await admin.ReceivePduAsync(); // the log page, in the buffer the write gave back
+        Assert.Equal((byte)PduType.C2HData, c2h[0]);
+        Resp(await admin.ReceivePduAsync(), 0x99);
+        Assert.Equal(Size, f.Target.DataBuffers.CreatedBytes);
+        await CloseAsync(f, admin, io);
+        Assert.Equal(0, f.Target.DataBuffers.InUse);
+    }
+
+    [Fact]
+    public async Task A_host_at_its_share_waits_while_another_host_is_served()
+    {
+        // Budget: two 128 KiB buffers; a host may hold one of them.
+        using var f = new PipeFixture(new TargetLimits { Mdts = 5, DataBufferBudget = 2 * Size, HostBufferShare = 50 });
+        var (xAdmin, x) = await ConnectAsync(f, hostNqn: "nqn.2014-08.org.nvmexpress:uuid:0000000a-0000-0000-0000-000000000000");
+        var (yAdmin, y) = await ConnectAsync(f, hostNqn: "nqn.2014-08.org.nvmexpress:uuid:0000000b-0000-0000-0000-000000000000");
+        ushort x1 = x.NextCid(), x2 = x.NextCid();
+        await x.SendAsync(Capsule(Rw(IoOpcode.Write, x1, 0, Size / 512)), Capsule(Rw(IoOpcode.Write, x2, 1024, Size / 512)));
+        var r1 = MemoryMarshal.Read<R2TPdu>(await x.ReceivePduAsync());
+        Assert.Equal(x1, r1.CommandId);
+        Assert.True(await Poll.UntilAsync(() => f.Target.DataBuffers.Waiting == 1, TimeSpan.FromSeconds(10)), "x2 did not wait");
+        Assert.Equal(1, f.Target.DataBuffers.ShareWaits); // x2 waits for its host's share, not for the budget
+
+        // Y reads meanwhile: the budget has room, X's waiting command does not hold Y up.
+        var data = Pattern(Size, 4);
+        f.Store.Write(4096 * 512, data);
+        ushort yr = y.NextCid();
+        await y.SendAsync(Capsule(Rw(IoOpcode.Read, yr, 4096, Size / 512)));
+        var pdu = await y.ReceivePduAsync();
+        var h = MemoryMarshal.Read<DataPdu>(pdu);
+        Assert.Equal(PduType.C2HData, h.Header.Type);
+        Assert.Equal(data, pdu.AsSpan(h.Header.DataOffset, (int)h.DataLength).ToArray());
+        Resp(await y.ReceivePduAsync(), yr);
+
+        // X's first write completes: its buffer goes to x2, which gets its R2T.
+        await x.SendAsync(H2CData(x1, r1.TransferTag, 0, Pattern(Size, 1), last: true));
+        Resp(await x.ReceivePduAsync(), x1);
+        var r2 = MemoryMarshal.Read<R2TPdu>(await x.ReceivePduAsync());
+        Assert.Equal(x2, r2.CommandId);
+        await x.SendAsync(H2CData(x2, r2.TransferTag, 0, Pattern(Size, 2), last: true));
+        Resp(await x.ReceivePduAsync(), x2);
+        Assert.Equal(0, f.Target.DataBuffers.Waiting);
+        await CloseAsync(f, xAdmin, x, yAdmin, y);
+    }
 }

@@ -11,21 +11,37 @@ internal static partial class AdminCommands
     public static NvmeStatus Prepare(FabricQueue q, Controller c, NvmeRequest req)
     {
         if (!c.IsReady) return NvmeStatus.CommandSequenceError; // CC.EN=1 / CSTS.RDY=1 first
+        // Each command moves exactly the data it defines, checked before any buffer is taken (the kernel target's
+        // nvmet_check_transfer_len): a 4-byte log page read never costs a 1 MiB buffer.
         switch (req.Sqe.Opcode)
         {
             case AdminOpcode.Identify:
+                return TransferLength(req, IdentifyDataSize);
             case AdminOpcode.GetLogPage:
+                return TransferLength(req, LogPageLength(req.Sqe));
             case AdminOpcode.GetFeatures:
+                // Only the Host Identifier feature returns data (the 128-bit host ID).
+                return TransferLength(req, (byte)req.Sqe.Cdw10 == FeatureId.HostIdentifier && !c.IsDiscovery ? 16 : 0);
             case AdminOpcode.SetFeatures:
             case AdminOpcode.AsyncEventRequest:
             case AdminOpcode.KeepAlive:
-                return NvmeStatus.Success;
+                return TransferLength(req, 0);
             case AdminOpcode.Abort:
-                return c.IsDiscovery ? NvmeStatus.InvalidOpcode : NvmeStatus.Success;
+                return c.IsDiscovery ? NvmeStatus.InvalidOpcode : TransferLength(req, 0);
             default:
                 return NvmeStatus.InvalidOpcode;
         }
     }
+
+    private const int IdentifyDataSize = 4096;
+
+    /// <summary>NUMD (CDW10 bits 31:16, CDW11 bits 15:0, 0's based) in bytes.</summary>
+    private static long LogPageLength(in SubmissionQueueEntry sqe) => ((((long)(sqe.Cdw11 & 0xFFFF) << 16) | (sqe.Cdw10 >> 16)) + 1) * 4;
+
+    /// <summary>Data SGL Length Invalid unless the SGL describes exactly <paramref name="expected"/> bytes. A
+    /// zero-length SGL of any kind means "no data" (SPDK's host sends one in the capsule for Set Features).</summary>
+    internal static NvmeStatus TransferLength(NvmeRequest req, long expected) =>
+        req.Sqe.Sgl.Length == expected ? NvmeStatus.Success : NvmeStatus.DataSglLengthInvalid;
 
     public static NvmeStatus Execute(FabricQueue q, Controller c, NvmeRequest req, out bool parked)
     {
@@ -79,7 +95,7 @@ internal static partial class AdminCommands
                 c.AsyncEvents.Config = value & SupportedAsyncEventConfig;
                 return NvmeStatus.Success;
             case FeatureId.KeepAliveTimer:
-                c.KeepAliveTimeoutMs = value;
+                c.SetKeepAliveTimeout(value);
                 return NvmeStatus.Success;
             case FeatureId.NumberOfQueues when !c.IsDiscovery:
                 {
@@ -139,8 +155,7 @@ internal static partial class AdminCommands
                 break;
             case FeatureId.HostIdentifier:
                 // Only the 128-bit host identifier exists over fabrics (EXHID, CDW11 bit 0, must be set).
-                if ((req.Sqe.Cdw11 & 1) == 0) return NvmeStatus.InvalidField;
-                if (req.DataLength < 16) return NvmeStatus.DataSglLengthInvalid;
+                if ((req.Sqe.Cdw11 & 1) == 0) return NvmeStatus.InvalidField; // 16 bytes of data: checked by Prepare
                 c.HostId.TryWriteBytes(req.DataSpan, bigEndian: true, out _);
                 break;
         }

@@ -6,8 +6,8 @@ using Nvme.Core.Spec;
 namespace Nvme.Core.Commands;
 
 /// <summary>
-/// The discovery log page (NVMe over Fabrics spec 5.3): one entry for the discovery subsystem itself and one
-/// for each NVM subsystem the host may use, on every port.
+/// The discovery log page (NVMe over Fabrics spec 5.3): on every port, one entry for the discovery subsystem
+/// itself and one for each NVM subsystem bound to that port that the host may use.
 /// </summary>
 internal static class DiscoveryLog
 {
@@ -18,7 +18,7 @@ internal static class DiscoveryLog
         {
             entries.Add((port, target.Discovery));
             foreach (var s in target.Subsystems.OrderBy(s => s.Nqn, StringComparer.Ordinal))
-                if (s.IsHostAllowed(hostNqn)) entries.Add((port, s));
+                if (s.IsReachableOn(port.PortId) && s.IsHostAllowed(hostNqn)) entries.Add((port, s));
         }
         var page = new byte[DiscoveryLogHeader.Size + entries.Count * DiscoveryLogEntry.Size];
         ref var header = ref MemoryMarshal.AsRef<DiscoveryLogHeader>(page.AsSpan());

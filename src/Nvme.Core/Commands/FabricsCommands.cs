@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
+using Nvme.Core.Telemetry;
 
 namespace Nvme.Core.Commands;
 
@@ -19,10 +20,11 @@ internal static class FabricsCommands
         }
         if (!q.IsConnected) return NvmeStatus.CommandSequenceError;
         q.Controller!.Touch();
+        // Property Get/Set and Disconnect carry no data (nvmet_check_transfer_len(req, 0) in the kernel target).
         return type switch
         {
-            FabricsType.PropertyGet or FabricsType.PropertySet => q.QueueId == 0 ? NvmeStatus.Success : NvmeStatus.InvalidOpcode,
-            FabricsType.Disconnect => q.QueueId == 0 ? NvmeStatus.InvalidField : NvmeStatus.Success,
+            FabricsType.PropertyGet or FabricsType.PropertySet => q.QueueId == 0 ? AdminCommands.TransferLength(req, 0) : NvmeStatus.InvalidOpcode,
+            FabricsType.Disconnect => q.QueueId == 0 ? NvmeStatus.InvalidField : AdminCommands.TransferLength(req, 0),
             _ => NvmeStatus.InvalidOpcode,
         };
     }
@@ -38,6 +40,14 @@ internal static class FabricsCommands
 
     private static NvmeStatus Connect(FabricQueue q, NvmeRequest req)
     {
+        var status = TryConnect(q, req, out var rejection);
+        if (status != NvmeStatus.Success) q.Target.Metrics.ConnectRejected(rejection);
+        return status;
+    }
+
+    private static NvmeStatus TryConnect(FabricQueue q, NvmeRequest req, out ConnectRejection rejection)
+    {
+        rejection = ConnectRejection.Invalid;
         ref readonly var sqe = ref req.Sqe;
         ushort recfmt = (ushort)sqe.Cdw10, qid = (ushort)(sqe.Cdw10 >> 16), sqsize = (ushort)sqe.Cdw11;
         byte cattr = (byte)(sqe.Cdw11 >> 16);
@@ -58,10 +68,21 @@ internal static class FabricsCommands
         }
 
         var subsystem = q.Target.FindSubsystem(subNqn);
-        if (subsystem is null) return Invalid(ConnectCommand.IattrData | ConnectData.SubNqnOffset, "unknown subsystem NQN");
+        if (subsystem is null)
+        {
+            rejection = ConnectRejection.UnknownSubsystem;
+            return Invalid(ConnectCommand.IattrData | ConnectData.SubNqnOffset, "unknown subsystem NQN");
+        }
+        if (!subsystem.IsReachableOn(q.PortId))
+        {
+            // Not bound to the port the host came in on: the same answer as an unknown NQN (as kernel nvmet).
+            rejection = ConnectRejection.Port;
+            return Invalid(ConnectCommand.IattrData | ConnectData.SubNqnOffset, $"the subsystem is not reachable on port {q.PortId}");
+        }
         if (Subsystem.ValidateNqn(hostNqn) is string bad) return Invalid(ConnectCommand.IattrData | ConnectData.HostNqnOffset, bad);
         if (subsystem.Kind == SubsystemKind.Nvm && !subsystem.IsHostAllowed(hostNqn))
         {
+            rejection = ConnectRejection.HostNotAllowed;
             log.ConnectRejected(hostNqn, q.Transport.PeerAddress, subNqn, "host NQN is not in the subsystem's allowed hosts");
             req.Cqe.Dword0 = ConnectCommand.IattrData | ConnectData.HostNqnOffset;
             return NvmeStatus.ConnectInvalidHost;
@@ -72,10 +93,24 @@ internal static class FabricsCommands
         Controller? ctrl;
         if (qid == 0)
         {
-            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato));
-            if (ctrl is null) return NvmeStatus.ConnectControllerBusy;
+            // Every controller counts against its host NQN's limit, discovery controllers included: each costs a
+            // connection, a keep-alive clock and up to SQSIZE commands.
+            var account = q.Target.TryAddHostController(hostNqn);
+            if (account is null)
+            {
+                rejection = ConnectRejection.ControllerLimit;
+                log.ConnectRejected(hostNqn, q.Transport.PeerAddress, subNqn,
+                    $"the host already holds {q.Limits.MaxControllersPerHost} controllers (--max-controllers-per-host)");
+                return NvmeStatus.ConnectControllerBusy;
+            }
+            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato, q.PortId, account));
+            if (ctrl is null)
+            {
+                q.Target.ReleaseHostController(account);
+                return NvmeStatus.ConnectControllerBusy;
+            }
             ctrl.BindQueue(0, q);
-            log.ControllerCreated(ctrl.IsDiscovery ? "discovery" : "NVM", ctrl.Cntlid, subNqn, hostNqn, q.Transport.PeerAddress, kato);
+            log.ControllerCreated(ctrl.IsDiscovery ? "discovery" : "NVM", ctrl.Cntlid, subNqn, hostNqn, q.Transport.PeerAddress, ctrl.KeepAliveTimeoutMs);
         }
         else
         {

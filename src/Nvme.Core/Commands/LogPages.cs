@@ -13,10 +13,7 @@ internal static partial class AdminCommands
         ref readonly var sqe = ref req.Sqe;
         byte lid = (byte)sqe.Cdw10;
         bool rae = (sqe.Cdw10 & (1u << 15)) != 0;
-        long numd = (((long)(sqe.Cdw11 & 0xFFFF) << 16) | (sqe.Cdw10 >> 16)) + 1;
-        long length = numd * 4;
-        ulong offset = sqe.Cdw12 | ((ulong)sqe.Cdw13 << 32);
-        if (length > req.DataLength) return NvmeStatus.DataSglLengthInvalid;
+        ulong offset = sqe.Cdw12 | ((ulong)sqe.Cdw13 << 32); // the length is NUMD, checked by Prepare
         if ((offset & 3) != 0) return NvmeStatus.InvalidField;
 
         byte[] page;

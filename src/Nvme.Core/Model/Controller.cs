@@ -16,14 +16,17 @@ public sealed class Controller
     private long _lastActivity;
     private int _destroyed;
 
-    internal Controller(NvmeTarget target, Subsystem subsystem, ushort cntlid, string hostNqn, Guid hostId, uint kato)
+    internal Controller(NvmeTarget target, Subsystem subsystem, ushort cntlid, string hostNqn, Guid hostId, uint kato, ushort portId,
+        HostAccount host)
     {
+        PortId = portId;
+        Host = host;
         Target = target;
         Subsystem = subsystem;
         Cntlid = cntlid;
         HostNqn = hostNqn;
         HostId = hostId;
-        KeepAliveTimeoutMs = kato;
+        SetKeepAliveTimeout(kato);
         _queues = new FabricQueue?[target.Limits.MaxIoQueues + 1];
         _errorLog = new ErrorLogEntry[target.Limits.ErrorLogEntries];
         AsyncEvents = new AsyncEventState(target.Limits.AsyncEventRequestLimit + 1);
@@ -37,11 +40,23 @@ public sealed class Controller
     public string HostNqn { get; }
     public Guid HostId { get; }
     public bool IsDiscovery => Subsystem.Kind == SubsystemKind.Discovery;
+    /// <summary>The port the admin queue came in on (0 = not known).</summary>
+    public ushort PortId { get; }
+    /// <summary>What this controller's host NQN holds across the target (controllers, data buffers); shared by
+    /// every controller of that host.</summary>
+    public HostAccount Host { get; }
     public bool IsDestroyed => Volatile.Read(ref _destroyed) != 0;
     public DateTimeOffset CreatedAt { get; } = DateTimeOffset.UtcNow;
 
-    /// <summary>KATO in milliseconds; 0 disables the keep-alive timer.</summary>
-    public uint KeepAliveTimeoutMs { get; internal set; }
+    /// <summary>KATO in milliseconds; 0 disables the keep-alive timer (never on a discovery controller).</summary>
+    public uint KeepAliveTimeoutMs { get; private set; }
+
+    /// <summary>What a discovery controller gets for KATO 0 (the kernel target's NVMET_DISC_KATO_MS): a host that
+    /// discovers and vanishes must not hold a controller forever.</summary>
+    public const uint DiscoveryKeepAliveTimeoutMs = 120_000;
+
+    /// <summary>KATO from Connect or Set Features; 0 on a discovery controller means <see cref="DiscoveryKeepAliveTimeoutMs"/>.</summary>
+    internal void SetKeepAliveTimeout(uint ms) => KeepAliveTimeoutMs = ms == 0 && IsDiscovery ? DiscoveryKeepAliveTimeoutMs : ms;
     internal AsyncEventState AsyncEvents { get; }
 
     // ---- properties (NVMe over Fabrics 3.5, NVMe base spec 3.1) ----
@@ -99,6 +114,7 @@ public sealed class Controller
     {
         if (Interlocked.Exchange(ref _destroyed, 1) != 0) return;
         Subsystem.RemoveController(this);
+        Target.ReleaseHostController(Host);
         AsyncEvents.Clear();
         FabricQueue?[] queues;
         lock (_lock) { queues = (FabricQueue?[])_queues.Clone(); }

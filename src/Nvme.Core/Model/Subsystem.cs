@@ -21,7 +21,7 @@ public sealed partial class Subsystem
     private ushort _nextCntlid = 1;
 
     public Subsystem(string nqn, SubsystemKind kind = SubsystemKind.Nvm, string? serial = null, string? model = null,
-        string? firmwareRevision = null, bool allowAnyHost = true, IEnumerable<string>? allowedHosts = null)
+        string? firmwareRevision = null, bool allowAnyHost = true, IEnumerable<string>? allowedHosts = null, IEnumerable<ushort>? portIds = null)
     {
         var error = ValidateNqn(nqn);
         if (error != null) throw new ArgumentException(error, nameof(nqn));
@@ -35,6 +35,7 @@ public sealed partial class Subsystem
         if (FirmwareRevision.Length > 8) throw new ArgumentException("firmware revision is longer than 8 characters", nameof(firmwareRevision));
         AllowAnyHost = allowAnyHost;
         _allowedHosts = (allowedHosts ?? []).ToImmutableHashSet(StringComparer.Ordinal);
+        _portIds = portIds?.ToImmutableHashSet();
     }
 
     public string Nqn { get; }
@@ -80,6 +81,36 @@ public sealed partial class Subsystem
             if (!IsHostAllowed(c.HostNqn)) { c.Destroy(reason); n++; }
         return n;
     }
+
+    // ---- ports ----
+
+    private ImmutableHashSet<ushort>? _portIds;
+
+    /// <summary>The ports this subsystem is reachable on, for Connect and in the discovery log (the kernel target's
+    /// ports/N/subsystems links); null = every port. Narrowing it destroys the controllers whose admin queue came
+    /// in on a port no longer listed, as the kernel does when a subsystem is unlinked from a port.</summary>
+    public IReadOnlySet<ushort>? PortIds
+    {
+        get => Volatile.Read(ref _portIds);
+        set
+        {
+            Controller[] ctrls;
+            lock (_lock)
+            {
+                Volatile.Write(ref _portIds, value?.ToImmutableHashSet());
+                ctrls = [.. _controllers.Values];
+            }
+            foreach (var c in ctrls)
+                if (!IsReachableOn(c.PortId)) c.Destroy($"subsystem {Nqn} is no longer reachable on port {c.PortId}");
+            Changed?.Invoke(this);
+        }
+    }
+
+    /// <summary>Whether a host that came in on <paramref name="portId"/> may reach this subsystem. Port 0 (the
+    /// transport does not know its port) reaches only subsystems open to every port; the discovery subsystem is on
+    /// every port.</summary>
+    public bool IsReachableOn(ushort portId) =>
+        Kind == SubsystemKind.Discovery || Volatile.Read(ref _portIds) is not { } ports || (portId != 0 && ports.Contains(portId));
 
     // ---- namespaces ----
 

@@ -38,6 +38,15 @@ public sealed record TargetLimits
     /// <summary>3/4 of the memory the GC sees as available (physical memory, or the container's limit).</summary>
     public static long DefaultMemoryNamespaceLimit => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4 * 3;
 
+    /// <summary>Percent (1..100) of <see cref="DataBufferBudget"/> one host NQN may hold (at least one
+    /// <see cref="MaxTransferBytes"/>). A host at its share waits for its own buffers to come back while the other
+    /// hosts are served: a host that never sends the data for its R2Ts cannot starve them.</summary>
+    public int HostBufferShare { get; init; } = 50;
+
+    /// <summary>Controllers (discovery controllers included) one host NQN may hold at once; a Connect beyond gets
+    /// Connect Controller Busy.</summary>
+    public int MaxControllersPerHost { get; init; } = 64;
+
     /// <summary>Largest transfer of one command in bytes (MDTS; 0 = unlimited is capped at 16 MiB internally).</summary>
     public int MaxTransferBytes => Mdts == 0 ? 16 << 20 : 4096 << Mdts;
 }

@@ -26,6 +26,7 @@ public sealed class CoreMetrics : IDisposable
     private readonly ConcurrentDictionary<(string Subsystem, NvmeStatus Status), StrongBox<long>> _commandErrors = new();
     internal long AsyncEventsSent;
     internal long KeepAliveExpiries;
+    private readonly long[] _connectsRejected = new long[ConnectRejections.Labels.Length];
 
     internal CoreMetrics(NvmeTarget target)
     {
@@ -84,7 +85,25 @@ public sealed class CoreMetrics : IDisposable
             "Asynchronous events sent to hosts (completed Asynchronous Event Requests)");
         m.CreateObservableCounter("nvmet.keep_alive.expired", () => Interlocked.Read(ref KeepAliveExpiries), "{controller}",
             "Controllers destroyed because their host sent nothing within the keep-alive timeout");
+        var buffers = target.DataBuffers;
+        m.CreateObservableUpDownCounter("nvmet.data_buffer", () => new[]
+            {
+                new Measurement<long>(buffers.InUseBytes, Tag("state", "in_use")),
+                new Measurement<long>(buffers.CreatedBytes, Tag("state", "created")),
+            }, "By", "Data buffers over 16 KiB (admin and I/O): bytes attached to commands (in_use) and in existence (created, at most the budget)");
+        m.CreateObservableUpDownCounter("nvmet.data_buffer.budget", () => buffers.Budget, "By",
+            "The data buffer budget (--data-buffer-budget)");
+        m.CreateObservableCounter("nvmet.data_buffer.share_waits", () => buffers.ShareWaits, "{command}",
+            "Commands that waited for a data buffer because their host NQN held its share of the budget (--host-buffer-share)");
+        m.CreateObservableCounter("nvmet.connects.rejected", () => ConnectRejections.Labels.Select((label, i) =>
+                new Measurement<long>(Interlocked.Read(ref _connectsRejected[i]), Tag("reason", label))), "{command}",
+            "Fabrics Connect commands refused, by reason (unknown_subsystem, port, host_not_allowed, controller_limit, invalid)");
     }
+
+    internal void ConnectRejected(ConnectRejection reason) => Interlocked.Increment(ref _connectsRejected[(int)reason]);
+
+    /// <summary>Connect commands refused for <paramref name="reason"/> so far.</summary>
+    public long ConnectsRejected(ConnectRejection reason) => Interlocked.Read(ref _connectsRejected[(int)reason]);
 
     public Meter Meter { get; }
 
@@ -136,4 +155,13 @@ public sealed class CoreMetrics : IDisposable
     private static KeyValuePair<string, object?> Tag(string key, string value) => new(key, value);
 
     public void Dispose() => Meter.Dispose();
+}
+
+/// <summary>Why a Fabrics Connect was refused (the reason label of nvmet_connects_rejected_total).</summary>
+public enum ConnectRejection { UnknownSubsystem, Port, HostNotAllowed, ControllerLimit, Invalid }
+
+internal static class ConnectRejections
+{
+    /// <summary>Label of each <see cref="ConnectRejection"/>, by value.</summary>
+    public static readonly string[] Labels = ["unknown_subsystem", "port", "host_not_allowed", "controller_limit", "invalid"];
 }

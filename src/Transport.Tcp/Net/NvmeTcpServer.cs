@@ -44,8 +44,9 @@ public sealed class NvmeTcpServer : IAsyncDisposable
     public long BufferBlocks => _pool.BlockCount;
 
     /// <summary>Binds <paramref name="endpoint"/> and starts accepting; returns the bound endpoint (the real port
-    /// when port 0 was asked for). Throws <see cref="IOException"/> when the address cannot be bound.</summary>
-    public IPEndPoint Listen(IPEndPoint endpoint)
+    /// when port 0 was asked for). Throws <see cref="IOException"/> when the address cannot be bound. Its
+    /// connections reach only the subsystems bound to <paramref name="portId"/> (<see cref="Nvme.Core.Model.Subsystem.PortIds"/>).</summary>
+    public IPEndPoint Listen(IPEndPoint endpoint, ushort portId)
     {
         ObjectDisposedException.ThrowIf(_stopped, this);
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -62,11 +63,14 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             throw new IOException($"cannot listen on {endpoint}: {e.Message}", e);
         }
         var bound = (IPEndPoint)socket.LocalEndPoint!;
-        lock (_listeners) _listeners.Add((socket, AcceptLoopAsync(socket)));
+        lock (_listeners) _listeners.Add((socket, AcceptLoopAsync(socket, portId)));
         return bound;
     }
 
-    private async Task AcceptLoopAsync(Socket listener)
+    /// <summary>Listens for a port whose id is not known (0): its connections reach only subsystems open to every port.</summary>
+    public IPEndPoint Listen(IPEndPoint endpoint) => Listen(endpoint, 0);
+
+    private async Task AcceptLoopAsync(Socket listener, ushort portId)
     {
         await Task.Yield();
         while (true)
@@ -82,11 +86,11 @@ public sealed class NvmeTcpServer : IAsyncDisposable
                 await Task.Delay(100).ConfigureAwait(false);
                 continue;
             }
-            _ = ServeAsync(socket);
+            _ = ServeAsync(socket, portId);
         }
     }
 
-    private async Task ServeAsync(Socket socket)
+    private async Task ServeAsync(Socket socket, ushort portId)
     {
         var connection = new Connection(socket, _pool);
         _live.TryAdd(connection, 0);
@@ -94,7 +98,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         {
             socket.NoDelay = true;
             var peer = socket.RemoteEndPoint?.ToString() ?? "?";
-            var queue = new NvmeTcpQueue(_target, connection, _options, _log, peer, connection.Abort, _metrics);
+            var queue = new NvmeTcpQueue(_target, connection, _options, _log, peer, connection.Abort, _metrics, portId);
             connection.Queue = queue;
             if (_draining) queue.BeginDrain(); // accepted while the listener was being closed
             await queue.RunAsync().ConfigureAwait(false);
