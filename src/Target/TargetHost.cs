@@ -202,7 +202,8 @@ public sealed class TargetHost : IAsyncDisposable
     public static Subsystem BuildSubsystem(SubsystemConfig sc, StoragePolicy storage)
     {
         var sub = new Subsystem(sc.Nqn, SubsystemKind.Nvm, sc.Serial, sc.Model, sc.FirmwareRevision,
-            allowAnyHost: sc.AllowAnyHost ?? false, sc.AllowedHosts); // absent = closed (see ConfigValidator.Warnings)
+            allowAnyHost: sc.AllowAnyHost ?? false, sc.AllowedHosts, // absent = closed (see ConfigValidator.Warnings)
+            portIds: sc.Ports);
         try
         {
             foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc, storage));

@@ -117,6 +117,9 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 409, Level = LogLevel.Information, Message = "Subsystem {Nqn}: allowAnyHost {Allow}; disconnected {Controllers} controller(s) of hosts no longer allowed")]
     public static partial void AnyHostChanged(this ILogger log, string nqn, bool allow, int controllers);
 
+    [LoggerMessage(EventId = 413, Level = LogLevel.Information, Message = "Subsystem {Nqn} is now reachable on {Ports}; disconnected {Controllers} controller(s) that came in elsewhere")]
+    public static partial void PortsChanged(this ILogger log, string nqn, string ports, int controllers);
+
     [LoggerMessage(EventId = 412, Level = LogLevel.Error, Message = "Saving the configuration to {Path} failed ({Error}); the change was refused and nothing changed")]
     public static partial void ConfigSaveFailed(this ILogger log, string path, string error);
 

@@ -17,11 +17,11 @@ public static partial class ClientCli
         var (subs, raw) = await r.Api.GetAsync<List<SubsystemInfo>>("subsystems").ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
         if (subs.Count == 0) { r.Out.WriteLine("No subsystems."); return Ok; }
-        TextTable.Write(r.Out, ["NQN", "NAMESPACES", "HOSTS", "CONTROLLERS", "SERIAL", "MODEL"],
+        TextTable.Write(r.Out, ["NQN", "NAMESPACES", "HOSTS", "CONTROLLERS", "PORTS", "SERIAL", "MODEL"],
             subs.Select(s => new[]
             {
                 s.Nqn, s.Namespaces.Count.ToString(Inv), s.AllowAnyHost ? "any" : s.AllowedHosts.Count.ToString(Inv),
-                s.Controllers.ToString(Inv), s.Serial, s.Model,
+                s.Controllers.ToString(Inv), s.Ports is null ? "all" : s.Ports.Count == 0 ? "none" : string.Join(",", s.Ports), s.Serial, s.Model,
             }));
         return Ok;
     }
@@ -36,6 +36,7 @@ public static partial class ClientCli
             FirmwareRevision = r.Get("--firmware"),
             AllowedHosts = [.. r.All("--allow-host")],
             AllowAnyHost = r.Has("--allow-any-host"),
+            Ports = r.Has("--port") ? [.. r.All("--port").Select(PortId)] : null,
         };
         uint nsid = 1;
         foreach (var spec in r.All("--namespace"))
@@ -52,21 +53,31 @@ public static partial class ClientCli
         s.AllowedHosts.Count == 0 ? "no host may connect yet (add one: nvme-tcp-target hosts add --host NQN)." :
         $"{Plural(s.AllowedHosts.Count, "allowed host")} may connect.";
 
+    private static ushort PortId(string text) =>
+        ushort.TryParse(text, NumberStyles.None, Inv, out var id) ? id : throw new UsageException($"--port '{text}' is not a port id (a number from the target's \"ports\")");
+
     private static async Task<int> SubsysSetAsync(Run r)
     {
-        var value = r.Require("--allow-any-host");
-        bool allow = value switch
-        {
-            "on" or "true" or "yes" => true,
-            "off" or "false" or "no" => false,
-            _ => throw new UsageException($"--allow-any-host '{value}' must be on or off"),
-        };
+        var patch = new SubsystemPatch();
+        if (r.Get("--allow-any-host") is string value)
+            patch.AllowAnyHost = value switch
+            {
+                "on" or "true" or "yes" => true,
+                "off" or "false" or "no" => false,
+                _ => throw new UsageException($"--allow-any-host '{value}' must be on or off"),
+            };
+        if (r.Has("--port") && r.Has("--all-ports")) throw new UsageException("give --port or --all-ports, not both");
+        if (r.Has("--port")) patch.Ports = [.. r.All("--port").Select(PortId)];
+        if (r.Has("--all-ports")) patch.AllPorts = true;
+        if (patch.AllowAnyHost is null && patch.Ports is null && patch.AllPorts is null)
+            throw new UsageException("nothing to change: give --allow-any-host on|off, --port ID or --all-ports");
         var nqn = await r.NqnAsync().ConfigureAwait(false);
         var before = (await r.Api.GetAsync<SubsystemInfo>(Path(nqn)).ConfigureAwait(false)).Value.Controllers;
-        var raw = await r.Api.SendAsync(HttpMethod.Patch, Path(nqn), new SubsystemPatch { AllowAnyHost = allow }).ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Patch, Path(nqn), patch).ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
         var s = ApiClient.Parse<SubsystemInfo>(raw);
-        r.Out.WriteLine($"{s.Nqn}: {Access(s)}" + (before > s.Controllers ? $" Disconnected {Plural(before - s.Controllers, "controller")} of hosts no longer allowed." : ""));
+        var where = patch.Ports is null && patch.AllPorts is null ? "" : s.Ports is null ? " Reachable on every port." : $" Reachable on port(s) {string.Join(", ", s.Ports)}.";
+        r.Out.WriteLine($"{s.Nqn}: {Access(s)}{where}" + (before > s.Controllers ? $" Disconnected {Plural(before - s.Controllers, "controller")} no longer allowed there." : ""));
         return Ok;
     }
 

@@ -40,6 +40,10 @@ public sealed class SubsystemPatch
 {
     /// <summary>True: any host NQN may connect. False: only the allowed hosts (the others are disconnected).</summary>
     public bool? AllowAnyHost { get; set; }
+    /// <summary>Port ids the subsystem is reachable on (controllers that came in on another are disconnected).</summary>
+    public List<ushort>? Ports { get; set; }
+    /// <summary>True: reachable on every port (instead of <see cref="Ports"/>).</summary>
+    public bool? AllPorts { get; set; }
 }
 
 /// <summary>
@@ -103,12 +107,17 @@ public static class ManagementApi
         subsystems.MapMethods("/subsystems/{nqn}", ["PATCH"], async (string nqn, [FromBody] SubsystemPatch body) =>
             {
                 var name = Unescape(nqn);
-                if (body.AllowAnyHost is null) throw new ManagementException(ManagementError.Invalid, "nothing to change: give \"allowAnyHost\"");
-                await m.SetAllowAnyHostAsync(name, body.AllowAnyHost.Value).ConfigureAwait(false);
+                if (body.AllowAnyHost is null && body.Ports is null && body.AllPorts is null)
+                    throw new ManagementException(ManagementError.Invalid, "nothing to change: give \"allowAnyHost\", \"ports\" or \"allPorts\"");
+                if (body.Ports != null && body.AllPorts == true) throw new ManagementException(ManagementError.Invalid, "give \"ports\" or \"allPorts\", not both");
+                if (body.AllPorts == false) throw new ManagementException(ManagementError.Invalid, "\"allPorts\": false means nothing: list the ports in \"ports\"");
+                if (body.Ports != null || body.AllPorts == true) await m.SetPortsAsync(name, body.Ports).ConfigureAwait(false);
+                if (body.AllowAnyHost is bool any) await m.SetAllowAnyHostAsync(name, any).ConfigureAwait(false);
                 return TypedResults.Ok(m.GetSubsystem(name));
             })
             .WithName("UpdateSubsystem")
-            .WithSummary("Changes who may connect: allowAnyHost true admits any host NQN, false only the allowed hosts (others are disconnected).")
+            .WithSummary("Changes who may connect and where: allowAnyHost true admits any host NQN, false only the allowed hosts; ports binds it to " +
+                "port ids, allPorts to every port. Controllers no longer allowed are disconnected.")
             .ProducesProblem(400).ProducesProblem(404);
         subsystems.MapDelete("/subsystems/{nqn}", async (string nqn) =>
             {

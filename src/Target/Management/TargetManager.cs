@@ -235,6 +235,24 @@ public sealed partial class TargetManager
         return Task.FromResult(disconnected);
     });
 
+    /// <summary>Binds a subsystem to ports (null: every port), as the kernel's ports/N/subsystems links: Connect and
+    /// the discovery log see it only there; controllers whose admin queue came in on a port dropped are destroyed.</summary>
+    public Task<int> SetPortsAsync(string nqn, IReadOnlyList<ushort>? ports) => OnSubsystem(nqn, s =>
+    {
+        var known = _target.Ports.Select(p => p.PortId).ToHashSet();
+        foreach (var p in ports ?? [])
+            if (!known.Contains(p)) throw new ManagementException(ManagementError.Invalid, $"port {p} does not exist (the target's ports: {string.Join(", ", known.Order())})");
+        if (ports != null && ports.Distinct().Count() != ports.Count) throw new ManagementException(ManagementError.Invalid, "a port is listed twice");
+        var sc = ConfigOf(nqn);
+        var old = sc.Ports;
+        Persist(() => sc.Ports = ports is null ? null : [.. ports.Order()], () => sc.Ports = old);
+        int before = s.Controllers.Count;
+        s.PortIds = ports is null ? null : new HashSet<ushort>(ports);
+        int disconnected = Math.Max(0, before - s.Controllers.Count);
+        _log.PortsChanged(nqn, ports is null ? "every port" : ports.Count == 0 ? "no port" : "ports " + string.Join(", ", ports.Order()), disconnected);
+        return Task.FromResult(disconnected);
+    });
+
     // ------------------------------------------------------------------ helpers
 
     /// <summary>Runs a change on one subsystem while no other change on it runs.</summary>
@@ -332,7 +350,8 @@ public sealed partial class TargetManager
     }
 
     private static SubsystemInfo Describe(Subsystem s) => new(s.Nqn, s.Serial, s.Model, s.FirmwareRevision, s.AllowAnyHost,
-        [.. s.AllowedHosts.Order(StringComparer.Ordinal)], s.Namespaces.OrderBy(n => n.Nsid).Select(n => Describe(s, n)).ToList(), s.Controllers.Count);
+        [.. s.AllowedHosts.Order(StringComparer.Ordinal)], s.Namespaces.OrderBy(n => n.Nsid).Select(n => Describe(s, n)).ToList(), s.Controllers.Count,
+        s.PortIds is { } ports ? [.. ports.Order()] : null);
 
     private static NamespaceInfo Describe(Subsystem s, Namespace ns)
     {

@@ -95,8 +95,8 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
         Assert.Equal($"Created subsystem {Other} (serial CLI-1) with 2 namespaces; no host may connect yet (add one: nvme-tcp-target hosts add --host NQN).\n",
             await OkAsync(t, "subsys", "create", "--nqn", Other, "--serial", "CLI-1", "--namespace", "memory:8M", "--namespace", "memory:4M,bs=4096"));
         var subs = await OkAsync(t, "subsys", "list");
-        Assert.Matches(@"^NQN +NAMESPACES +HOSTS +CONTROLLERS +SERIAL +MODEL\n", subs);
-        Assert.Equal([Other, "2", "0", "0", "CLI-1"], Row(subs, Other)[..5]);
+        Assert.Matches(@"^NQN +NAMESPACES +HOSTS +CONTROLLERS +PORTS +SERIAL +MODEL\n", subs);
+        Assert.Equal([Other, "2", "0", "0", "all", "CLI-1"], Row(subs, Other)[..6]);
         Assert.Equal([ApiTarget.Nqn, "1", "any"], Row(subs, ApiTarget.Nqn)[..3]);
         Assert.Contains("the target has several subsystems; choose one with --nqn", await FailsAsync(t, 2, "ns", "list"));
 
@@ -114,6 +114,11 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
         Assert.StartsWith($"Allowed host {HostNqn} on {Other}. Note: {Other} still admits any host;", await OkAsync(t, "hosts", "add", "--nqn", Other, "--host", HostNqn));
         Assert.Equal($"{Other}: 1 allowed host may connect.\n", await OkAsync(t, "subsys", "set", "--nqn", Other, "--allow-any-host", "off"));
         Assert.Contains("--allow-any-host 'maybe' must be on or off", await FailsAsync(t, 2, "subsys", "set", "--nqn", Other, "--allow-any-host", "maybe"));
+        Assert.Equal($"{Other}: 1 allowed host may connect. Reachable on port(s) 1.\n", await OkAsync(t, "subsys", "set", "--nqn", Other, "--port", "1"));
+        Assert.Equal([Other, "2", "1", "0", "1"], Row(await OkAsync(t, "subsys", "list"), Other)[..5]);
+        Assert.Contains("port 7 does not exist", await FailsAsync(t, 1, "subsys", "set", "--nqn", Other, "--port", "7"));
+        Assert.Contains("nothing to change", await FailsAsync(t, 2, "subsys", "set", "--nqn", Other));
+        Assert.Equal($"{Other}: 1 allowed host may connect. Reachable on every port.\n", await OkAsync(t, "subsys", "set", "--nqn", Other, "--all-ports"));
         const string Open = "nqn.2026-01.io.example:cli-open";
         Assert.EndsWith("any host may connect.\n", await OkAsync(t, "subsys", "create", "--nqn", Open, "--allow-any-host"));
         await OkAsync(t, "subsys", "delete", "--nqn", Open);

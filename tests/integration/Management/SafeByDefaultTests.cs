@@ -421,6 +421,53 @@ public sealed class SafeByDefaultTests(ITestOutputHelper output)
         finally { store.Release(); }
     }
 
+    [Fact]
+    public async Task SubsystemsBoundToPorts_AreReachableOnlyThere_AndTheBindingIsSaved()
+    {
+        var dir = Directory.CreateTempSubdirectory("nvmet-ports-");
+        try
+        {
+            var file = Path.Combine(dir.FullName, "target.json");
+            await File.WriteAllTextAsync(file, $$"""
+                { "ports": [ { "id": 1, "address": "127.0.0.1", "port": 0 }, { "id": 2, "address": "127.0.0.1", "port": 0 } ],
+                  "subsystems": [ { "nqn": "{{ApiTarget.Nqn}}", "allowAnyHost": true, "namespaces": [ { "nsid": 1, "backend": "memory", "size": "16M" } ] } ] }
+                """);
+            var cl = CommandLine.Parse(["--config", file], new Dictionary<string, string>());
+            Assert.Empty(cl.Errors);
+            await using (var t = await ApiTarget.StartAsync(output, cl.Config, cl.ConfigPath))
+            {
+                IPEndPoint one = t.Host.Endpoints[0], two = t.Host.Endpoints[1];
+                await using var viaOne = await NvmeTcpHost.ConnectAsync(one, ApiTarget.Nqn, AsA);
+                using (var r = await t.Http.PatchAsJsonAsync(Api.Sub(), new { ports = new[] { 2 } }, Api.Json))
+                {
+                    var sub = await Api.ReadJsonAsync(r, HttpStatusCode.OK);
+                    Assert.Equal([2], sub.GetProperty("ports").EnumerateArray().Select(p => p.GetInt32()));
+                }
+                // The controller that came in on port 1 is gone; port 1 answers as for an unknown subsystem.
+                await viaOne.Admin.Closed.WaitAsync(TimeSpan.FromSeconds(20));
+                await using (var q = await HostQueue.OpenAsync(one))
+                {
+                    var c = await q.ConnectAsync(ApiTarget.Nqn, HostB, AsB.HostId, 0, 31, 0xFFFF, 5000);
+                    Assert.Equal(0x4182, c.Status);
+                    Assert.Equal(0x10100u, c.Dword0); // IATTR data, IPO at SUBNQN
+                }
+                await using (var viaTwo = await NvmeTcpHost.ConnectAsync(two, ApiTarget.Nqn, AsB)) (await viaTwo.KeepAliveAsync()).EnsureSuccess();
+                await t.Http.ProblemAsync(HttpMethod.Patch, Api.Sub(), new { ports = new[] { 9 } }, HttpStatusCode.BadRequest, "port 9 does not exist");
+                await t.Http.ProblemAsync(HttpMethod.Patch, Api.Sub(), new { ports = new[] { 1 }, allPorts = true }, HttpStatusCode.BadRequest, "not both");
+            }
+            using (var doc = JsonDocument.Parse(await File.ReadAllTextAsync(file)))
+                Assert.Equal([2], doc.RootElement.GetProperty("subsystems")[0].GetProperty("ports").EnumerateArray().Select(p => p.GetInt32()));
+            // A configuration naming a port that does not exist does not start.
+            await File.WriteAllTextAsync(file, $$"""
+                { "ports": [ { "id": 1, "address": "127.0.0.1", "port": 0 } ],
+                  "subsystems": [ { "nqn": "{{ApiTarget.Nqn}}", "allowAnyHost": true, "ports": [ 3 ] } ] }
+                """);
+            Assert.Contains(ConfigValidator.Validate(CommandLine.Parse(["--config", file], new Dictionary<string, string>()).Config),
+                e => e.Contains("port 3 does not exist"));
+        }
+        finally { dir.Delete(recursive: true); }
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
     private static extern int chown(string path, uint owner, uint group);
 
