@@ -31,16 +31,9 @@ public sealed class SafeByDefaultTests(ITestOutputHelper output)
     {
         if (Environment.UserName != "root" || !File.Exists("/usr/sbin/runuser"))
             throw new InvalidOperationException("these tests run as root with runuser (util-linux), as CI does");
-        var psi = new ProcessStartInfo("/usr/sbin/runuser") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "-u", "nobody", "--", "env", "DOTNET_CLI_HOME=/tmp", "DOTNET_NOLOGO=1", "dotnet", TargetProcess.Dll }.Concat(args))
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try { await p.WaitForExitAsync(cts.Token); }
-        finally { if (!p.HasExited) p.Kill(true); }
-        return (p.ExitCode, await stdout, await stderr);
+        var r = await Deploy.Cmd.RunAsync("/usr/sbin/runuser",
+            ["-u", "nobody", "--", "env", "DOTNET_CLI_HOME=/tmp", "DOTNET_NOLOGO=1", "dotnet", TargetProcess.Dll, .. args], TimeSpan.FromSeconds(60));
+        return (r.Code, r.Out, r.Err);
     }
 
     private static DirectoryInfo SocketDir(UnixFileMode mode)

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using System.Text;
 using Integration.Tests.Initiator;
 using Integration.Tests.InProcess;
 using Xunit.Abstractions;
@@ -40,20 +39,10 @@ public sealed class DotnetRunSignalTests(ITestOutputHelper output)
             psi.ArgumentList.Add(a);
         foreach (var key in psi.Environment.Keys.Where(k => k.StartsWith("NVMET_", StringComparison.Ordinal)).ToList()) psi.Environment.Remove(key);
         using var p = Process.Start(psi)!;
-        var log = new StringBuilder();
-        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        p.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lock (log) log.AppendLine(e.Data);
-            if (e.Data.Contains("nvme connect -t tcp")) ready.TrySetResult();
-        };
-        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.AppendLine(e.Data); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
+        var log = new ProcessLog(p);
         try
         {
-            await ready.Task.WaitAsync(TimeSpan.FromSeconds(120));
+            await log.WaitForAsync("nvme connect -t tcp", TimeSpan.FromSeconds(120));
             var data = TestData.Random(64 * 1024, 5);
             await using (var host = await NvmeTcpHost.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), "nqn.2026-01.io.nvmetcptarget:default"))
             {
@@ -63,8 +52,7 @@ public sealed class DotnetRunSignalTests(ITestOutputHelper output)
             Assert.Equal(0, kill(-p.Id, 15)); // SIGTERM to the process group: dotnet run and the target both get it
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
             await p.WaitForExitAsync(cts.Token);
-            string text;
-            lock (log) text = log.ToString();
+            var text = log.Text;
             Assert.True(p.ExitCode == 0, $"exit code {p.ExitCode}:\n{text}");
             Assert.Contains($"Shutdown: flushed and closed namespace 1 of nqn.2026-01.io.nvmetcptarget:default (file {image})", text);
             Assert.Contains("Stopped", text);
@@ -75,7 +63,7 @@ public sealed class DotnetRunSignalTests(ITestOutputHelper output)
         finally
         {
             if (!p.HasExited) kill(-p.Id, 9);
-            lock (log) output.WriteLine(log.ToString());
+            output.WriteLine(log.Text);
             dir.Delete(recursive: true);
         }
     }

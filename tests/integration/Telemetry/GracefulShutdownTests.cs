@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using Integration.Tests.Initiator;
 using Xunit.Abstractions;
 
@@ -30,20 +29,10 @@ public sealed class GracefulShutdownTests(ITestOutputHelper output)
         var psi = TargetProcess.StartInfo(null, "--listen", $"127.0.0.1:{port}", "--api", "off", "--probes", "off", "--namespace", $"file:{image}:16M",
             "--storage-dir", dir.FullName, "--shutdown-grace", "20");
         using var p = Process.Start(psi)!;
-        var log = new StringBuilder();
-        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        p.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            lock (log) log.AppendLine(e.Data);
-            if (e.Data.Contains("nvme connect -t tcp")) ready.TrySetResult();
-        };
-        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.AppendLine(e.Data); };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
+        var log = new ProcessLog(p);
         try
         {
-            await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            await log.WaitForAsync("nvme connect -t tcp", TimeSpan.FromSeconds(60));
             var lastAcked = new ConcurrentDictionary<int, byte[]>();
             int acknowledgedAfterStart = 0, failedWithStatus = 0;
             var host = await NvmeTcpHost.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), Nqn);
@@ -86,8 +75,7 @@ public sealed class GracefulShutdownTests(ITestOutputHelper output)
             finally { await host.DisposeAsync(); }
 
             using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60))) await p.WaitForExitAsync(cts.Token);
-            string text;
-            lock (log) text = log.ToString();
+            var text = log.Text;
             output.WriteLine(text);
             Assert.Equal(0, p.ExitCode);
             Assert.Equal(0, failedWithStatus); // nothing taken was failed: commands are answered or left for the host
