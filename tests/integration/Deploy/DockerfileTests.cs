@@ -1,3 +1,4 @@
+using Target.Configuration;
 namespace Integration.Tests.Deploy;
 
 /// <summary>deploy/Dockerfile read as text: the stages and their order (the legacy builder builds every stage
@@ -63,6 +64,16 @@ public sealed class DockerfileTests
         // A secret never belongs in an image, and a token file the image named would have to exist for it to start.
         Assert.DoesNotContain(env.Keys, k => k.Contains("TOKEN", StringComparison.Ordinal));
         Assert.DoesNotContain(Dockerfile.For(stage), i => i.Keyword == "ARG" && i.Arguments.Contains("TOKEN", StringComparison.OrdinalIgnoreCase));
+
+        // What the target makes of that environment: without --allow-host the default subsystem, which listens on
+        // every address of the container, would admit any host, so `docker run IMAGE` alone refuses to start;
+        // with the hosts named it starts with the socket and the read-only probes.
+        var hashed = new System.Collections.Hashtable(env);
+        Assert.Contains(CommandLine.Parse([], hashed).Errors, e => e.StartsWith("the default subsystem would admit every host", StringComparison.Ordinal));
+        var cl = CommandLine.Parse(["--allow-host", "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001"], hashed);
+        Assert.Empty(cl.Errors);
+        Assert.Equal(Deployed.Api, "unix:" + cl.Api!.Socket);
+        Assert.Equal(Deployed.ProbesPort, cl.Probes!.Port);
     }
 
     /// <summary>The socket's directory exists in the image, owned by the target's UID with mode 0700, so that the

@@ -139,6 +139,27 @@ public sealed class ManifestTests
         var config = JsonSerializer.Deserialize<TargetConfig>(Manifests.TargetJson(file), TargetConfig.Json)!;
         Assert.Equal(Deployed.NvmePort, Assert.Single(config.Ports).Port);
 
+        // What the target itself makes of that environment and those args (the config and token files stand in
+        // temporary copies): no error, the socket, the token, the probes, the storage directory.
+        var dir = Directory.CreateTempSubdirectory("nvmet-manifest-");
+        try
+        {
+            var temp = Path.Combine(dir.FullName, "target.json");
+            File.WriteAllText(temp, Manifests.TargetJson(file));
+            var token = Path.Combine(dir.FullName, "api-token");
+            File.WriteAllText(token, "manifest-test-token\n");
+            var cl = CommandLine.Parse([.. args.Select(a => a == configPath ? temp : a)],
+                new System.Collections.Hashtable(env.ToDictionary(e => e.Key, e => e.Key == "NVMET_API_TOKEN_FILE" ? token : e.Value)));
+            Assert.Empty(cl.Errors);
+            Assert.Empty(ConfigValidator.Validate(cl.Config));
+            Assert.Equal(("0.0.0.0", Deployed.NvmePort, PodIp), (cl.Config.Ports[0].Address, cl.Config.Ports[0].Port, cl.Config.Ports[0].AdvertisedAddress));
+            Assert.False(cl.Api!.IsTcp);
+            Assert.Equal((Deployed.Api, "manifest-test-token"), ("unix:" + cl.Api.Socket, cl.Api.Token));
+            Assert.Equal(("0.0.0.0", Deployed.ProbesPort), (cl.Probes!.Address, cl.Probes.Port));
+            Assert.Equal([Deployed.DataDir], cl.Storage.Directories);
+        }
+        finally { dir.Delete(recursive: true); }
+
         AssertProbe(c, "readinessProbe", "/readyz");
         AssertProbe(c, "livenessProbe", "/healthz");
         if (c["startupProbe"].Exists) AssertProbe(c, "startupProbe", "/readyz");
