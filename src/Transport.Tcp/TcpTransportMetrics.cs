@@ -19,6 +19,7 @@ public sealed class TcpTransportMetrics : IDisposable
     internal long DataDigestErrors;
     internal long HostTerminations;
     internal long Stalls;
+    private readonly long[] _deadlines = new long[3];
     internal long BufferWaits;
     private readonly long[] _protocolErrors = new long[8];
 
@@ -40,13 +41,25 @@ public sealed class TcpTransportMetrics : IDisposable
         m.CreateObservableCounter("nvmet.tcp.host_terminations", () => Interlocked.Read(ref HostTerminations), "{connection}",
             "Connections the host ended with H2CTermReq");
         m.CreateObservableCounter("nvmet.tcp.stalls", () => Interlocked.Read(ref Stalls), "{connection}",
-            "Connections closed because a PDU (or the ICReq) did not arrive in time");
+            "Connections closed because a PDU, or the ICReq and Connect, did not arrive in time (the connect and pdu deadlines)");
+        m.CreateObservableCounter("nvmet.tcp.deadlines.expired", () => Enum.GetValues<TcpDeadline>().Select(d =>
+                new Measurement<long>(Interlocked.Read(ref _deadlines[(int)d]), new KeyValuePair<string, object?>("deadline", d.ToString().ToLowerInvariant()))),
+            "{connection}", "Connections closed for a missed deadline: connect (ICReq and Connect after accept), pdu (a started PDU), r2t (the data after an R2T)");
         m.CreateObservableCounter("nvmet.tcp.buffer_waits", () => Interlocked.Read(ref BufferWaits), "{command}",
             "Commands that waited for a data buffer because the data buffer budget was spent");
     }
 
     /// <summary>Null for <see cref="Detached"/>.</summary>
     public Meter? Meter { get; }
+
+    internal void DeadlineExpired(TcpDeadline deadline)
+    {
+        Interlocked.Increment(ref _deadlines[(int)deadline]);
+        if (deadline != TcpDeadline.R2T) Interlocked.Increment(ref Stalls);
+    }
+
+    /// <summary>Connections closed for missing <paramref name="deadline"/> so far.</summary>
+    public long DeadlinesExpired(TcpDeadline deadline) => Interlocked.Read(ref _deadlines[(int)deadline]);
 
     internal void ProtocolError(FatalErrorStatus fes) => Interlocked.Increment(ref _protocolErrors[(int)fes & 7]);
 

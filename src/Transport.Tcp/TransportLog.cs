@@ -23,8 +23,9 @@ internal static partial class TransportLog
     [LoggerMessage(EventId = 205, Level = LogLevel.Error, Message = "Internal error on connection from {Peer}; closing it")]
     public static partial void InternalError(this ILogger log, Exception e, string peer);
 
-    [LoggerMessage(EventId = 206, Level = LogLevel.Warning, Message = "Connection from {Peer} (host {HostNqn}) stalled: {What}; closing it")]
-    public static partial void Stalled(this ILogger log, string peer, string hostNqn, string what);
+    [LoggerMessage(EventId = 206, Level = LogLevel.Warning,
+        Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) missed the {Deadline} deadline ({Seconds} s): {What}; closing it")]
+    public static partial void DeadlineExpired(this ILogger log, string peer, string hostNqn, int qid, string deadline, double seconds, string what);
 
     [LoggerMessage(EventId = 207, Level = LogLevel.Debug,
         Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) drained for shutdown: every command it had taken is answered; {Ignored} newer command(s) left for the host to retry")]
