@@ -21,6 +21,7 @@ public sealed class TcpTransportMetrics : IDisposable
     internal long Stalls;
     private readonly long[] _deadlines = new long[3];
     internal long BufferWaits;
+    internal long ConnectionsRejectedAtLimit;
     private readonly long[] _protocolErrors = new long[8];
 
     public TcpTransportMetrics() : this(publish: true) { }
@@ -36,6 +37,9 @@ public sealed class TcpTransportMetrics : IDisposable
         m.CreateObservableCounter("nvmet.tcp.protocol_errors", () => Enum.GetValues<FatalErrorStatus>().Select(f =>
                 new Measurement<long>(Interlocked.Read(ref _protocolErrors[(int)f]), new KeyValuePair<string, object?>("fes", f.ToString()))),
             "{connection}", "Connections ended by a protocol error of the host (the target sent C2HTermReq), by fatal error status");
+        m.CreateObservableCounter("nvmet.tcp.connections.rejected", () => new Measurement<long>(Interlocked.Read(ref ConnectionsRejectedAtLimit),
+                new KeyValuePair<string, object?>("reason", "limit")), "{connection}",
+            "NVMe/TCP connections closed as they were accepted, by reason (limit: --max-connections were open)");
         m.CreateObservableCounter("nvmet.tcp.data_digest_errors", () => Interlocked.Read(ref DataDigestErrors), "{command}",
             "Write commands completed with Transient Transport Error because of a data digest mismatch");
         m.CreateObservableCounter("nvmet.tcp.host_terminations", () => Interlocked.Read(ref HostTerminations), "{connection}",

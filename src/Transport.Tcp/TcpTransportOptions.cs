@@ -14,4 +14,9 @@ public sealed record TcpTransportOptions
     /// <summary>The H2CData answering an R2T must be complete within this time, or the command fails (its buffer
     /// goes back) and the connection is closed. <see cref="Timeout.InfiniteTimeSpan"/> turns it off.</summary>
     public TimeSpan R2TTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>TCP keep-alive idle time on every NVMe/TCP socket (then probes every 10 s, 6 of them): a host that
+    /// vanished without a FIN or RST is found even with no keep-alive timeout of its own. Null turns it off.</summary>
+    public TimeSpan? TcpKeepAlive { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>NVMe/TCP connections open at once; more are closed as they are accepted.</summary>
+    public int MaxConnections { get; init; } = 1024;
 }

@@ -31,6 +31,10 @@ internal static partial class TransportLog
         Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) drained for shutdown: every command it had taken is answered; {Ignored} newer command(s) left for the host to retry")]
     public static partial void Drained(this ILogger log, string peer, string hostNqn, int qid, int ignored);
 
+    [LoggerMessage(EventId = 209, Level = LogLevel.Warning,
+        Message = "Refused the connection from {Peer}: {Limit} NVMe/TCP connections are open, the limit (--max-connections); {Suppressed} more refused since the last of these messages")]
+    public static partial void ConnectionRefusedAtLimit(this ILogger log, string peer, int limit, long suppressed);
+
     [LoggerMessage(EventId = 208, Level = LogLevel.Warning, Message = "Accepting a connection failed ({Error}): {Message}; still listening")]
     public static partial void AcceptFailed(this ILogger log, string error, string message);
 }
