@@ -129,7 +129,7 @@ public sealed class TargetHost : IAsyncDisposable
                 log.OtlpOn(telemetry.OtlpProtocol, telemetry.OtlpEndpoint, telemetry.TraceIoSampleRate);
             }
             var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management")) { Storage = storage };
-            var server = new NvmeTcpServer(target, transportOptions ?? new TcpTransportOptions(), loggerFactory, transportMetrics);
+            var server = new NvmeTcpServer(target, transportOptions ?? TransportOptions(config.Limits), loggerFactory, transportMetrics);
             HttpListeners? http = null;
             try
             {
@@ -181,6 +181,8 @@ public sealed class TargetHost : IAsyncDisposable
             C2HSuccessOptimization = l.C2HSuccess ?? defaults.C2HSuccessOptimization,
             DataBufferBudget = l.DataBufferBudget != null && Sizes.TryParse(l.DataBufferBudget, out long budget) ? budget : defaults.DataBufferBudget,
             MemoryNamespaceLimit = MemoryNamespaceLimit.Resolve(l.MemoryNamespaces),
+            MaxControllersPerHost = l.MaxControllersPerHost ?? defaults.MaxControllersPerHost,
+            HostBufferShare = l.HostBufferShare ?? defaults.HostBufferShare,
         };
         if (MemoryNamespaceLimit.Check(limits.MemoryNamespaceLimit, 0, MemoryNamespaceLimit.SizeOf(config.Subsystems)) is string tooMuch)
             throw new StoreException(tooMuch);
@@ -196,6 +198,23 @@ public sealed class TargetHost : IAsyncDisposable
             target.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The NVMe/TCP bounds of a validated configuration (connections, deadlines, keep-alive).</summary>
+    public static TcpTransportOptions TransportOptions(LimitsConfig l)
+    {
+        var d = new TcpTransportOptions();
+        static TimeSpan? Seconds(double? s) => s is double v ? TimeSpan.FromSeconds(v) : null;
+        return d with
+        {
+            MaxConnections = l.MaxConnections ?? d.MaxConnections,
+            R2TTimeout = Seconds(l.R2TTimeout) ?? d.R2TTimeout,
+            PduTimeout = Seconds(l.PduTimeout) ?? d.PduTimeout,
+            ConnectTimeout = Seconds(l.ConnectTimeout) ?? d.ConnectTimeout,
+            TcpKeepAlive = l.TcpKeepAlive is string k && ConfigValidator.TcpKeepAliveSeconds(k) is int idle
+                ? idle == 0 ? null : TimeSpan.FromSeconds(idle)
+                : d.TcpKeepAlive,
+        };
     }
 
     /// <summary>A subsystem with its namespaces' stores open (all closed again if one fails).</summary>

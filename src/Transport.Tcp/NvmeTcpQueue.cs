@@ -35,7 +35,6 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private readonly ConcurrentQueue<CompletionQueueEntry> _abortResponses = new();
     private readonly AsyncSignal _signal = new();
     private readonly Lock _closeLock = new();
-    private readonly CancellationTokenSource _stall = new();
     private PduReaderSettings _settings;
     private int _slotCount;
     private bool _icDone;
@@ -88,7 +87,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         var writer = Task.Run(WriterLoopAsync);
         try
         {
-            _stall.CancelAfter(_options.ICReqTimeout);
+            StartWatchdog();
             await ReaderLoopAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -99,6 +98,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         finally
         {
             _closing = true;
+            _watchdog?.Dispose();
             _signal.Set();
             bool writerDone = false;
             try { await writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); writerDone = true; }
@@ -127,7 +127,6 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             await _input.CompleteAsync().ConfigureAwait(false);
             try { await _output.CompleteAsync().ConfigureAwait(false); }
             catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException) { /* the peer is gone */ }
-            _stall.Dispose();
         }
     }
 
@@ -151,33 +150,25 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             ReadResult result;
             try
             {
-                result = await _input.ReadAsync(_stall.Token).ConfigureAwait(false);
+                result = await _input.ReadAsync().ConfigureAwait(false);
             }
             catch (IOException e)
             {
                 _closeReason ??= "connection lost: " + (e.InnerException?.Message ?? e.Message);
                 return;
             }
-            catch (OperationCanceledException)
-            {
-                string what = _icDone ? "a PDU started but did not complete in time" : "no ICReq in time";
-                _log.Stalled(PeerAddress, HostNqn, what);
-                Interlocked.Increment(ref _metrics.Stalls);
-                _closeReason ??= "stalled: " + what;
-                return;
-            }
-            if (result.IsCanceled) return;
+            if (result.IsCanceled) return; // Terminate (a missed deadline among others) set the reason
             var buffer = result.Buffer;
+            long received = buffer.Length;
             bool keepGoing = ProcessBatch(ref buffer);
             _input.AdvanceTo(buffer.Start, buffer.End);
+            TrackPartialPdu(buffer.Length, buffer.Length < received);
             if (!keepGoing) return;
             if (result.IsCompleted)
             {
                 _closeReason ??= buffer.IsEmpty ? "peer closed the connection" : "peer closed the connection in the middle of a PDU";
                 return;
             }
-            // Arm the stall timer only while a PDU is half received (or before ICReq).
-            if (_icDone) _stall.CancelAfter(buffer.IsEmpty ? Timeout.InfiniteTimeSpan : _options.StallTimeout);
         }
     }
 
@@ -245,7 +236,6 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _settings.DataDigest = (ic.Digest & 2) != 0;
         _icRespDigest = (byte)(ic.Digest & 3);
         _batchHasWork = true;
-        _stall.CancelAfter(Timeout.InfiniteTimeSpan);
         return true;
     }
 
@@ -356,6 +346,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         req.R2TOffset = offset;
         req.R2TLength = Math.Min(req.DataLength - offset, Limits.MaxH2CData);
         req.Received = 0;
+        Volatile.Write(ref req.R2TSentAt, Environment.TickCount64); // the r2t deadline runs from here
         Send(req, SendKind.R2T);
     }
 

@@ -13,6 +13,8 @@ internal sealed class TcpRequest : NvmeRequest
     public RequestState State;
     /// <summary>Current R2T window and how much of it has arrived.</summary>
     public int R2TOffset, R2TLength, Received;
+    /// <summary>When the current R2T was queued (Environment.TickCount64), for the r2t deadline.</summary>
+    public long R2TSentAt;
     public bool DataDigestError;
 
     public override void Reset()

@@ -19,7 +19,9 @@ public sealed class TcpTransportMetrics : IDisposable
     internal long DataDigestErrors;
     internal long HostTerminations;
     internal long Stalls;
+    private readonly long[] _deadlines = new long[3];
     internal long BufferWaits;
+    internal long ConnectionsRejectedAtLimit;
     private readonly long[] _protocolErrors = new long[8];
 
     public TcpTransportMetrics() : this(publish: true) { }
@@ -35,18 +37,33 @@ public sealed class TcpTransportMetrics : IDisposable
         m.CreateObservableCounter("nvmet.tcp.protocol_errors", () => Enum.GetValues<FatalErrorStatus>().Select(f =>
                 new Measurement<long>(Interlocked.Read(ref _protocolErrors[(int)f]), new KeyValuePair<string, object?>("fes", f.ToString()))),
             "{connection}", "Connections ended by a protocol error of the host (the target sent C2HTermReq), by fatal error status");
+        m.CreateObservableCounter("nvmet.tcp.connections.rejected", () => new Measurement<long>(Interlocked.Read(ref ConnectionsRejectedAtLimit),
+                new KeyValuePair<string, object?>("reason", "limit")), "{connection}",
+            "NVMe/TCP connections closed as they were accepted, by reason (limit: --max-connections were open)");
         m.CreateObservableCounter("nvmet.tcp.data_digest_errors", () => Interlocked.Read(ref DataDigestErrors), "{command}",
             "Write commands completed with Transient Transport Error because of a data digest mismatch");
         m.CreateObservableCounter("nvmet.tcp.host_terminations", () => Interlocked.Read(ref HostTerminations), "{connection}",
             "Connections the host ended with H2CTermReq");
         m.CreateObservableCounter("nvmet.tcp.stalls", () => Interlocked.Read(ref Stalls), "{connection}",
-            "Connections closed because a PDU (or the ICReq) did not arrive in time");
+            "Connections closed because a PDU, or the ICReq and Connect, did not arrive in time (the connect and pdu deadlines)");
+        m.CreateObservableCounter("nvmet.tcp.deadlines.expired", () => Enum.GetValues<TcpDeadline>().Select(d =>
+                new Measurement<long>(Interlocked.Read(ref _deadlines[(int)d]), new KeyValuePair<string, object?>("deadline", d.ToString().ToLowerInvariant()))),
+            "{connection}", "Connections closed for a missed deadline: connect (ICReq and Connect after accept), pdu (a started PDU), r2t (the data after an R2T)");
         m.CreateObservableCounter("nvmet.tcp.buffer_waits", () => Interlocked.Read(ref BufferWaits), "{command}",
             "Commands that waited for a data buffer because the data buffer budget was spent");
     }
 
     /// <summary>Null for <see cref="Detached"/>.</summary>
     public Meter? Meter { get; }
+
+    internal void DeadlineExpired(TcpDeadline deadline)
+    {
+        Interlocked.Increment(ref _deadlines[(int)deadline]);
+        if (deadline != TcpDeadline.R2T) Interlocked.Increment(ref Stalls);
+    }
+
+    /// <summary>Connections closed for missing <paramref name="deadline"/> so far.</summary>
+    public long DeadlinesExpired(TcpDeadline deadline) => Interlocked.Read(ref _deadlines[(int)deadline]);
 
     internal void ProtocolError(FatalErrorStatus fes) => Interlocked.Increment(ref _protocolErrors[(int)fes & 7]);
 

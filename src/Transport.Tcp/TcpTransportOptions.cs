@@ -5,8 +5,18 @@ public sealed record TcpTransportOptions
 {
     /// <summary>In-capsule data accepted on the admin queue. The Linux host assumes 8 KiB whatever IOCCSZ says.</summary>
     public int AdminInCapsuleDataSize { get; init; } = 8192;
-    /// <summary>A PDU that started arriving must complete within this time, or the connection is closed.</summary>
-    public TimeSpan StallTimeout { get; init; } = TimeSpan.FromSeconds(30);
-    /// <summary>A new connection must send its ICReq within this time.</summary>
-    public TimeSpan ICReqTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>A PDU that started arriving must be complete within this time (cumulative: partial reads do not
+    /// restart it), or the connection is closed. <see cref="Timeout.InfiniteTimeSpan"/> turns it off.</summary>
+    public TimeSpan PduTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>From accept, the ICReq and a successful Connect must both have arrived within this time, or the
+    /// connection is closed. <see cref="Timeout.InfiniteTimeSpan"/> turns it off.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>The H2CData answering an R2T must be complete within this time, or the command fails (its buffer
+    /// goes back) and the connection is closed. <see cref="Timeout.InfiniteTimeSpan"/> turns it off.</summary>
+    public TimeSpan R2TTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>TCP keep-alive idle time on every NVMe/TCP socket (then probes every 10 s, 6 of them): a host that
+    /// vanished without a FIN or RST is found even with no keep-alive timeout of its own. Null turns it off.</summary>
+    public TimeSpan? TcpKeepAlive { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>NVMe/TCP connections open at once; more are closed as they are accepted.</summary>
+    public int MaxConnections { get; init; } = 1024;
 }

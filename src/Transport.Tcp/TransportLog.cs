@@ -23,12 +23,17 @@ internal static partial class TransportLog
     [LoggerMessage(EventId = 205, Level = LogLevel.Error, Message = "Internal error on connection from {Peer}; closing it")]
     public static partial void InternalError(this ILogger log, Exception e, string peer);
 
-    [LoggerMessage(EventId = 206, Level = LogLevel.Warning, Message = "Connection from {Peer} (host {HostNqn}) stalled: {What}; closing it")]
-    public static partial void Stalled(this ILogger log, string peer, string hostNqn, string what);
+    [LoggerMessage(EventId = 206, Level = LogLevel.Warning,
+        Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) missed the {Deadline} deadline ({Seconds} s): {What}; closing it")]
+    public static partial void DeadlineExpired(this ILogger log, string peer, string hostNqn, int qid, string deadline, double seconds, string what);
 
     [LoggerMessage(EventId = 207, Level = LogLevel.Debug,
         Message = "Connection from {Peer} (host {HostNqn}, queue {Qid}) drained for shutdown: every command it had taken is answered; {Ignored} newer command(s) left for the host to retry")]
     public static partial void Drained(this ILogger log, string peer, string hostNqn, int qid, int ignored);
+
+    [LoggerMessage(EventId = 209, Level = LogLevel.Warning,
+        Message = "Refused the connection from {Peer}: {Limit} NVMe/TCP connections are open, the limit (--max-connections); {Suppressed} more refused since the last of these messages")]
+    public static partial void ConnectionRefusedAtLimit(this ILogger log, string peer, int limit, long suppressed);
 
     [LoggerMessage(EventId = 208, Level = LogLevel.Warning, Message = "Accepting a connection failed ({Error}): {Message}; still listening")]
     public static partial void AcceptFailed(this ILogger log, string error, string message);

@@ -211,11 +211,17 @@ public class DataBufferPoolTests
             other.Reset();
         }
         for (int i = 0; i < 100; i++) Cycle();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10_000; i++) Cycle();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(0, allocated);
-        Assert.Equal(10_100, w.Count);
+        // Steady state allocates nothing: measured over three rounds, the best must be 0 (a one-off of the runtime,
+        // such as a method being recompiled at a higher tier during one round, shows in that round only).
+        var rounds = new List<long>();
+        for (int round = 0; round < 3 && (rounds.Count == 0 || rounds.Min() != 0); round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 10_000; i++) Cycle();
+            rounds.Add(GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.True(rounds.Min() == 0, $"bytes allocated per 10,000 cycles, by round: {string.Join(", ", rounds)}");
+        Assert.Equal(100 + rounds.Count * 10_000, w.Count);
         Assert.Equal(0, pool.InUse);
     }
 }

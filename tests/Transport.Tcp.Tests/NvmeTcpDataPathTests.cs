@@ -87,7 +87,7 @@ public class NvmeTcpDataPathTests
     /// <summary>Admin queue (connected, enabled) and I/O queue 1 with the given Connect attributes, as the captured
     /// host or as <paramref name="hostNqn"/>.</summary>
     internal static async Task<(PipeHost Admin, PipeHost Io)> ConnectAsync(PipeFixture f, byte cattr = 0, string? hostNqn = null,
-        TcpTransportOptions? options = null, ushort sqsize = 127)
+        TcpTransportOptions? options = null, ushort sqsize = 127, TcpTransportMetrics? metrics = null)
     {
         var data = CaptureVectors.ConnectCmd.AsSpan(76, 1024).ToArray();
         if (hostNqn != null)
@@ -96,7 +96,7 @@ public class NvmeTcpDataPathTests
             System.Text.Encoding.ASCII.GetBytes(hostNqn).CopyTo(data, 512);
         }
         var connect = MemoryMarshal.Read<SubmissionQueueEntry>(CaptureVectors.ConnectCmd.AsSpan(8));
-        var admin = new PipeHost(f.Target, options);
+        var admin = new PipeHost(f.Target, options, metrics);
         await admin.SendAsync(CaptureVectors.ICReq);
         await admin.ReceivePduAsync();
         await admin.SendAsync(hostNqn is null ? CaptureVectors.ConnectCmd : Capsule(connect, data));
@@ -104,7 +104,7 @@ public class NvmeTcpDataPathTests
         await admin.SendAsync(CaptureVectors.AdminReplay[6]); // Property Set CC.EN = 1
         Resp(await admin.ReceivePduAsync(), 0x2001);
 
-        var io = new PipeHost(f.Target, options);
+        var io = new PipeHost(f.Target, options, metrics);
         await io.SendAsync(CaptureVectors.ICReq);
         await io.ReceivePduAsync();
         var sqe = connect;

@@ -330,7 +330,7 @@ public class NvmeTcpQueueTests
     public async Task Stalled_half_pdu_closes_the_connection()
     {
         using var f = new PipeFixture();
-        var c = new PipeHost(f.Target, new TcpTransportOptions { StallTimeout = TimeSpan.FromMilliseconds(200) });
+        var c = new PipeHost(f.Target, new TcpTransportOptions { PduTimeout = TimeSpan.FromMilliseconds(200) });
         await ConnectAdminAsync(c, f);
         await c.SendAsync(CaptureVectors.PropertyGetCapCmd.AsSpan(0, 40).ToArray());
         var started = DateTime.UtcNow;
@@ -343,7 +343,7 @@ public class NvmeTcpQueueTests
     public async Task Idle_connection_between_pdus_is_not_a_stall()
     {
         using var f = new PipeFixture();
-        var c = new PipeHost(f.Target, new TcpTransportOptions { StallTimeout = TimeSpan.FromMilliseconds(100) });
+        var c = new PipeHost(f.Target, new TcpTransportOptions { PduTimeout = TimeSpan.FromMilliseconds(100) });
         await ConnectAdminAsync(c, f);
         await Task.Delay(400);
         Assert.False(c.Run.IsCompleted);
@@ -357,7 +357,7 @@ public class NvmeTcpQueueTests
     public async Task No_ICReq_in_time_closes_the_connection()
     {
         using var f = new PipeFixture();
-        var c = new PipeHost(f.Target, new TcpTransportOptions { ICReqTimeout = TimeSpan.FromMilliseconds(200) });
+        var c = new PipeHost(f.Target, new TcpTransportOptions { ConnectTimeout = TimeSpan.FromMilliseconds(200) });
         await c.ExpectClosedAsync();
         Assert.Empty(f.Target.Controllers);
     }

@@ -36,10 +36,10 @@ internal sealed class PipeHost
     private readonly Pipe _fromTarget = new(PooledMemoryPool.PipeOptions);
     private ushort _cid = 0x40;
 
-    public PipeHost(NvmeTarget target, TcpTransportOptions? options = null)
+    public PipeHost(NvmeTarget target, TcpTransportOptions? options = null, TcpTransportMetrics? metrics = null)
     {
         Queue = new NvmeTcpQueue(target, new DuplexPipe(_toTarget.Reader, _fromTarget.Writer), options ?? new TcpTransportOptions(),
-            NullLogger.Instance, "pipe");
+            NullLogger.Instance, "pipe", metrics: metrics);
         Run = Queue.RunAsync();
     }
 

@@ -74,6 +74,18 @@ public sealed class CommandLine
             "one MDTS): a command that finds it spent waits for a buffer before its R2T or read."),
         new("--memory-namespaces", null, "SIZE", "NVMET_MEMORY_NAMESPACES", "Total size memory namespaces may have together (default 3/4 of the available\n" +
             "memory; 0 allows none): adding or growing one past it is refused."),
+        new("--max-connections", null, "N", "NVMET_MAX_CONNECTIONS", "NVMe/TCP connections open at once; more are closed as they are accepted (default 1024)."),
+        new("--max-controllers-per-host", null, "N", "NVMET_MAX_CONTROLLERS_PER_HOST", "Controllers one host NQN may hold, discovery controllers included; a Connect\n" +
+            "beyond gets Controller Busy (default 64)."),
+        new("--host-buffer-share", null, "PERCENT", "NVMET_HOST_BUFFER_SHARE", "Share 1..100 of the data buffer budget one host NQN may hold; a host at its share\n" +
+            "waits, the others do not (default 50)."),
+        new("--r2t-timeout", null, "SECONDS", "NVMET_R2T_TIMEOUT", "The data for an R2T must arrive within this; otherwise the command fails, its\n" +
+            "buffer is freed and the connection is closed (default 10)."),
+        new("--pdu-timeout", null, "SECONDS", "NVMET_PDU_TIMEOUT", "A PDU, once started, must be complete within this, however slowly it trickles in\n" +
+            "(default 30)."),
+        new("--connect-timeout", null, "SECONDS", "NVMET_CONNECT_TIMEOUT", "From accept, ICReq and a successful Connect must both arrive within this (default 10)."),
+        new("--tcp-keepalive", null, "SECONDS|off", "NVMET_TCP_KEEPALIVE", "TCP keep-alive idle time on NVMe/TCP sockets, then a probe every 10 s, 6 probes\n" +
+            "(default 60); off disables it."),
         new("--c2h-success", null, "on|off", "NVMET_C2H_SUCCESS", "Complete reads with C2HData SUCCESS when the host disabled SQ flow control (default on)."),
         new("--log-level", null, "LEVEL", "NVMET_LOG_LEVEL", "trace, debug, information, warning or error (default information)."),
         new("--log-format", null, "simple|json", "NVMET_LOG_FORMAT", "Console log format: one line per message, or one JSON object per line with the\n" +
@@ -243,6 +255,7 @@ public sealed class CommandLine
         Config.Limits.IoQueues = Int("--io-queues") ?? Config.Limits.IoQueues;
         Config.Limits.DataBufferBudget = Last("--data-buffer-budget") ?? Config.Limits.DataBufferBudget;
         Config.Limits.MemoryNamespaces = Last("--memory-namespaces") ?? Config.Limits.MemoryNamespaces;
+        ApplyBounds(Last, Int);
         if (Last("--c2h-success") is string c2h)
         {
             if (c2h is "on" or "true" or "1") Config.Limits.C2HSuccess = true;
@@ -269,6 +282,32 @@ public sealed class CommandLine
         if (anyHost || exposed.Count == 0) { sub.AllowAnyHost = true; return; }
         Errors.Add($"the default subsystem would admit every host that reaches {string.Join(", ", exposed.Select(p => $"{p.Address}:{p.Port}"))}: " +
             "name the hosts with --allow-host NQN (on Linux: cat /etc/nvme/hostnqn), or open it deliberately with --allow-any-host");
+    }
+
+    /// <summary>Resource bounds (issue 10) into <see cref="TargetConfig.Limits"/>; ranges are checked by <see cref="ConfigValidator"/>.</summary>
+    private void ApplyBounds(Func<string, string?> last, Func<string, int?> integer)
+    {
+        var l = Config.Limits;
+        l.MaxConnections = integer("--max-connections") ?? l.MaxConnections;
+        l.MaxControllersPerHost = integer("--max-controllers-per-host") ?? l.MaxControllersPerHost;
+        if (last("--host-buffer-share") is string share)
+        {
+            // "50" or "50%"
+            if (int.TryParse(share.EndsWith('%') ? share[..^1] : share, NumberStyles.None, CultureInfo.InvariantCulture, out int percent)) l.HostBufferShare = percent;
+            else Errors.Add($"--host-buffer-share '{share}' is not a percentage (1..100)");
+        }
+        l.R2TTimeout = Seconds("--r2t-timeout") ?? l.R2TTimeout;
+        l.PduTimeout = Seconds("--pdu-timeout") ?? l.PduTimeout;
+        l.ConnectTimeout = Seconds("--connect-timeout") ?? l.ConnectTimeout;
+        l.TcpKeepAlive = last("--tcp-keepalive") ?? l.TcpKeepAlive;
+
+        double? Seconds(string name)
+        {
+            if (last(name) is not string v) return null;
+            if (double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double s)) return s;
+            Errors.Add($"{name} '{v}' is not a number of seconds");
+            return null;
+        }
     }
 
     /// <summary>Logging, shutdown and telemetry options; the standard OTEL_* variables fill what NVMET_* and the

@@ -28,6 +28,7 @@ public static class ConfigValidator
         if (l.IoQueues is < 1 or > 1024) e.Add($"limits.ioQueues {l.IoQueues} is outside 1..1024");
         if (l.DataBufferBudget is string budget && (!Sizes.TryParse(budget, out long b) || b < 1 << 20))
             e.Add($"limits.dataBufferBudget '{budget}' is not a size of at least 1M (e.g. 64M, 1G)");
+        e.AddRange(ValidateBounds(l));
 
         if (l.MemoryNamespaces is string memory && !Sizes.TryParse(memory, out _) && !Sizes.IsZero(memory))
             e.Add($"limits.memoryNamespaces '{memory}' is not a size (e.g. 8G, 512M; 0 allows no memory namespaces)");
@@ -48,6 +49,29 @@ public static class ConfigValidator
             $"subsystem {s.Nqn} has no allowed hosts and no \"allowAnyHost\": no host can connect to it. Earlier versions let any host " +
             "connect when allowedHosts was empty; list the hosts in allowedHosts (or add them with: nvme-tcp-target hosts add), " +
             "or set \"allowAnyHost\": true to admit every host deliberately")];
+
+    /// <summary>The resource bounds of issue 10 (limits.maxConnections ... limits.tcpKeepAlive).</summary>
+    private static IEnumerable<string> ValidateBounds(LimitsConfig l)
+    {
+        if (l.MaxConnections is < 1 or > 1_000_000)
+            yield return $"limits.maxConnections {l.MaxConnections} is outside 1..1000000 (NVMe/TCP connections open at once; --max-connections)";
+        if (l.MaxControllersPerHost is < 1 or > 0xFFEF)
+            yield return $"limits.maxControllersPerHost {l.MaxControllersPerHost} is outside 1..65519 (controllers one host NQN may hold; --max-controllers-per-host)";
+        if (l.HostBufferShare is < 1 or > 100)
+            yield return $"limits.hostBufferShare {l.HostBufferShare} is outside 1..100 (percent of the data buffer budget one host may hold; --host-buffer-share)";
+        foreach (var (name, option, value) in new[] { ("r2tTimeout", "--r2t-timeout", l.R2TTimeout), ("pduTimeout", "--pdu-timeout", l.PduTimeout),
+                     ("connectTimeout", "--connect-timeout", l.ConnectTimeout) })
+            if (value is double v && (!(v > 0) || v > 3600))
+                yield return $"limits.{name} {v.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not a number of seconds in (0, 3600] ({option})";
+        if (l.TcpKeepAlive is string k && TcpKeepAliveSeconds(k) is null)
+            yield return $"limits.tcpKeepAlive '{k}' is neither a number of seconds in 1..32767 nor off (--tcp-keepalive)";
+    }
+
+    /// <summary>The keep-alive idle seconds of a tcpKeepAlive value: 0 for off, null when invalid.</summary>
+    public static int? TcpKeepAliveSeconds(string value) =>
+        value is "off" or "false" or "0" ? 0
+        : int.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int s) && s is >= 1 and <= 32767 ? s
+        : null;
 
     /// <summary>One subsystem and its namespaces (also used for subsystems created at run time);
     /// <paramref name="portIds"/> are the target's port ids, which the subsystem's "ports" may name.</summary>

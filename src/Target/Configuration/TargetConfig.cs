@@ -103,6 +103,37 @@ public sealed class LimitsConfig
     /// allows none.</summary>
     [JsonConverter(typeof(SizeJsonConverter))]
     public string? MemoryNamespaces { get; set; }
+
+    // ---- resource bounds (issue 10): what an unauthenticated or misbehaving peer can make the target spend ----
+    /// <summary>NVMe/TCP connections open at once (1024); more are closed at accept.</summary>
+    public int? MaxConnections { get; set; }
+    /// <summary>Controllers, discovery included, one host NQN may hold (64); beyond, Connect Controller Busy.</summary>
+    public int? MaxControllersPerHost { get; set; }
+    /// <summary>Percent 1..100 of the data buffer budget one host NQN may hold (50).</summary>
+    public int? HostBufferShare { get; set; }
+    /// <summary>Seconds the H2CData for an R2T may take (10); then the command fails and the connection closes.</summary>
+    public double? R2TTimeout { get; set; }
+    /// <summary>Seconds a PDU may take from its first byte to its last (30), cumulative.</summary>
+    public double? PduTimeout { get; set; }
+    /// <summary>Seconds from accept to a successful Connect, ICReq included (10).</summary>
+    public double? ConnectTimeout { get; set; }
+    /// <summary>TCP keep-alive idle seconds on NVMe/TCP sockets (60), or "off".</summary>
+    [JsonConverter(typeof(NumberOrTextJsonConverter))]
+    public string? TcpKeepAlive { get; set; }
+}
+
+/// <summary>Reads a value given as a JSON number or a string (e.g. 60 or "off"); writes a string.</summary>
+public sealed class NumberOrTextJsonConverter : JsonConverter<string>
+{
+    public override string? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => reader.TokenType switch
+    {
+        JsonTokenType.String => reader.GetString(),
+        JsonTokenType.Number => System.Text.Encoding.UTF8.GetString(reader.ValueSpan),
+        JsonTokenType.Null => null,
+        _ => throw new JsonException("expected a number of seconds or \"off\""),
+    };
+
+    public override void Write(Utf8JsonWriter writer, string value, JsonSerializerOptions options) => writer.WriteStringValue(value);
 }
 
 public sealed class SubsystemConfig

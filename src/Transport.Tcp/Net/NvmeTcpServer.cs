@@ -22,11 +22,14 @@ public sealed class NvmeTcpServer : IAsyncDisposable
     private readonly NvmeTarget _target;
     private readonly TcpTransportOptions _options;
     private readonly ILogger _log;
-    private readonly TcpTransportMetrics? _metrics;
+    private readonly TcpTransportMetrics _metrics;
     private readonly BlockMemoryPool _pool = new(BlockSize);
     private readonly List<(Socket Socket, Task Accepting)> _listeners = new();
     private readonly ConcurrentDictionary<Connection, byte> _live = new();
     private volatile bool _draining;
+    private int _open;
+    private long _lastRefusalLog = long.MinValue / 2;
+    private long _refusalsNotLogged;
     private volatile bool _stopped;
 
     public NvmeTcpServer(NvmeTarget target, TcpTransportOptions options, ILoggerFactory loggers, TcpTransportMetrics? metrics = null)
@@ -34,7 +37,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         _target = target;
         _options = options;
         _log = loggers.CreateLogger("Transport.Tcp");
-        _metrics = metrics;
+        _metrics = metrics ?? TcpTransportMetrics.Detached;
     }
 
     /// <summary>Connections being served right now.</summary>
@@ -53,18 +56,48 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         try
         {
             if (endpoint.AddressFamily == AddressFamily.InterNetworkV6 && endpoint.Address.Equals(IPAddress.IPv6Any)) socket.DualMode = true;
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            AllowRebindAfterClose(socket);
             socket.Bind(endpoint);
             socket.Listen(512);
         }
         catch (SocketException e)
         {
             socket.Dispose();
-            throw new IOException($"cannot listen on {endpoint}: {e.Message}", e);
+            throw new IOException(e.SocketErrorCode == SocketError.AddressAlreadyInUse
+                ? $"cannot listen on {endpoint}: the address is in use (another process, another target perhaps, listens there); stop it or choose another port"
+                : $"cannot listen on {endpoint}: {e.Message}", e);
         }
         var bound = (IPEndPoint)socket.LocalEndPoint!;
         lock (_listeners) _listeners.Add((socket, AcceptLoopAsync(socket, portId)));
         return bound;
+    }
+
+    /// <summary>
+    /// SO_REUSEADDR only: a restarted target binds its port at once although connections of the previous run are in
+    /// TIME_WAIT, while a second live listener on the port still fails. Not <see cref="SocketOptionName.ReuseAddress"/>:
+    /// on Linux .NET sets SO_REUSEPORT with it (see the server tests), which lets a second process bind the same port
+    /// and the kernel spread new connections over both targets.
+    /// </summary>
+    internal static void AllowRebindAfterClose(Socket socket)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        Span<byte> on = stackalloc byte[4];
+        BitConverter.TryWriteBytes(on, 1);
+        socket.SetRawSocketOption(SolSocket, SoReuseAddr, on);
+    }
+
+    internal const int SolSocket = 1, SoReuseAddr = 2, SoReusePort = 15; // Linux <asm-generic/socket.h>
+
+    /// <summary>Settings of every accepted socket: no Nagle delay; TCP keep-alive (idle time from the options, then
+    /// a probe every 10 s, 6 probes), so a host that vanished without a FIN is noticed.</summary>
+    internal static void ConfigureAccepted(Socket socket, TcpTransportOptions options)
+    {
+        socket.NoDelay = true;
+        if (options.TcpKeepAlive is not { } idle) return;
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, Math.Max(1, (int)idle.TotalSeconds));
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, 10);
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, 6);
     }
 
     /// <summary>Listens for a port whose id is not known (0): its connections reach only subsystems open to every port.</summary>
@@ -86,8 +119,28 @@ public sealed class NvmeTcpServer : IAsyncDisposable
                 await Task.Delay(100).ConfigureAwait(false);
                 continue;
             }
+            if (Interlocked.Increment(ref _open) > _options.MaxConnections)
+            {
+                Interlocked.Decrement(ref _open);
+                Refuse(socket);
+                continue;
+            }
             _ = ServeAsync(socket, portId);
         }
+    }
+
+    /// <summary>Over the connection limit: close at once (no byte read), count it, and say so at most every 10 s.</summary>
+    private void Refuse(Socket socket)
+    {
+        Interlocked.Increment(ref _metrics.ConnectionsRejectedAtLimit);
+        string peer = "?";
+        try { peer = socket.RemoteEndPoint?.ToString() ?? "?"; }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        socket.Dispose();
+        long now = Environment.TickCount64, last = Interlocked.Read(ref _lastRefusalLog);
+        if (now - last >= 10_000 && Interlocked.CompareExchange(ref _lastRefusalLog, now, last) == last)
+            _log.ConnectionRefusedAtLimit(peer, _options.MaxConnections, Interlocked.Exchange(ref _refusalsNotLogged, 0));
+        else Interlocked.Increment(ref _refusalsNotLogged);
     }
 
     private async Task ServeAsync(Socket socket, ushort portId)
@@ -96,7 +149,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         _live.TryAdd(connection, 0);
         try
         {
-            socket.NoDelay = true;
+            ConfigureAccepted(socket, _options);
             var peer = socket.RemoteEndPoint?.ToString() ?? "?";
             var queue = new NvmeTcpQueue(_target, connection, _options, _log, peer, connection.Abort, _metrics, portId);
             connection.Queue = queue;
@@ -109,7 +162,11 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             // The peer vanished between accept and the first read: nothing to serve.
             connection.Abort();
         }
-        finally { _live.TryRemove(connection, out _); }
+        finally
+        {
+            _live.TryRemove(connection, out _);
+            Interlocked.Decrement(ref _open);
+        }
     }
 
     /// <summary>Graceful shutdown: stop accepting; every connection stops taking new commands, finishes what

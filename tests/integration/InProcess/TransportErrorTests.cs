@@ -95,7 +95,7 @@ public sealed class TransportErrorTests(ITestOutputHelper output)
     [Fact]
     public async Task NoICReq_AndHalfAPdu_ConnectionsAreClosed()
     {
-        var transport = new TcpTransportOptions { ICReqTimeout = TimeSpan.FromMilliseconds(300), StallTimeout = TimeSpan.FromMilliseconds(300) };
+        var transport = new TcpTransportOptions { ConnectTimeout = TimeSpan.FromSeconds(2), PduTimeout = TimeSpan.FromMilliseconds(300) };
         await using var target = await TestTarget.StartAsync(output, transport: transport);
         await using var good = await target.ConnectWithIoAsync(1);
 

@@ -38,7 +38,7 @@ internal sealed class LiveTarget : IAsyncDisposable
     public static async Task<LiveTarget> StartAsync(int? port, params string[] extraArgs)
     {
         int p = port ?? FreePort();
-        string[] args = ["--listen", $"127.0.0.1:{p}", "--api", "off", .. extraArgs];
+        string[] args = ["--listen", $"127.0.0.1:{p}", "--api", "off", "--probes", "off", .. extraArgs];
         var process = System.Diagnostics.Process.Start(TargetProcess.StartInfo(null, args))!;
         var t = new LiveTarget(process, p);
         var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
