@@ -185,7 +185,7 @@ public sealed class InProcessCore : IDisposable
     public InProcessCore()
     {
         _target = new NvmeTarget(keepAliveScanInterval: Timeout.InfiniteTimeSpan);
-        var sub = new Subsystem(Nqn);
+        var sub = new Subsystem(Nqn, allowAnyHost: true);
         sub.AttachNamespace(new Namespace(1, new MemoryBlockStore(1L << 30), 512, NamespaceIds.Derive(Nqn, 1)));
         _target.AddSubsystem(sub);
         var admin = _target.CreateQueue(new NullTransport());

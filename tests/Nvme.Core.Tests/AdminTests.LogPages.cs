@@ -134,7 +134,7 @@ public partial class AdminTests
     public void Discovery_log_with_paging()
     {
         using var t = new TestTarget();
-        t.Target.AddSubsystem(new Subsystem("nqn.2024-01.io.example:sub0"));
+        t.Target.AddSubsystem(new Subsystem("nqn.2024-01.io.example:sub0", allowAnyHost: true));
         var hidden = new Subsystem("nqn.2024-01.io.example:private", allowAnyHost: false);
         t.Target.AddSubsystem(hidden);
         var q = t.ConnectAdmin(subNqn: WellKnown.DiscoveryNqn);
@@ -184,7 +184,7 @@ public partial class AdminTests
         Assert.Equal(4ul, U64(more, 8));
         Assert.True(U64(more, 0) > genctr);
         // So does a new subsystem.
-        t.Target.AddSubsystem(new Subsystem("nqn.2024-01.io.example:sub2"));
+        t.Target.AddSubsystem(new Subsystem("nqn.2024-01.io.example:sub2", allowAnyHost: true));
         var newest = q.Ok(Cmd.GetLogPage(LogPageId.Discovery, 1024, nsid: 0)).DataSpan.ToArray();
         Assert.Equal(5ul, U64(newest, 8));
         Assert.True(U64(newest, 0) > U64(more, 0));

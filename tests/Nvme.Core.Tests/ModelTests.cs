@@ -46,9 +46,41 @@ public class ModelTests
         Assert.Throws<ArgumentException>(() => new Subsystem("nqn.2024-01.com.example:x", model: new string('m', 41)));
         Assert.Throws<ArgumentException>(() => new Subsystem("nqn.2024-01.com.example:x", firmwareRevision: "123456789"));
         var s = new Subsystem("nqn.2024-01.com.example:x");
+        Assert.False(s.AllowAnyHost); // fail closed: no host unless listed or opened deliberately
+        Assert.False(s.IsHostAllowed("nqn.2014-08.org.nvmexpress:uuid:14bda89c-1d6f-4471-b495-db452b9b96ed"));
         Assert.Equal(20, s.Serial.Length);
         Assert.Equal(s.Serial, new Subsystem("nqn.2024-01.com.example:x").Serial); // derived, stable
         Assert.NotEqual(s.Serial, new Subsystem("nqn.2024-01.com.example:y").Serial);
+    }
+
+    [Fact]
+    public void Removing_a_host_or_closing_the_subsystem_destroys_the_controllers_no_longer_allowed()
+    {
+        using var t = new TestTarget(allowAnyHost: false);
+        t.Subsystem.AllowHost(TestTarget.OtherHostNqn);
+        var mine = t.ConnectAdmin();
+        var other = t.ConnectAdmin(hostNqn: TestTarget.OtherHostNqn);
+        Assert.Equal(1, t.Subsystem.DisallowHost(TestTarget.OtherHostNqn));
+        Assert.True(other.Controller!.IsDestroyed);
+        Assert.Contains(other.Transport.Terminations, r => r.Contains("removed from the allowed hosts"));
+        Assert.False(mine.Controller!.IsDestroyed);
+        Assert.Equal(1, t.Subsystem.DisallowHost(TestTarget.HostNqn)); // the last one: the subsystem is closed
+        Assert.True(mine.Controller.IsDestroyed);
+        Assert.False(t.Subsystem.IsHostAllowed(TestTarget.HostNqn));
+        t.NewQueue().Expect(NvmeStatus.ConnectInvalidHost, Cmd.Connect(0, 31, 0, 0xFFFF, TestTarget.SubNqn, TestTarget.HostNqn, TestTarget.HostId).Sqe,
+            Cmd.Connect(0, 31, 0, 0xFFFF, TestTarget.SubNqn, TestTarget.HostNqn, TestTarget.HostId).Data);
+
+        // Opened to any host, everyone gets in; closed again, only the listed host keeps its controller.
+        Assert.Equal(0, t.Subsystem.SetAllowAnyHost(true));
+        t.Subsystem.AllowHost(TestTarget.HostNqn);
+        var listed = t.ConnectAdmin();
+        var unlisted = t.ConnectAdmin(hostNqn: TestTarget.OtherHostNqn);
+        Assert.Equal(0, t.Subsystem.DisallowHost(TestTarget.HostNqn)); // it still admits any host: nobody is cut off
+        Assert.False(listed.Controller!.IsDestroyed);
+        t.Subsystem.AllowHost(TestTarget.HostNqn);
+        Assert.Equal(1, t.Subsystem.SetAllowAnyHost(false));
+        Assert.True(unlisted.Controller!.IsDestroyed);
+        Assert.False(listed.Controller.IsDestroyed);
     }
 
     [Fact]

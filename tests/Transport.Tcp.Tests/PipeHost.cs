@@ -16,7 +16,7 @@ internal sealed class PipeFixture : IDisposable
     public PipeFixture(TargetLimits? limits = null)
     {
         Target = new NvmeTarget(limits, keepAliveScanInterval: Timeout.InfiniteTimeSpan);
-        Subsystem = new Subsystem(Nqn);
+        Subsystem = new Subsystem(Nqn, allowAnyHost: true);
         Store = new MemoryBlockStore(64 << 20);
         Subsystem.AttachNamespace(new Namespace(1, Store, 512, NamespaceIds.Derive(Nqn, 1)));
         Target.AddSubsystem(Subsystem);

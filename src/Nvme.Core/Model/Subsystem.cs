@@ -21,7 +21,7 @@ public sealed partial class Subsystem
     private ushort _nextCntlid = 1;
 
     public Subsystem(string nqn, SubsystemKind kind = SubsystemKind.Nvm, string? serial = null, string? model = null,
-        string? firmwareRevision = null, bool allowAnyHost = true, IEnumerable<string>? allowedHosts = null, IEnumerable<ushort>? portIds = null)
+        string? firmwareRevision = null, bool allowAnyHost = false, IEnumerable<string>? allowedHosts = null, IEnumerable<ushort>? portIds = null)
     {
         var error = ValidateNqn(nqn);
         if (error != null) throw new ArgumentException(error, nameof(nqn));
