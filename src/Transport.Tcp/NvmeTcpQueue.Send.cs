@@ -131,7 +131,7 @@ public sealed partial class NvmeTcpQueue
             {
                 int n = Math.Min(chunk, data.Length - offset);
                 bool last = offset + n == data.Length;
-                PduWriter.WriteC2HData(_output, cqe.CommandId, (uint)offset, data.Slice(offset, n), last, last && success, hdgst, ddgst);
+                PduWriter.WriteC2HData(_output, cqe.CommandId, (uint)offset, data.Slice(offset, n), last, last && success, hdgst, ddgst, _hpda);
             }
             if (!success) PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
         }

@@ -38,6 +38,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private PduReaderSettings _settings;
     private int _slotCount;
     private bool _icDone;
+    private int _hpda;
     private bool _batchHasWork;
     private volatile bool _closed;
     private volatile string? _closeReason;
@@ -232,6 +233,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         if (ic.Pfv != 0) return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 8, $"unsupported PDU format version {ic.Pfv}"), pdu.Header);
         if (ic.DataAlignment > 31) return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 10, $"HPDA {ic.DataAlignment} out of range"), pdu.Header);
         _icDone = true;
+        _hpda = ic.DataAlignment; // honoured: C2HData is padded to it (SPDK's target does the same; kernel nvmet refuses HPDA > 0)
         _settings.HeaderDigest = (ic.Digest & 1) != 0;
         _settings.DataDigest = (ic.Digest & 2) != 0;
         _icRespDigest = (byte)(ic.Digest & 3);

@@ -349,4 +349,49 @@ public class FabricsTests
         var r = t.NewQueue().Expect(NvmeStatus.ConnectInvalidParameters, sqe, data);
         Assert.Equal((uint)ConnectCommand.QidOffset, r.Cqe.Dword0);
     }
+
+    [Fact]
+    public void Connect_with_an_empty_host_nqn_is_let_in_only_where_any_host_may_connect()
+    {
+        // SPDK's initiator sends an empty Host NQN when its transport ID names none.
+        using (var open = new TestTarget(allowAnyHost: true))
+        {
+            var q = open.NewQueue();
+            var (sqe, data) = Cmd.Connect(0, 31, 0, 0xFFFF, TestTarget.SubNqn, "", TestTarget.HostId);
+            q.Ok(sqe, data);
+            Assert.Equal("", q.Controller!.HostNqn);
+            q.Ok(Cmd.PropertySet(PropertyOffset.Cc, Cmd.CcEnable));
+            q.Ok(Cmd.SetFeatures(FeatureId.NumberOfQueues, 0));
+            var io = open.NewQueue();
+            var (ioSqe, ioData) = Cmd.Connect(1, 127, 0, q.Controller.Cntlid, TestTarget.SubNqn, "", TestTarget.HostId);
+            io.Ok(ioSqe, ioData);
+            // The discovery subsystem lets it in too, and lists only what admits any host.
+            var d = open.NewQueue();
+            var (dSqe, dData) = Cmd.Connect(0, 31, 0, 0xFFFF, WellKnown.DiscoveryNqn, "", TestTarget.HostId);
+            d.Ok(dSqe, dData);
+        }
+        using var closed = new TestTarget(allowAnyHost: false);
+        var refused = closed.NewQueue();
+        var (s2, d2) = Cmd.Connect(0, 31, 0, 0xFFFF, TestTarget.SubNqn, "", TestTarget.HostId);
+        refused.Expect(NvmeStatus.ConnectInvalidHost, s2, d2);
+        Assert.Empty(closed.Target.Controllers);
+    }
+
+    [Fact]
+    public void Hosts_without_an_nqn_are_counted_apart_by_their_host_id()
+    {
+        using var t = new TestTarget(new TargetLimits { MaxControllersPerHost = 1 });
+        Controller Connect(Guid hostId, NvmeStatus expected)
+        {
+            var q = t.NewQueue();
+            var (sqe, data) = Cmd.Connect(0, 31, 0, 0xFFFF, TestTarget.SubNqn, "", hostId);
+            q.Expect(expected, sqe, data);
+            return q.Controller!;
+        }
+        Connect(Guid.NewGuid(), NvmeStatus.Success);
+        Connect(Guid.NewGuid(), NvmeStatus.Success);           // another nameless host: its own limit
+        var id = Guid.NewGuid();
+        Connect(id, NvmeStatus.Success);
+        Connect(id, NvmeStatus.ConnectControllerBusy);          // the same one again: its limit of 1
+    }
 }

@@ -109,6 +109,29 @@ public class PduWriterTests
         Assert.Equal(expected, w.WrittenBytes);
     }
 
+    [Theory]
+    [InlineData(0, false, 24)]   // no alignment asked: right after the header
+    [InlineData(0, true, 28)]    // ... and its digest
+    [InlineData(3, false, 32)]   // 16-byte alignment
+    [InlineData(3, true, 32)]
+    [InlineData(31, false, 128)] // 128 bytes, the most HPDA can ask
+    [InlineData(31, true, 128)]
+    public void C2HData_data_starts_where_the_hosts_HPDA_says_with_a_zero_pad(int hpda, bool hdgst, int pdo)
+    {
+        var data = Enumerable.Range(1, 40).Select(i => (byte)i).ToArray();
+        var w = new DirtyBufferWriter(); // fills fresh memory with garbage: the pad must be written as zeros
+        PduWriter.WriteC2HData(w, cid: 9, offset: 0, data, last: true, success: false, hdgst, ddgst: true, hpda);
+        var b = w.WrittenBytes;
+        Assert.Equal(pdo, b[3]);                                    // PDO
+        Assert.Equal((uint)(pdo + data.Length + 4), Bytes.U32(b, 4)); // PLEN: header, digest, pad, data, data digest
+        Assert.Equal(0, pdo % ((hpda + 1) * 4));
+        int padStart = 24 + (hdgst ? 4 : 0);
+        Assert.True(b.AsSpan(padStart, pdo - padStart).IndexOfAnyExcept((byte)0) < 0, "PAD must be zero");
+        Assert.Equal(data, b.AsSpan(pdo, data.Length).ToArray());
+        Assert.Equal(Crc32C.Compute(data), Bytes.U32(b, pdo + data.Length)); // the digest covers the data only, not the pad
+        if (hdgst) Assert.Equal(Crc32C.Compute(b.AsSpan(0, 24)), Bytes.U32(b, 24));
+    }
+
     [Fact]
     public void C2HData_without_digests_by_hand()
     {

@@ -79,7 +79,9 @@ internal static class FabricsCommands
             rejection = ConnectRejection.Port;
             return Invalid(ConnectCommand.IattrData | ConnectData.SubNqnOffset, $"the subsystem is not reachable on port {q.PortId}");
         }
-        if (Subsystem.ValidateNqn(hostNqn) is string bad) return Invalid(ConnectCommand.IattrData | ConnectData.HostNqnOffset, bad);
+        // An empty Host NQN (SPDK's initiator sends one when its transport ID names none) is no name at all: kernel
+        // nvmet and SPDK's target let it in where any host may connect, and it never matches an allowed-host entry.
+        if (hostNqn.Length > 0 && Subsystem.ValidateNqn(hostNqn) is string bad) return Invalid(ConnectCommand.IattrData | ConnectData.HostNqnOffset, bad);
         if (subsystem.Kind == SubsystemKind.Nvm && !subsystem.IsHostAllowed(hostNqn))
         {
             rejection = ConnectRejection.HostNotAllowed;
@@ -95,7 +97,8 @@ internal static class FabricsCommands
         {
             // Every controller counts against its host NQN's limit, discovery controllers included: each costs a
             // connection, a keep-alive clock and up to SQSIZE commands.
-            var account = q.Target.TryAddHostController(hostNqn);
+            // Hosts without a name are told apart by their Host ID, so that they do not share one controller limit.
+            var account = q.Target.TryAddHostController(hostNqn.Length > 0 ? hostNqn : $"(no host NQN, host ID {hostId})");
             if (account is null)
             {
                 rejection = ConnectRejection.ControllerLimit;

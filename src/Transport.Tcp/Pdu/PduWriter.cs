@@ -50,15 +50,21 @@ public static class PduWriter
         w.Advance(total);
     }
 
-    /// <summary>One C2HData PDU carrying <paramref name="data"/> at <paramref name="offset"/> of the command's data.</summary>
-    public static void WriteC2HData(IBufferWriter<byte> w, ushort cid, uint offset, ReadOnlySpan<byte> data, bool last, bool success, bool hdgst, bool ddgst)
+    /// <summary>One C2HData PDU carrying <paramref name="data"/> at <paramref name="offset"/> of the command's data.
+    /// <paramref name="hpda"/> is the host's ICReq HPDA (0's based dwords): the data starts at the next multiple of
+    /// (HPDA + 1) x 4 bytes after the header and its digest, the gap (PAD) zero-filled and outside the data digest
+    /// (NVMe/TCP transport spec 3.6.2.3). HPDA 0 needs no pad: the 24-byte header is dword aligned.</summary>
+    public static void WriteC2HData(IBufferWriter<byte> w, ushort cid, uint offset, ReadOnlySpan<byte> data, bool last, bool success, bool hdgst, bool ddgst,
+        int hpda = 0)
     {
         int hd = hdgst ? 4 : 0, dd = ddgst ? 4 : 0;
-        int headerTotal = DataPdu.Size + hd;
+        int alignment = (hpda + 1) * 4;
+        int headerTotal = (DataPdu.Size + hd + alignment - 1) / alignment * alignment; // header, digest and PAD
         byte flags = (byte)((hdgst ? PduFlags.HeaderDigest : 0) | (ddgst ? PduFlags.DataDigest : 0)
                             | (last ? PduFlags.LastPdu : 0) | (success ? PduFlags.Success : 0));
         var span = w.GetSpan(headerTotal)[..headerTotal];
         span[..DataPdu.Size].Clear();
+        if (headerTotal > DataPdu.Size + hd) span[(DataPdu.Size + hd)..].Clear();
         ref var p = ref MemoryMarshal.AsRef<DataPdu>(span);
         p.Header = Header(PduType.C2HData, flags, DataPdu.Size, (byte)headerTotal, (uint)(headerTotal + data.Length + dd));
         p.CommandId = cid;

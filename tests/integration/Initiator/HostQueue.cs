@@ -13,6 +13,9 @@ public sealed record HostQueueOptions
 {
     public bool HeaderDigest { get; init; }
     public bool DataDigest { get; init; }
+    /// <summary>ICReq HPDA (0's based dwords): C2HData must start its data on a multiple of (HPDA + 1) x 4 bytes.
+    /// Linux sends 0; SPDK's initiator can be set to other values.</summary>
+    public byte Hpda { get; init; }
     /// <summary>Default timeout of one command (a generous bound so a broken target fails a test instead of hanging it).</summary>
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(20);
     /// <summary>How long to wait for the ICResp (the Linux host waits 10 s).</summary>
@@ -90,7 +93,7 @@ public sealed class HostQueue : IAsyncDisposable
         var q = new HostQueue(socket, options);
         try
         {
-            await q._stream.WriteAsync(PduBuilder.ICReq(options.HeaderDigest, options.DataDigest), ct).ConfigureAwait(false);
+            await q._stream.WriteAsync(PduBuilder.ICReq(options.HeaderDigest, options.DataDigest, options.Hpda), ct).ConfigureAwait(false);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(options.ICRespTimeout);
             ReceivedPduBytes? resp;
@@ -113,6 +116,7 @@ public sealed class HostQueue : IAsyncDisposable
             q.MaxH2CData = (int)ic.Limit;
             q._reader.HeaderDigest = options.HeaderDigest;
             q._reader.DataDigest = options.DataDigest;
+            q._reader.Hpda = options.Hpda;
             q._receiveLoop = Task.Run(q.ReceiveLoopAsync, CancellationToken.None);
             return q;
         }

@@ -23,7 +23,9 @@ public sealed record NvmeTcpHostOptions
     public bool Enable { get; init; } = true;
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(20);
 
-    internal HostQueueOptions QueueOptions => new() { HeaderDigest = HeaderDigest, DataDigest = DataDigest, CommandTimeout = CommandTimeout };
+    /// <summary>ICReq HPDA of every queue (see <see cref="HostQueueOptions.Hpda"/>).</summary>
+    public byte Hpda { get; init; }
+    internal HostQueueOptions QueueOptions => new() { HeaderDigest = HeaderDigest, DataDigest = DataDigest, CommandTimeout = CommandTimeout, Hpda = Hpda };
 }
 
 /// <summary>

@@ -37,6 +37,8 @@ public sealed class PduStreamReader
 
     public bool HeaderDigest { get; set; }
     public bool DataDigest { get; set; }
+    /// <summary>The HPDA this host asked for: C2HData's PDO must honour it.</summary>
+    public byte Hpda { get; set; }
 
     /// <summary>The next PDU, or null when the peer closed the connection cleanly between PDUs.</summary>
     public async Task<ReceivedPduBytes?> ReadAsync(CancellationToken ct = default)
@@ -92,9 +94,12 @@ public sealed class PduStreamReader
             bool ddgst = DataDigest;
             if (((flags & PduFlags.DataDigest) != 0) != ddgst)
                 throw new NvmeTcpProtocolException($"C2HData: DDGSTF flag is {(flags & PduFlags.DataDigest) != 0}, negotiated {ddgst}");
-            if (pdo != hlen + hd) throw new NvmeTcpProtocolException($"C2HData: PDO {pdo}, expected {hlen + hd} (CPDA 0)");
+            int alignment = (Hpda + 1) * 4;
+            int expectedPdo = (hlen + hd + alignment - 1) / alignment * alignment; // the smallest offset HPDA allows
+            if (pdo != expectedPdo) throw new NvmeTcpProtocolException($"C2HData: PDO {pdo}, expected {expectedPdo} (HPDA {Hpda})");
+            if (all.AsSpan(hlen + hd, pdo - hlen - hd).IndexOfAnyExcept((byte)0) >= 0) throw new NvmeTcpProtocolException("C2HData: PAD is not zero");
             int dd = ddgst ? 4 : 0;
-            long dataLength = plen - hlen - hd - dd;
+            long dataLength = plen - pdo - dd;
             if (dataLength <= 0) throw new NvmeTcpProtocolException($"C2HData: PLEN {plen} carries no data");
             data = all.AsSpan(pdo, (int)dataLength).ToArray();
             if (ddgst)
