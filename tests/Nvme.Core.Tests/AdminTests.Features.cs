@@ -10,6 +10,26 @@ public partial class AdminTests
     // ------------------------------------------------------------------ features
 
     [Fact]
+    public void Mandatory_features_without_a_function_read_as_their_reset_values()
+    {
+        // SPDK's identify reads these; kernel nvmet answers Invalid Field and the tool reports the failures.
+        using var t = new TestTarget();
+        var q = t.ConnectAdmin();
+        Assert.Equal(0u, q.Ok(Cmd.GetFeatures(FeatureId.Arbitration)).Cqe.Dword0);
+        Assert.Equal(0u, q.Ok(Cmd.GetFeatures(FeatureId.PowerManagement)).Cqe.Dword0);
+        Assert.Equal(0u, q.Ok(Cmd.GetFeatures(FeatureId.ErrorRecovery)).Cqe.Dword0);
+        Assert.Equal(343u, q.Ok(Cmd.GetFeatures(FeatureId.TemperatureThreshold)).Cqe.Dword0);                 // composite, over
+        Assert.Equal(0u, q.Ok(Cmd.GetFeatures(FeatureId.TemperatureThreshold, cdw11: 1u << 20)).Cqe.Dword0);  // under
+        q.Expect(NvmeStatus.InvalidField, Cmd.GetFeatures(FeatureId.TemperatureThreshold, cdw11: 1u << 16)); // sensor 1: none
+        q.Expect(NvmeStatus.InvalidField, Cmd.GetFeatures(FeatureId.TemperatureThreshold, cdw11: 2u << 20)); // reserved THSEL
+        Assert.Equal(0u, q.Ok(Cmd.GetFeatures(FeatureId.Arbitration, sel: 3)).Cqe.Dword0);                   // not changeable
+        Assert.Equal(2u, q.Ok(Cmd.GetFeatures(FeatureId.ErrorRecovery, sel: 3)).Cqe.Dword0);                 // per namespace
+        q.Expect(NvmeStatus.InvalidField, Cmd.SetFeatures(FeatureId.Arbitration, 7));                        // nothing to set
+        var d = t.ConnectAdmin(WellKnown.DiscoveryNqn);
+        d.Expect(NvmeStatus.InvalidField, Cmd.GetFeatures(FeatureId.Arbitration));                           // not on discovery
+    }
+
+    [Fact]
     public void Number_of_queues_grant()
     {
         using var t = new TestTarget();

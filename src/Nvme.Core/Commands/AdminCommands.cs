@@ -127,12 +127,18 @@ internal static partial class AdminCommands
         {
             FeatureId.AsyncEventConfiguration or FeatureId.KeepAliveTimer => true,
             FeatureId.NumberOfQueues or FeatureId.VolatileWriteCache or FeatureId.HostIdentifier => !c.IsDiscovery,
+            // Mandatory features with nothing to arbitrate, no power states, no sensor and no error recovery timer:
+            // they read as their reset values (SPDK's identify asks for them; kernel nvmet answers Invalid Field).
+            FeatureId.Arbitration or FeatureId.PowerManagement or FeatureId.TemperatureThreshold or FeatureId.ErrorRecovery => !c.IsDiscovery,
             _ => false,
         };
         if (!known || sel > 3) return NvmeStatus.InvalidField;
+        bool fixedValue = fid is FeatureId.HostIdentifier or FeatureId.Arbitration or FeatureId.PowerManagement
+            or FeatureId.TemperatureThreshold or FeatureId.ErrorRecovery;
         if (sel == 3)
         {
-            req.Cqe.Dword0 = fid == FeatureId.HostIdentifier ? 0u : 1u << 2; // changeable, not saveable, not per-NS
+            // Capabilities: changeable (bit 2) unless fixed; never saveable; Error Recovery is per namespace (bit 1).
+            req.Cqe.Dword0 = (fixedValue ? 0u : 1u << 2) | (fid == FeatureId.ErrorRecovery ? 1u << 1 : 0u);
             return NvmeStatus.Success;
         }
         bool current = sel == 0;
@@ -153,6 +159,19 @@ internal static partial class AdminCommands
             case FeatureId.VolatileWriteCache:
                 req.Cqe.Dword0 = !current || c.VolatileWriteCacheEnabled ? 1u : 0u;
                 break;
+            case FeatureId.Arbitration:      // AB 0 (one command per burst), all weights 0
+            case FeatureId.PowerManagement:  // power state 0, no workload hint
+            case FeatureId.ErrorRecovery:    // TLER 0 (no limit), DULBE 0
+                req.Cqe.Dword0 = 0;
+                break;
+            case FeatureId.TemperatureThreshold:
+                {
+                    // TMPSEL 0 (composite) only: there is no sensor, the thresholds are the common reset values.
+                    uint tmpsel = (req.Sqe.Cdw11 >> 16) & 0xF, thsel = (req.Sqe.Cdw11 >> 20) & 3;
+                    if (tmpsel != 0 || thsel > 1) return NvmeStatus.InvalidField;
+                    req.Cqe.Dword0 = thsel == 0 ? 343u : 0u; // over: 343 K (70 C); under: 0 K
+                    break;
+                }
             case FeatureId.HostIdentifier:
                 // Only the 128-bit host identifier exists over fabrics (EXHID, CDW11 bit 0, must be set).
                 if ((req.Sqe.Cdw11 & 1) == 0) return NvmeStatus.InvalidField; // 16 bytes of data: checked by Prepare
