@@ -16,6 +16,12 @@ public sealed record HostQueueOptions
     /// <summary>ICReq HPDA (0's based dwords): C2HData must start its data on a multiple of (HPDA + 1) x 4 bytes.
     /// Linux sends 0; SPDK's initiator can be set to other values.</summary>
     public byte Hpda { get; init; }
+    /// <summary>Build SGLs and CIDs the way SPDK's initiator does (lib/nvme/nvme_tcp.c nvme_tcp_req_init): every
+    /// command whose direction is host-to-controller (opcode bits 1:0 = 01, fabrics: FCTYPE) and whose payload fits
+    /// goes in-capsule with a Data Block (offset) descriptor — zero-length ones included, such as Set Features;
+    /// the CID is the lowest free slot, reused as soon as its command completed. Linux (the default) uses a
+    /// Transport Data Block descriptor of length 0 for commands without data and cycles through the CIDs.</summary>
+    public bool SpdkStyle { get; init; }
     /// <summary>Default timeout of one command (a generous bound so a broken target fails a test instead of hanging it).</summary>
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(20);
     /// <summary>How long to wait for the ICResp (the Linux host waits 10 s).</summary>
@@ -181,7 +187,9 @@ public sealed class HostQueue : IAsyncDisposable
         try
         {
             bool capsule = !hostData.IsEmpty && (inCapsule ?? hostData.Length <= InCapsuleDataLimit);
-            ushort cid = AllocateCid();
+            byte xfer = sqe.Opcode == AdminOpcode.Fabrics ? (byte)sqe.Nsid : sqe.Opcode; // FCTYPE sits in the NSID dword
+            bool inCapsuleDescriptor = capsule || (Options.SpdkStyle && hostData.IsEmpty && controllerData.IsEmpty && (xfer & 3) == 1);
+            ushort cid = Options.SpdkStyle ? AllocateLowestCid() : AllocateCid();
             sqe.CommandId = cid;
             if (!keepSgl)
             {
@@ -190,7 +198,7 @@ public sealed class HostQueue : IAsyncDisposable
                 {
                     Address = 0,
                     Length = (uint)length,
-                    Identifier = capsule ? SglDescriptor.InCapsuleOffset : SglDescriptor.TransportDataBlock,
+                    Identifier = inCapsuleDescriptor ? SglDescriptor.InCapsuleOffset : SglDescriptor.TransportDataBlock,
                 };
             }
             p = new Pending(cid, sqe, hostData, controllerData, capsule, depth);
@@ -216,6 +224,15 @@ public sealed class HostQueue : IAsyncDisposable
         {
             throw new TimeoutException($"command opcode 0x{sqe.Opcode:x2} CID {sqe.CommandId} got no completion within {timeout ?? Options.CommandTimeout}");
         }
+    }
+
+    /// <summary>SPDK: the CID is the request's slot, the lowest free one.</summary>
+    private ushort AllocateLowestCid()
+    {
+        lock (_pending)
+            for (ushort cid = 0; cid < 0xFFFF; cid++)
+                if (!_pending.ContainsKey(cid)) return cid;
+        throw new InvalidOperationException("no free CID");
     }
 
     private ushort AllocateCid()

@@ -25,7 +25,9 @@ public sealed record NvmeTcpHostOptions
 
     /// <summary>ICReq HPDA of every queue (see <see cref="HostQueueOptions.Hpda"/>).</summary>
     public byte Hpda { get; init; }
-    internal HostQueueOptions QueueOptions => new() { HeaderDigest = HeaderDigest, DataDigest = DataDigest, CommandTimeout = CommandTimeout, Hpda = Hpda };
+    /// <summary>SGLs and CIDs as SPDK's initiator builds them (see <see cref="HostQueueOptions.SpdkStyle"/>).</summary>
+    public bool SpdkStyle { get; init; }
+    internal HostQueueOptions QueueOptions => new() { HeaderDigest = HeaderDigest, DataDigest = DataDigest, CommandTimeout = CommandTimeout, Hpda = Hpda, SpdkStyle = SpdkStyle };
 }
 
 /// <summary>
@@ -119,7 +121,8 @@ public sealed class NvmeTcpHost : IAsyncDisposable
             try
             {
                 ushort qid = (ushort)(_ioQueues.Count + 1);
-                var r = await q.ConnectAsync(SubNqn, Options.HostNqn, Options.HostId, qid, Options.IoSqSize, Cntlid, 0,
+                // Linux sends KATO 0 on I/O queues; SPDK repeats the admin queue's.
+                var r = await q.ConnectAsync(SubNqn, Options.HostNqn, Options.HostId, qid, Options.IoSqSize, Cntlid, Options.SpdkStyle ? Options.KeepAliveTimeoutMs : 0,
                     Options.DisableSqFlowControl, ct).ConfigureAwait(false);
                 r.EnsureSuccess($"I/O queue {qid} Connect");
                 if (r.Dword0 != Cntlid) throw new NvmeTcpProtocolException($"I/O Connect returned CNTLID {r.Dword0}, expected {Cntlid}");
