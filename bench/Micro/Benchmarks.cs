@@ -236,6 +236,7 @@ public sealed class InProcessCore : IDisposable
     private sealed class NullTransport : IQueueTransport
     {
         [ThreadStatic] public static CompletionQueueEntry Last;
+        public TransportDescriptor Descriptor { get; } = new() { Type = TransportType.Tcp, InCapsuleDataSize = 8192 };
         public void QueueResponse(NvmeRequest request)
         {
             Last = request.Cqe;

@@ -118,24 +118,3 @@ public class NvmeRequest
     /// <summary>Returns every pooled resource (when the owning queue goes away).</summary>
     public void ReleaseBuffers() => ReturnBuffer();
 }
-
-/// <summary>
-/// What the core needs from a transport queue (the model is the kernel's nvmet_fabrics_ops): send a completed
-/// request back, and tear the connection down.
-/// </summary>
-public interface IQueueTransport
-{
-    /// <summary>Sends the response for a completed request (data first for reads). Thread-safe; may be called
-    /// from any thread, long after the command arrived (async events).</summary>
-    void QueueResponse(NvmeRequest request);
-
-    /// <summary>Closes the connection (controller teardown, keep-alive expiry). Thread-safe, idempotent.</summary>
-    void Terminate(string reason);
-
-    /// <summary>Answers every running request that <paramref name="match"/> selects with <paramref name="status"/>
-    /// now, before its store operation returns (see <see cref="NvmeRequest.TryAbort(long)"/>). Returns how many.</summary>
-    int AbortRequests(Func<NvmeRequest, bool> match, NvmeStatus status);
-
-    /// <summary>The peer address for logs ("10.0.2.15:51234").</summary>
-    string PeerAddress { get; }
-}

@@ -66,7 +66,7 @@ public sealed partial class NvmeTcpQueue
                 bool stop = false;
                 if (_icRespDigest != 0xFF)
                 {
-                    PduWriter.WriteICResp(_output, _icRespDigest, (uint)Limits.MaxH2CData);
+                    PduWriter.WriteICResp(_output, _icRespDigest, (uint)_options.MaxH2CData);
                     _icRespDigest = 0xFF;
                 }
                 while (_abortResponses.TryDequeue(out var aborted)) PduWriter.WriteCapsuleResp(_output, aborted, _settings.HeaderDigest);
@@ -124,9 +124,9 @@ public sealed partial class NvmeTcpQueue
         {
             // C2HData SUCCESS (no CapsuleResp) is only allowed when the host disabled SQ flow control, and only
             // carries an all-zero result.
-            bool success = _core.SqFlowControlDisabled && Limits.C2HSuccessOptimization && cqe.Result == 0;
+            bool success = _core.SqFlowControlDisabled && _options.C2HSuccess && cqe.Result == 0;
             var data = req.DataSpan;
-            int chunk = Limits.MaxC2HData;
+            int chunk = _options.MaxC2HData;
             for (int offset = 0; offset < data.Length; offset += chunk)
             {
                 int n = Math.Min(chunk, data.Length - offset);

@@ -59,6 +59,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _log = logger;
         _abort = abort;
         PeerAddress = peerAddress;
+        Descriptor = options.Describe();
         _core = target.CreateQueue(this);
         _core.PortId = portId;
         // A queue holds at most MQES + 1 commands (see Outstanding); a slot goes back before its answer is flushed,
@@ -66,12 +67,14 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _slots = new TcpRequest?[target.Limits.MaxQueueEntries + 1];
         _settings = new PduReaderSettings
         {
-            MaxInCapsuleData = Math.Max(options.AdminInCapsuleDataSize, target.Limits.InCapsuleDataSize),
-            MaxH2CData = target.Limits.MaxH2CData,
+            MaxInCapsuleData = Math.Max(options.AdminInCapsuleDataSize, options.InCapsuleDataSize),
+            MaxH2CData = options.MaxH2CData,
         };
     }
 
     public string PeerAddress { get; }
+    /// <summary>NVMe/TCP as the core sees it (TRTYPE, TREQ, IOCCSZ).</summary>
+    public TransportDescriptor Descriptor { get; }
     public FabricQueue Core => _core;
     private string HostNqn => _core.Controller?.HostNqn ?? "-";
     private TargetLimits Limits => _target.Limits;
@@ -295,7 +298,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         bool wasConnected = _core.IsConnected;
         _core.Execute(req);
         if (!wasConnected && _core.IsConnected && _core.QueueId != 0)
-            _settings.MaxInCapsuleData = Limits.InCapsuleDataSize; // I/O queue: IOCCSZ applies from now on
+            _settings.MaxInCapsuleData = _options.InCapsuleDataSize; // I/O queue: IOCCSZ applies from now on
         else if (!wasConnected && _core.IsConnected)
             _settings.MaxInCapsuleData = _options.AdminInCapsuleDataSize;
         return true;
@@ -346,7 +349,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     {
         req.State = RequestState.AwaitingData;
         req.R2TOffset = offset;
-        req.R2TLength = Math.Min(req.DataLength - offset, Limits.MaxH2CData);
+        req.R2TLength = Math.Min(req.DataLength - offset, _options.MaxH2CData);
         req.Received = 0;
         Volatile.Write(ref req.R2TSentAt, Environment.TickCount64); // the r2t deadline runs from here
         Send(req, SendKind.R2T);

@@ -106,7 +106,7 @@ internal static class FabricsCommands
                     $"the host already holds {q.Limits.MaxControllersPerHost} controllers (--max-controllers-per-host)");
                 return NvmeStatus.ConnectControllerBusy;
             }
-            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato, q.PortId, account));
+            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato, q.PortId, account, q.Transport.Descriptor));
             if (ctrl is null)
             {
                 q.Target.ReleaseHostController(account);
