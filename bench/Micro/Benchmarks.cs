@@ -243,6 +243,7 @@ public sealed class InProcessCore : IDisposable
             request.Reset();
         }
         public void Terminate(string reason) { }
+        public void QueueInstalled(ushort queueId, int queueSize, bool sqFlowControlDisabled) { }
         public int AbortRequests(Func<NvmeRequest, bool> match, NvmeStatus status) => 0;
         public string PeerAddress => "null";
     }

@@ -38,8 +38,9 @@ public sealed class FabricQueue
     /// <summary>The host disabled SQ flow control in Connect (CATTR bit 2).</summary>
     public bool SqFlowControlDisabled { get; internal set; }
     internal TargetLimits Limits => Target.Limits;
-    /// <summary>A Disconnect command completed on this queue: the transport closes after sending its response.</summary>
-    public bool DisconnectRequested { get; internal set; }
+    /// <summary>The admin queue of a live controller that still has I/O queues: closing it destroys the controller
+    /// under them, so a graceful close (shutdown) waits until this is false.</summary>
+    public bool HoldsIoQueues => QueueId == 0 && Controller is { IsDestroyed: false } c && c.IoQueueCount > 0;
 
     /// <summary>
     /// Validates a received command: queue state, opcode, namespace, ranges and transfer length. Sets

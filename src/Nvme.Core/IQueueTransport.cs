@@ -12,8 +12,15 @@ public interface IQueueTransport
     /// <summary>What this transport is (type, discovery requirements, limits), for what the core reports of it.</summary>
     TransportDescriptor Descriptor { get; }
 
+    /// <summary>A Connect on this queue succeeded (the kernel's install_queue), called before its response is queued,
+    /// on the thread that executes the Connect: from the next command on this is queue <paramref name="queueId"/>
+    /// (0 = admin) of <paramref name="queueSize"/> entries (SQSIZE + 1); <paramref name="sqFlowControlDisabled"/>: the
+    /// host disabled SQ flow control (Connect CATTR bit 2).</summary>
+    void QueueInstalled(ushort queueId, int queueSize, bool sqFlowControlDisabled);
+
     /// <summary>Sends the response for a completed request (data first for reads). Thread-safe; may be called
-    /// from any thread, long after the command arrived (async events).</summary>
+    /// from any thread, long after the command arrived (async events). When <see cref="NvmeRequest.CloseAfterResponse"/>
+    /// is set, the transport closes the connection once this response is sent.</summary>
     void QueueResponse(NvmeRequest request);
 
     /// <summary>Closes the connection (controller teardown, keep-alive expiry). Thread-safe, idempotent.</summary>

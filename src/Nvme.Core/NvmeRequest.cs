@@ -42,6 +42,16 @@ public class NvmeRequest
 
     public NvmeStatus Status => Cqe.Status;
 
+    /// <summary>Set by the core on a completed request whose response must be the last thing sent on the connection
+    /// (Disconnect): the transport closes once the response is out.</summary>
+    public bool CloseAfterResponse { get; internal set; }
+
+    private volatile bool _parked;
+
+    /// <summary>The core holds this request with no answer until an event comes (a parked Asynchronous Event Request).
+    /// A parked request does not keep a draining connection open. Any thread may read it.</summary>
+    public bool IsParked { get => _parked; internal set => _parked = value; }
+
     // Bits 1:0: 0 running, 1 completed, 2 answered early by an abort (the store may still use the buffer).
     // Bits 63:2: a generation, bumped on every reuse, so an abort can never hit the next command by mistake.
     private long _state;
@@ -110,6 +120,8 @@ public class NvmeRequest
         Queue = null;
         Volatile.Write(ref _state, ((_state >> 2) + 1) << 2); // next generation, running
         CompletedAfterAbort = false;
+        CloseAfterResponse = false;
+        IsParked = false;
         DataLength = 0;
         Direction = DataDirection.None;
         Cqe = default;

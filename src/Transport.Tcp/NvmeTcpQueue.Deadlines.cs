@@ -38,7 +38,7 @@ public sealed partial class NvmeTcpQueue
     {
         if (_closing) return;
         long now = Environment.TickCount64;
-        if (IsOn(_options.ConnectTimeout) && !_core.IsConnected && now - _acceptedAt >= (long)_options.ConnectTimeout.TotalMilliseconds)
+        if (IsOn(_options.ConnectTimeout) && !_installed && now - _acceptedAt >= (long)_options.ConnectTimeout.TotalMilliseconds)
         {
             Expire(TcpDeadline.Connect, _options.ConnectTimeout, _icDone ? "no successful Connect after the ICReq" : "no ICReq");
             return;

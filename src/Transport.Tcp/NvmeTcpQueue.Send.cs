@@ -124,7 +124,7 @@ public sealed partial class NvmeTcpQueue
         {
             // C2HData SUCCESS (no CapsuleResp) is only allowed when the host disabled SQ flow control, and only
             // carries an all-zero result.
-            bool success = _core.SqFlowControlDisabled && _options.C2HSuccess && cqe.Result == 0;
+            bool success = _sqFlowControlDisabled && _options.C2HSuccess && cqe.Result == 0;
             var data = req.DataSpan;
             int chunk = _options.MaxC2HData;
             for (int offset = 0; offset < data.Length; offset += chunk)
@@ -136,10 +136,11 @@ public sealed partial class NvmeTcpQueue
             if (!success) PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
         }
         else PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
+        bool close = req.CloseAfterResponse; // Disconnect: this response is the last thing sent
         // Counted before the flush that lets the host see the answer (and send the next command in its place).
         Volatile.Write(ref _answersWritten, _answersWritten + 1);
         Return(req);
-        return _core.DisconnectRequested;
+        return close;
     }
 
     /// <summary>A command that never executed, on a connection that is gone: give its namespace reference back

@@ -40,6 +40,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private bool _icDone;
     private int _hpda;
     private bool _batchHasWork;
+    // Told by the core when the Connect succeeds (QueueInstalled).
+    private int _queueSize;
+    private bool _sqFlowControlDisabled;
+    private volatile bool _installed;
     private volatile bool _closed;
     private volatile string? _closeReason;
     // Control PDUs the writer sends before anything else.
@@ -255,7 +259,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         }
         // The host may have as many commands outstanding as the queue it negotiated holds (Connect SQSIZE + 1; one,
         // the Connect, before that); more is a protocol error, as the kernel target treats running out of commands.
-        int allowed = _core.IsConnected ? _core.QueueSize : 1;
+        int allowed = _queueSize > 0 ? _queueSize : 1;
         if (Outstanding >= allowed)
             return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {allowed} commands outstanding (the queue size)"), pdu.Header);
         if (!TryRent(out var req))
@@ -295,13 +299,19 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             }
         }
         req.State = RequestState.Executing;
-        bool wasConnected = _core.IsConnected;
         _core.Execute(req);
-        if (!wasConnected && _core.IsConnected && _core.QueueId != 0)
-            _settings.MaxInCapsuleData = _options.InCapsuleDataSize; // I/O queue: IOCCSZ applies from now on
-        else if (!wasConnected && _core.IsConnected)
-            _settings.MaxInCapsuleData = _options.AdminInCapsuleDataSize;
         return true;
+    }
+
+    /// <summary>Core callback, during the execution of a successful Connect (on the receive loop: Connect data is
+    /// never large enough to wait for a buffer): the queue's size bounds the commands outstanding, and the
+    /// in-capsule limit of its kind (IOCCSZ on an I/O queue) applies from the next PDU on.</summary>
+    public void QueueInstalled(ushort queueId, int queueSize, bool sqFlowControlDisabled)
+    {
+        _queueSize = queueSize;
+        _sqFlowControlDisabled = sqFlowControlDisabled;
+        _settings.MaxInCapsuleData = queueId == 0 ? _options.AdminInCapsuleDataSize : _options.InCapsuleDataSize;
+        _installed = true;
     }
 
     /// <summary>Transport-level SGL checks (NVMe/TCP transport spec 3.3.1): in-capsule data uses a Data Block

@@ -26,7 +26,22 @@ internal sealed class FakeTransport : IQueueTransport
     private readonly List<NvmeRequest> _submitted = [];
     private readonly List<(NvmeRequest Request, NvmeStatus Status)> _aborts = [];
 
+    private readonly List<(ushort QueueId, int QueueSize, bool SqFlowControlDisabled)> _installs = [];
+
     public string PeerAddress => "fake:4420";
+    public void QueueInstalled(ushort queueId, int queueSize, bool sqFlowControlDisabled)
+    {
+        lock (_lock)
+        {
+            Assert.Empty(_installs); // a connection is installed once
+            Assert.False(_responses.Any(r => r.Sqe.Opcode == AdminOpcode.Fabrics && r.Sqe.FabricsType == FabricsType.Connect),
+                "QueueInstalled came after the Connect response");
+            _installs.Add((queueId, queueSize, sqFlowControlDisabled));
+        }
+    }
+
+    /// <summary>What <see cref="QueueInstalled"/> was told, in order.</summary>
+    public IReadOnlyList<(ushort QueueId, int QueueSize, bool SqFlowControlDisabled)> Installs { get { lock (_lock) return [.. _installs]; } }
     public void QueueResponse(NvmeRequest request) { lock (_lock) _responses.Add(request); }
     public void Submitted(NvmeRequest request) { lock (_lock) _submitted.Add(request); }
 
