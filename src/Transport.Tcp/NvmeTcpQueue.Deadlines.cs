@@ -69,6 +69,6 @@ public sealed partial class NvmeTcpQueue
         if (Interlocked.Exchange(ref _expired, 1) != 0) return;
         _log.DeadlineExpired(PeerAddress, HostNqn, _core.QueueId, deadline.ToString().ToLowerInvariant(), limit.TotalSeconds, what);
         _metrics.DeadlineExpired(deadline);
-        Terminate($"missed the {deadline.ToString().ToLowerInvariant()} deadline: {what}");
+        Close(CloseReasons.Of(deadline), $"missed the {deadline.ToString().ToLowerInvariant()} deadline: {what}");
     }
 }

@@ -29,7 +29,7 @@ public sealed partial class NvmeTcpQueue
             if (IsQuiescent())
             {
                 _log.Drained(PeerAddress, HostNqn, _core.QueueId, Volatile.Read(ref _ignoredWhileDraining));
-                Terminate("target shutting down");
+                Close(CloseReason.Shutdown, "target shutting down");
                 return;
             }
             await Task.Delay(20).ConfigureAwait(false);

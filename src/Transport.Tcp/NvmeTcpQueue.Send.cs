@@ -90,8 +90,7 @@ public sealed partial class NvmeTcpQueue
                 var flush = await _output.FlushAsync().ConfigureAwait(false);
                 if (stop)
                 {
-                    _closeReason ??= "disconnect";
-                    Terminate(_closeReason);
+                    Close(CloseReason.Disconnect, "disconnect"); // after a TermReq the protocol error came first
                     return;
                 }
                 if (flush.IsCompleted || flush.IsCanceled) return;
@@ -100,8 +99,7 @@ public sealed partial class NvmeTcpQueue
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
         {
-            _closeReason ??= "send failed: " + e.Message;
-            Terminate(_closeReason);
+            Close(CloseReason.SendFailed, "send failed: " + e.Message);
         }
     }
 

@@ -45,7 +45,8 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private bool _sqFlowControlDisabled;
     private volatile bool _installed;
     private volatile bool _closed;
-    private volatile string? _closeReason;
+    private CloseInfo? _close;
+    private bool _fatal;
     // Control PDUs the writer sends before anything else.
     private byte _icRespDigest = 0xFF;
     private PduError? _termError;
@@ -101,7 +102,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         catch (Exception e) when (e is not OperationCanceledException)
         {
             _log.InternalError(e, PeerAddress);
-            _closeReason ??= "internal error: " + e.Message;
+            SetCloseReason(CloseReason.InternalError, "internal error: " + e.Message);
         }
         finally
         {
@@ -113,7 +114,8 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             catch (Exception) { /* the writer logs its own failures; a stuck peer is aborted below */ }
             _core.Close();
             Shutdown();
-            _log.ConnectionClosed(PeerAddress, HostNqn, _core.QueueId, _closeReason ?? "peer closed the connection");
+            var close = Volatile.Read(ref _close) ?? PeerClosed;
+            _log.ConnectionClosed(PeerAddress, HostNqn, _core.QueueId, close.Text);
             Interlocked.Decrement(ref _metrics.ConnectionsActive);
             if (activity is { IsAllDataRequested: true })
             {
@@ -124,9 +126,9 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
                     activity.SetTag("nvme.subsystem", c.Subsystem.Nqn);
                     activity.SetTag("nvme.cntlid", c.Cntlid);
                 }
-                activity.SetTag("nvme.close_reason", _closeReason ?? "peer closed the connection");
-                if (_termError != null || (_closeReason?.StartsWith("protocol error", StringComparison.Ordinal) ?? false))
-                    activity.SetStatus(ActivityStatusCode.Error, _closeReason);
+                activity.SetTag("nvme.close_reason", CloseReasons.Label(close.Reason));
+                activity.SetTag("nvme.close_detail", close.Text);
+                if (_fatal || close.Reason == CloseReason.ProtocolError) activity.SetStatus(ActivityStatusCode.Error, close.Text);
             }
             // Only a stuck peer is aborted (first: completing the output may otherwise wait on its full socket):
             // the socket is reset and output not yet sent is dropped. Otherwise completing the output sends the
@@ -140,10 +142,27 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
 
     private volatile bool _closing;
 
-    /// <summary>Thread-safe: closes the connection (controller teardown, keep-alive expiry, shutdown).</summary>
-    public void Terminate(string reason)
+    /// <summary>Why the connection closed (the first reason it got), or null while it is open.</summary>
+    public CloseReason? ClosedBecause => Volatile.Read(ref _close)?.Reason;
+
+    private static readonly CloseInfo PeerClosed = new(CloseReason.PeerClosed, "peer closed the connection");
+    private static readonly CloseInfo PeerClosedMidPdu = new(CloseReason.PeerClosedMidPdu, "peer closed the connection in the middle of a PDU");
+
+    /// <summary>Records why the connection closes, unless a reason came first (any thread).</summary>
+    private void SetCloseReason(CloseReason reason, string text) => SetCloseReason(new CloseInfo(reason, text));
+
+    private void SetCloseReason(CloseInfo info)
     {
-        _closeReason ??= reason;
+        if (Volatile.Read(ref _close) is null) Interlocked.CompareExchange(ref _close, info, null);
+    }
+
+    /// <summary>Core callback (any thread): the queue's controller was destroyed for <paramref name="reason"/>.</summary>
+    public void Terminate(string reason) => Close(CloseReason.ControllerDestroyed, reason);
+
+    /// <summary>Thread-safe, idempotent: closes the connection; <paramref name="text"/> is the log's words for it.</summary>
+    internal void Close(CloseReason reason, string text)
+    {
+        SetCloseReason(reason, text);
         _closing = true;
         _signal.Set();
         _input.CancelPendingRead();
@@ -162,10 +181,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             }
             catch (IOException e)
             {
-                _closeReason ??= "connection lost: " + (e.InnerException?.Message ?? e.Message);
+                SetCloseReason(CloseReason.ConnectionLost, "connection lost: " + (e.InnerException?.Message ?? e.Message));
                 return;
             }
-            if (result.IsCanceled) return; // Terminate (a missed deadline among others) set the reason
+            if (result.IsCanceled) return; // Close (a missed deadline among others) set the reason
             var buffer = result.Buffer;
             long received = buffer.Length;
             bool keepGoing = ProcessBatch(ref buffer);
@@ -174,7 +193,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             if (!keepGoing) return;
             if (result.IsCompleted)
             {
-                _closeReason ??= buffer.IsEmpty ? "peer closed the connection" : "peer closed the connection in the middle of a PDU";
+                SetCloseReason(buffer.IsEmpty ? PeerClosed : PeerClosedMidPdu);
                 return;
             }
         }
@@ -225,7 +244,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
                     var t = pdu.As<TermReqPdu>();
                     _log.HostTerminated(PeerAddress, HostNqn, (int)t.Status);
                     Interlocked.Increment(ref _metrics.HostTerminations);
-                    _closeReason ??= $"host sent H2CTermReq (FES {(int)t.Status})";
+                    SetCloseReason(CloseReason.HostTermination, $"host sent H2CTermReq (FES {(int)t.Status})");
                     return false;
                 }
             default:
@@ -404,7 +423,8 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     {
         _log.ProtocolError(PeerAddress, HostNqn, _core.QueueId, error.Message, error.Status.ToString());
         _metrics.ProtocolError(error.Status);
-        _closeReason ??= "protocol error: " + error.Message;
+        SetCloseReason(CloseReason.ProtocolError, "protocol error: " + error.Message);
+        _fatal = true;
         offendingHeader[..Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength)].CopyTo(_termHeader);
         _termHeaderLength = Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength);
         _termError = error;

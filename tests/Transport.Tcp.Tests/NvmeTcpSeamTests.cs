@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Nvme.Core.Spec;
+using Nvme.Core.Telemetry;
 using Transport.Tcp.Pdu;
 using static Transport.Tcp.Tests.NvmeTcpDataPathTests;
 
@@ -68,5 +70,97 @@ public class NvmeTcpSeamTests
         Assert.Null(await admin.ReceiveAsync()); // closed; the parked AER is left for the host to resend
         await admin.Run.WaitAsync(Timeout);
         Assert.Empty(f.Target.Controllers);
+        Assert.Equal(CloseReason.Shutdown, io.Queue.ClosedBecause);
+        Assert.Equal(CloseReason.Shutdown, admin.Queue.ClosedBecause);
+    }
+
+    // ---- close reasons ----
+
+    [Fact]
+    public async Task Each_way_a_connection_ends_has_its_close_reason()
+    {
+        using var f = new PipeFixture();
+        var (admin, io) = await ConnectAsync(f);
+        Assert.Null(io.Queue.ClosedBecause);
+        var d = new SubmissionQueueEntry { Opcode = AdminOpcode.Fabrics, Flags = 0x40, CommandId = 0x99, Nsid = FabricsType.Disconnect };
+        d.Sgl.Identifier = SglDescriptor.TransportDataBlock;
+        await io.SendAsync(Capsule(d));
+        Resp(await io.ReceivePduAsync(), 0x99);
+        await io.ExpectClosedAsync();
+        Assert.Equal(CloseReason.Disconnect, io.Queue.ClosedBecause);
+        await admin.CloseAsync();
+        Assert.Equal(CloseReason.PeerClosed, admin.Queue.ClosedBecause);
+
+        // The host terminates the admin queue: its controller goes, and the I/O queue with it.
+        (admin, io) = await ConnectAsync(f);
+        var term = new byte[24];
+        term[0] = (byte)PduType.H2CTermReq;
+        term[2] = term[4] = 24;
+        await admin.SendAsync(term);
+        await admin.ExpectClosedAsync();
+        await io.ExpectClosedAsync();
+        Assert.Equal(CloseReason.HostTermination, admin.Queue.ClosedBecause);
+        Assert.Equal(CloseReason.ControllerDestroyed, io.Queue.ClosedBecause);
+
+        // A protocol error (a second ICReq), and a host gone in the middle of a PDU.
+        var bad = new PipeHost(f.Target);
+        await bad.SendAsync(CaptureVectors.ICReq);
+        await bad.ReceivePduAsync();
+        await bad.SendAsync(CaptureVectors.ICReq);
+        Assert.Equal((byte)PduType.C2HTermReq, (await bad.ReceivePduAsync())[0]);
+        await bad.ExpectClosedAsync();
+        Assert.Equal(CloseReason.ProtocolError, bad.Queue.ClosedBecause);
+        var half = new PipeHost(f.Target);
+        await half.SendAsync(CaptureVectors.ICReq.AsSpan(0, 20).ToArray());
+        await half.CloseAsync();
+        Assert.Equal(CloseReason.PeerClosedMidPdu, half.Queue.ClosedBecause);
+    }
+
+    [Fact]
+    public async Task The_connection_span_carries_the_close_reason_as_its_label_and_an_error_status_for_a_protocol_error()
+    {
+        string bad = $"pipe-bad-{Guid.NewGuid():N}", good = $"pipe-good-{Guid.NewGuid():N}";
+        var stopped = new List<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = s => s.Name == NvmeTelemetry.ActivitySourceName,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a =>
+            {
+                if (a.GetTagItem("network.peer.address") is string p && (p == bad || p == good)) lock (stopped) stopped.Add(a);
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        using var f = new PipeFixture();
+        var b = new PipeHost(f.Target, peer: bad);
+        await b.SendAsync(CaptureVectors.ICReq);
+        await b.ReceivePduAsync();
+        await b.SendAsync(CaptureVectors.ICReq);
+        await b.ReceivePduAsync();
+        await b.ExpectClosedAsync();
+        var g = new PipeHost(f.Target, peer: good);
+        await g.SendAsync(CaptureVectors.ICReq);
+        await g.ReceivePduAsync();
+        await g.CloseAsync();
+
+        Activity[] spans;
+        lock (stopped) spans = [.. stopped];
+        var badSpan = Assert.Single(spans, a => (string?)a.GetTagItem("network.peer.address") == bad);
+        Assert.Equal("protocol_error", badSpan.GetTagItem("nvme.close_reason"));
+        Assert.Equal("protocol error: second ICReq", badSpan.GetTagItem("nvme.close_detail"));
+        Assert.Equal(ActivityStatusCode.Error, badSpan.Status);
+        var goodSpan = Assert.Single(spans, a => (string?)a.GetTagItem("network.peer.address") == good);
+        Assert.Equal("peer_closed", goodSpan.GetTagItem("nvme.close_reason"));
+        Assert.Equal("peer closed the connection", goodSpan.GetTagItem("nvme.close_detail"));
+        Assert.Equal(ActivityStatusCode.Unset, goodSpan.Status);
+    }
+
+    [Fact]
+    public void Every_close_reason_has_its_own_label()
+    {
+        var labels = Enum.GetValues<CloseReason>().Select(CloseReasons.Label).ToList();
+        Assert.Equal(labels.Count, labels.Distinct().Count());
+        Assert.DoesNotContain("unknown", labels);
+        Assert.Equal([CloseReason.ConnectDeadline, CloseReason.PduDeadline, CloseReason.R2TDeadline], Enum.GetValues<TcpDeadline>().Select(CloseReasons.Of));
     }
 }
