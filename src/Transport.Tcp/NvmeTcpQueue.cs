@@ -14,16 +14,16 @@ namespace Transport.Tcp;
 
 /// <summary>
 /// One NVMe/TCP connection = one NVMe queue, over any <see cref="IDuplexPipe"/>. The receive loop frames
-/// PDUs and hands commands to the core; commands run concurrently; every byte sent goes through one writer
-/// loop that drains the send queue and flushes at the end of a batch (and every 32 KiB within one).
+/// PDUs and hands commands to the core; commands run concurrently; every byte sent goes through the
+/// connection's <see cref="NvmeTcpWriter"/>, which the receive loop wakes once at the end of each batch.
 /// </summary>
-public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
+public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, INvmeTcpWriterOwner
 {
     [ThreadStatic] private static NvmeTcpQueue? t_batchOwner;
 
     private readonly NvmeTarget _target;
     private readonly PipeReader _input;
-    private readonly PipeWriter _output;
+    private readonly NvmeTcpWriter _writer;
     private readonly TcpTransportOptions _options;
     private readonly ILogger _log;
     private readonly Action? _abort;
@@ -31,27 +31,15 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private readonly FabricQueue _core;
     private TcpRequest?[] _slots;
     private readonly ConcurrentQueue<TcpRequest> _free = new();
-    private readonly ConcurrentQueue<(TcpRequest Request, SendKind Kind)> _sends = new();
-    private readonly ConcurrentQueue<CompletionQueueEntry> _abortResponses = new();
-    private readonly AsyncSignal _signal = new();
-    private readonly Lock _closeLock = new();
     private PduReaderSettings _settings;
     private int _slotCount;
     private bool _icDone;
-    private int _hpda;
     private bool _batchHasWork;
     // Told by the core when the Connect succeeds (QueueInstalled).
     private int _queueSize;
-    private bool _sqFlowControlDisabled;
     private volatile bool _installed;
-    private volatile bool _closed;
     private CloseInfo? _close;
     private bool _fatal;
-    // Control PDUs the writer sends before anything else.
-    private byte _icRespDigest = 0xFF;
-    private PduError? _termError;
-    private PduHeaderBytes _termHeader;
-    private int _termHeaderLength;
 
     public NvmeTcpQueue(NvmeTarget target, IDuplexPipe transport, TcpTransportOptions options, ILogger logger, string peerAddress, Action? abort = null,
         TcpTransportMetrics? metrics = null, ushort portId = 0)
@@ -59,8 +47,8 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _metrics = metrics ?? TcpTransportMetrics.Detached;
         _target = target;
         _input = transport.Input;
-        _output = transport.Output;
         _options = options;
+        _writer = new NvmeTcpWriter(transport.Output, options, this);
         _log = logger;
         _abort = abort;
         PeerAddress = peerAddress;
@@ -93,7 +81,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         // One trace span per connection (when a tracer listens); admin commands become its children.
         using var activity = NvmeTelemetry.Source.StartActivity("NVMe/TCP connection", ActivityKind.Server);
         activity?.SetTag("network.peer.address", PeerAddress);
-        var writer = Task.Run(WriterLoopAsync);
+        var writer = Task.Run(_writer.RunAsync);
         try
         {
             StartWatchdog();
@@ -108,7 +96,8 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         {
             _closing = true;
             _watchdog?.Dispose();
-            _signal.Set();
+            _writer.BeginClose();
+            _writer.Wake();
             bool writerDone = false;
             try { await writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); writerDone = true; }
             catch (Exception) { /* the writer logs its own failures; a stuck peer is aborted below */ }
@@ -135,8 +124,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             // rest (a C2HTermReq, the Disconnect response) and the caller closes with a FIN.
             if (!writerDone) _abort?.Invoke();
             await _input.CompleteAsync().ConfigureAwait(false);
-            try { await _output.CompleteAsync().ConfigureAwait(false); }
-            catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException) { /* the peer is gone */ }
+            await _writer.CompleteAsync().ConfigureAwait(false);
         }
     }
 
@@ -164,7 +152,8 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     {
         SetCloseReason(reason, text);
         _closing = true;
-        _signal.Set();
+        _writer.BeginClose(); // what is queued still goes out (a TermReq, the last answers)
+        _writer.Wake();
         _input.CancelPendingRead();
     }
 
@@ -225,7 +214,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             if (_batchHasWork)
             {
                 _batchHasWork = false;
-                _signal.SetInline();
+                _writer.WakeInline(); // the writer sends this batch's answers on this thread, before the next receive
             }
         }
     }
@@ -259,11 +248,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         if (ic.Pfv != 0) return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 8, $"unsupported PDU format version {ic.Pfv}"), pdu.Header);
         if (ic.DataAlignment > 31) return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 10, $"HPDA {ic.DataAlignment} out of range"), pdu.Header);
         _icDone = true;
-        _hpda = ic.DataAlignment; // honoured: C2HData is padded to it (SPDK's target does the same; kernel nvmet refuses HPDA > 0)
         _settings.HeaderDigest = (ic.Digest & 1) != 0;
         _settings.DataDigest = (ic.Digest & 2) != 0;
-        _icRespDigest = (byte)(ic.Digest & 3);
-        _batchHasWork = true;
+        // HPDA is honoured: C2HData is padded to it (SPDK's target does the same; kernel nvmet refuses HPDA > 0).
+        Send(SendItem.ICResp((byte)(ic.Digest & 3), ic.DataAlignment));
         return true;
     }
 
@@ -328,7 +316,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     public void QueueInstalled(ushort queueId, int queueSize, bool sqFlowControlDisabled)
     {
         _queueSize = queueSize;
-        _sqFlowControlDisabled = sqFlowControlDisabled;
+        _writer.SqFlowControlDisabled = sqFlowControlDisabled;
         _settings.MaxInCapsuleData = queueId == 0 ? _options.AdminInCapsuleDataSize : _options.InCapsuleDataSize;
         _installed = true;
     }
@@ -358,9 +346,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     void IDataBufferWaiter.BufferGranted(NvmeRequest request)
     {
         var req = (TcpRequest)request;
-        bool closed;
-        lock (_closeLock) closed = _closed;
-        if (closed)
+        if (_writer.IsClosed)
         {
             // The connection went away meanwhile (Shutdown could not cancel the wait: this grant won the race).
             CompleteUnexecuted(req);
@@ -381,7 +367,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         req.R2TLength = Math.Min(req.DataLength - offset, _options.MaxH2CData);
         req.Received = 0;
         Volatile.Write(ref req.R2TSentAt, Environment.TickCount64); // the r2t deadline runs from here
-        Send(req, SendKind.R2T);
+        Send(SendItem.R2T(req));
     }
 
     private bool HandleH2CData(ref ReceivedPdu pdu)
@@ -425,11 +411,9 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _metrics.ProtocolError(error.Status);
         SetCloseReason(CloseReason.ProtocolError, "protocol error: " + error.Message);
         _fatal = true;
-        offendingHeader[..Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength)].CopyTo(_termHeader);
-        _termHeaderLength = Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength);
-        _termError = error;
+        Send(SendItem.TermReq(error, offendingHeader)); // the last PDU: the batch's end wakes the writer
         _closing = true;
-        _batchHasWork = true;
+        _writer.BeginClose();
         return false;
     }
 
@@ -438,10 +422,9 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     // Commands the host has outstanding = taken - answered. Each counter has one writer (the receive loop, the
     // writer loop, the aborts), so the I/O path pays no atomic operation for the bound.
     private long _commandsTaken;
-    private long _answersWritten;
     private long _answeredByAbort;
 
-    private int Outstanding => (int)(_commandsTaken - Volatile.Read(ref _answersWritten) - Interlocked.Read(ref _answeredByAbort));
+    private int Outstanding => (int)(_commandsTaken - _writer.ResponsesWritten - Interlocked.Read(ref _answeredByAbort));
 
     /// <summary>Slots are transfer tags (16 bits).</summary>
     private const int MaxSlots = ushort.MaxValue;
