@@ -9,10 +9,12 @@ using Nvme.Core.Telemetry;
 namespace Nvme.Core;
 
 /// <summary>
-/// The core side of one transport queue (one NVMe/TCP connection). Parse first, execute later:
+/// The core side of one transport queue (one connection of whatever transport). Parse first, execute later:
 /// <see cref="Prepare"/> validates a command and says how much data it moves and in which direction; the
-/// transport moves the data (in-capsule, R2T/H2CData) and calls <see cref="Execute"/>; the completion goes
-/// back through <see cref="IQueueTransport.QueueResponse"/>. Commands on one queue may run concurrently.
+/// transport moves the data (in the capsule, or fetched its own way: R2T/H2CData over TCP) and calls
+/// <see cref="Execute"/>; the completion goes back through <see cref="IQueueTransport.QueueResponse"/>. Commands on
+/// one queue may run concurrently. The core tells the transport what it must act on through the same interface
+/// (<see cref="IQueueTransport.QueueInstalled"/>, <see cref="NvmeRequest.CloseAfterResponse"/>).
 /// </summary>
 public sealed class FabricQueue
 {

@@ -70,7 +70,6 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
     public TransportDescriptor Descriptor { get; }
     public FabricQueue Core => _core;
     private string HostNqn => _core.Controller?.HostNqn ?? "-";
-    private TargetLimits Limits => _target.Limits;
 
     /// <summary>Runs the connection until the peer goes away, a protocol error, or <see cref="Terminate"/>.</summary>
     public async Task RunAsync()
