@@ -236,12 +236,14 @@ public sealed class InProcessCore : IDisposable
     private sealed class NullTransport : IQueueTransport
     {
         [ThreadStatic] public static CompletionQueueEntry Last;
+        public TransportDescriptor Descriptor { get; } = new() { Type = TransportType.Tcp, InCapsuleDataSize = 8192 };
         public void QueueResponse(NvmeRequest request)
         {
             Last = request.Cqe;
             request.Reset();
         }
         public void Terminate(string reason) { }
+        public void QueueInstalled(ushort queueId, int queueSize, bool sqFlowControlDisabled) { }
         public int AbortRequests(Func<NvmeRequest, bool> match, NvmeStatus status) => 0;
         public string PeerAddress => "null";
     }

@@ -9,10 +9,12 @@ using Nvme.Core.Telemetry;
 namespace Nvme.Core;
 
 /// <summary>
-/// The core side of one transport queue (one NVMe/TCP connection). Parse first, execute later:
+/// The core side of one transport queue (one connection of whatever transport). Parse first, execute later:
 /// <see cref="Prepare"/> validates a command and says how much data it moves and in which direction; the
-/// transport moves the data (in-capsule, R2T/H2CData) and calls <see cref="Execute"/>; the completion goes
-/// back through <see cref="IQueueTransport.QueueResponse"/>. Commands on one queue may run concurrently.
+/// transport moves the data (in the capsule, or fetched its own way: R2T/H2CData over TCP) and calls
+/// <see cref="Execute"/>; the completion goes back through <see cref="IQueueTransport.QueueResponse"/>. Commands on
+/// one queue may run concurrently. The core tells the transport what it must act on through the same interface
+/// (<see cref="IQueueTransport.QueueInstalled"/>, <see cref="NvmeRequest.CloseAfterResponse"/>).
 /// </summary>
 public sealed class FabricQueue
 {
@@ -38,8 +40,9 @@ public sealed class FabricQueue
     /// <summary>The host disabled SQ flow control in Connect (CATTR bit 2).</summary>
     public bool SqFlowControlDisabled { get; internal set; }
     internal TargetLimits Limits => Target.Limits;
-    /// <summary>A Disconnect command completed on this queue: the transport closes after sending its response.</summary>
-    public bool DisconnectRequested { get; internal set; }
+    /// <summary>The admin queue of a live controller that still has I/O queues: closing it destroys the controller
+    /// under them, so a graceful close (shutdown) waits until this is false.</summary>
+    public bool HoldsIoQueues => QueueId == 0 && Controller is { IsDestroyed: false } c && c.IoQueueCount > 0;
 
     /// <summary>
     /// Validates a received command: queue state, opcode, namespace, ranges and transfer length. Sets

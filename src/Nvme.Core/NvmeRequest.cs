@@ -42,6 +42,16 @@ public class NvmeRequest
 
     public NvmeStatus Status => Cqe.Status;
 
+    /// <summary>Set by the core on a completed request whose response must be the last thing sent on the connection
+    /// (Disconnect): the transport closes once the response is out.</summary>
+    public bool CloseAfterResponse { get; internal set; }
+
+    private volatile bool _parked;
+
+    /// <summary>The core holds this request with no answer until an event comes (a parked Asynchronous Event Request).
+    /// A parked request does not keep a draining connection open. Any thread may read it.</summary>
+    public bool IsParked { get => _parked; internal set => _parked = value; }
+
     // Bits 1:0: 0 running, 1 completed, 2 answered early by an abort (the store may still use the buffer).
     // Bits 63:2: a generation, bumped on every reuse, so an abort can never hit the next command by mistake.
     private long _state;
@@ -110,6 +120,8 @@ public class NvmeRequest
         Queue = null;
         Volatile.Write(ref _state, ((_state >> 2) + 1) << 2); // next generation, running
         CompletedAfterAbort = false;
+        CloseAfterResponse = false;
+        IsParked = false;
         DataLength = 0;
         Direction = DataDirection.None;
         Cqe = default;
@@ -117,25 +129,4 @@ public class NvmeRequest
 
     /// <summary>Returns every pooled resource (when the owning queue goes away).</summary>
     public void ReleaseBuffers() => ReturnBuffer();
-}
-
-/// <summary>
-/// What the core needs from a transport queue (the model is the kernel's nvmet_fabrics_ops): send a completed
-/// request back, and tear the connection down.
-/// </summary>
-public interface IQueueTransport
-{
-    /// <summary>Sends the response for a completed request (data first for reads). Thread-safe; may be called
-    /// from any thread, long after the command arrived (async events).</summary>
-    void QueueResponse(NvmeRequest request);
-
-    /// <summary>Closes the connection (controller teardown, keep-alive expiry). Thread-safe, idempotent.</summary>
-    void Terminate(string reason);
-
-    /// <summary>Answers every running request that <paramref name="match"/> selects with <paramref name="status"/>
-    /// now, before its store operation returns (see <see cref="NvmeRequest.TryAbort(long)"/>). Returns how many.</summary>
-    int AbortRequests(Func<NvmeRequest, bool> match, NvmeStatus status);
-
-    /// <summary>The peer address for logs ("10.0.2.15:51234").</summary>
-    string PeerAddress { get; }
 }

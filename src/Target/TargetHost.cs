@@ -103,7 +103,8 @@ public sealed class TargetHost : IAsyncDisposable
     /// where namespaces may keep their data; null: the policy of <paramref name="config"/>'s storage section (or the
     /// defaults). <paramref name="api"/> is the management HTTP API listener as resolved by <see cref="CommandLine.Api"/>
     /// (a Unix socket, or TCP with a token); null: no API. <paramref name="probes"/> is the read-only listener for
-    /// /healthz, /readyz and /metrics; null: none. <paramref name="telemetry"/>: OTLP export, I/O trace sampling, /metrics auth.</summary>
+    /// /healthz, /readyz and /metrics; null: none. <paramref name="telemetry"/>: OTLP export, I/O trace sampling, /metrics auth.
+    /// <paramref name="transportOptions"/>: the NVMe/TCP settings; null: <see cref="TransportOptions"/> of <paramref name="config"/>'s limits.</summary>
     public static async Task<TargetHost> StartAsync(TargetConfig config, ILoggerFactory loggerFactory, TcpTransportOptions? transportOptions = null,
         string? configPath = null, ApiConfig? api = null, TelemetryOptions? telemetry = null, ProbesConfig? probes = null, StoragePolicy? storage = null)
     {
@@ -140,7 +141,7 @@ public sealed class TargetHost : IAsyncDisposable
                 {
                     var bound = server.Listen(new IPEndPoint(IPAddress.Parse(p.Address), p.Port), p.Id);
                     endpoints.Add(bound);
-                    target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress));
+                    target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress) { Transport = server.Descriptor });
                 }
                 lifecycle.Phase = LifecyclePhase.Running;
                 return new TargetHost(http, target, endpoints, manager, server, transportMetrics, otlp, lifecycle, exposition, log);
@@ -175,10 +176,7 @@ public sealed class TargetHost : IAsyncDisposable
         {
             MaxQueueEntries = (ushort)(l.Mqes ?? defaults.MaxQueueEntries),
             Mdts = (byte)(l.Mdts ?? defaults.Mdts),
-            InCapsuleDataSize = l.InCapsuleDataSize ?? defaults.InCapsuleDataSize,
-            MaxH2CData = l.MaxH2CData ?? defaults.MaxH2CData,
             MaxIoQueues = (ushort)(l.IoQueues ?? defaults.MaxIoQueues),
-            C2HSuccessOptimization = l.C2HSuccess ?? defaults.C2HSuccessOptimization,
             DataBufferBudget = l.DataBufferBudget != null && Sizes.TryParse(l.DataBufferBudget, out long budget) ? budget : defaults.DataBufferBudget,
             MemoryNamespaceLimit = MemoryNamespaceLimit.Resolve(l.MemoryNamespaces),
             MaxControllersPerHost = l.MaxControllersPerHost ?? defaults.MaxControllersPerHost,
@@ -200,13 +198,17 @@ public sealed class TargetHost : IAsyncDisposable
         }
     }
 
-    /// <summary>The NVMe/TCP bounds of a validated configuration (connections, deadlines, keep-alive).</summary>
+    /// <summary>The NVMe/TCP settings of a validated configuration: in-capsule data, MAXH2CDATA, C2HData SUCCESS, and the
+    /// bounds (connections, deadlines, keep-alive).</summary>
     public static TcpTransportOptions TransportOptions(LimitsConfig l)
     {
         var d = new TcpTransportOptions();
         static TimeSpan? Seconds(double? s) => s is double v ? TimeSpan.FromSeconds(v) : null;
         return d with
         {
+            InCapsuleDataSize = l.InCapsuleDataSize ?? d.InCapsuleDataSize,
+            MaxH2CData = l.MaxH2CData ?? d.MaxH2CData,
+            C2HSuccess = l.C2HSuccess ?? d.C2HSuccess,
             MaxConnections = l.MaxConnections ?? d.MaxConnections,
             R2TTimeout = Seconds(l.R2TTimeout) ?? d.R2TTimeout,
             PduTimeout = Seconds(l.PduTimeout) ?? d.PduTimeout,

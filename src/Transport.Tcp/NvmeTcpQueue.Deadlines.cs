@@ -38,7 +38,7 @@ public sealed partial class NvmeTcpQueue
     {
         if (_closing) return;
         long now = Environment.TickCount64;
-        if (IsOn(_options.ConnectTimeout) && !_core.IsConnected && now - _acceptedAt >= (long)_options.ConnectTimeout.TotalMilliseconds)
+        if (IsOn(_options.ConnectTimeout) && !_installed && now - _acceptedAt >= (long)_options.ConnectTimeout.TotalMilliseconds)
         {
             Expire(TcpDeadline.Connect, _options.ConnectTimeout, _icDone ? "no successful Connect after the ICReq" : "no ICReq");
             return;
@@ -69,6 +69,6 @@ public sealed partial class NvmeTcpQueue
         if (Interlocked.Exchange(ref _expired, 1) != 0) return;
         _log.DeadlineExpired(PeerAddress, HostNqn, _core.QueueId, deadline.ToString().ToLowerInvariant(), limit.TotalSeconds, what);
         _metrics.DeadlineExpired(deadline);
-        Terminate($"missed the {deadline.ToString().ToLowerInvariant()} deadline: {what}");
+        Close(CloseReasons.Of(deadline), $"missed the {deadline.ToString().ToLowerInvariant()} deadline: {what}");
     }
 }

@@ -1,5 +1,3 @@
-using Nvme.Core.Spec;
-
 namespace Transport.Tcp;
 
 public sealed partial class NvmeTcpQueue
@@ -31,17 +29,17 @@ public sealed partial class NvmeTcpQueue
             if (IsQuiescent())
             {
                 _log.Drained(PeerAddress, HostNqn, _core.QueueId, Volatile.Read(ref _ignoredWhileDraining));
-                Terminate("target shutting down");
+                Close(CloseReason.Shutdown, "target shutting down");
                 return;
             }
             await Task.Delay(20).ConfigureAwait(false);
         }
     }
 
-    /// <summary>Nothing left to answer: every request slot is free, or holds a parked Async Event Request.</summary>
+    /// <summary>Nothing left to answer: every request slot is free, or holds a request the core parked (an Async
+    /// Event Request, answered only when an event comes), and the core says no I/O queue depends on this one.</summary>
     private bool IsQuiescent()
     {
-        bool admin = _core.QueueId == 0;
         int count = Volatile.Read(ref _slotCount);
         var slots = Volatile.Read(ref _slots);
         for (int i = 0; i < Math.Min(count, slots.Length); i++)
@@ -50,10 +48,9 @@ public sealed partial class NvmeTcpQueue
             if (req is null) continue;
             var state = req.State;
             if (state == RequestState.Free) continue;
-            // A parked AER is answered only when an event comes; a completed one still queued goes out at close.
-            if (state == RequestState.Executing && admin && req.Sqe.Opcode == AdminOpcode.AsyncEventRequest) continue;
+            if (state == RequestState.Executing && req.IsParked) continue;
             return false;
         }
-        return !(admin && _core.Controller is { IsDestroyed: false } c && c.IoQueueCount > 0);
+        return !_core.HoldsIoQueues;
     }
 }

@@ -1,6 +1,5 @@
 using Nvme.Core;
 using Nvme.Core.Spec;
-using Transport.Tcp.Pdu;
 
 namespace Transport.Tcp;
 
@@ -20,127 +19,37 @@ public sealed partial class NvmeTcpQueue
             long generation = req.Generation; // read first: a request recycled after this cannot be aborted
             if (req.State != RequestState.Executing || !match(req) || !req.TryAbort(generation)) continue;
             var cqe = new CompletionQueueEntry { CommandId = req.Sqe.CommandId, SqId = _core.QueueId, SqHead = req.Cqe.SqHead, Status = status };
-            lock (_closeLock)
-            {
-                if (_closed) continue;
-                _abortResponses.Enqueue(cqe);
-            }
+            if (!_writer.TryEnqueue(SendItem.AbortResponse(cqe))) continue; // the connection is gone
             Interlocked.Increment(ref _answeredByAbort); // answered: no longer the host's, though it keeps its slot
             n++;
         }
-        if (n > 0) _signal.Set();
+        if (n > 0) _writer.Wake();
         return n;
     }
 
-    /// <summary>Core callback: a command completed (any thread).</summary>
-    public void QueueResponse(NvmeRequest request) => Send((TcpRequest)request, SendKind.Response);
+    /// <summary>Core callback: a command completed (any thread). The writer closes the connection after it when the
+    /// core says so (<see cref="NvmeRequest.CloseAfterResponse"/>).</summary>
+    public void QueueResponse(NvmeRequest request) => Send(SendItem.Response((TcpRequest)request));
 
-    private void Send(TcpRequest req, SendKind kind)
+    /// <summary>Hands an item to the writer. Inside a receive batch the batch's end wakes it once, inline; from any
+    /// other thread it is woken now.</summary>
+    private void Send(in SendItem item)
     {
-        lock (_closeLock)
+        if (!_writer.TryEnqueue(item))
         {
-            if (!_closed)
-            {
-                _sends.Enqueue((req, kind));
-                if (t_batchOwner == this) _batchHasWork = true; // the receive loop signals once per batch
-                else _signal.Set();
-                return;
-            }
+            // The connection is gone: nothing to send; the buffer can go back to the pool now that the command is done.
+            if (item.Kind == SendKind.Response) item.Request!.ReleaseBuffers();
+            return;
         }
-        // The connection is gone: nothing to send; the buffer can go back to the pool now that the command is done.
-        if (kind == SendKind.Response) req.ReleaseBuffers();
+        if (t_batchOwner == this) _batchHasWork = true;
+        else _writer.Wake();
     }
 
-    /// <summary>A batch flushes whenever this much is buffered (measured: 24-64 KiB all do; one flush per
-    /// batch gave 4 KiB QD32 reads ~15 % less).</summary>
-    private const int FlushThreshold = 32 * 1024;
+    /// <summary>Writer callback: the response is in the output; the request goes back to the pool.</summary>
+    void INvmeTcpWriterOwner.Recycle(TcpRequest request) => Return(request);
 
-    private async Task WriterLoopAsync()
-    {
-        try
-        {
-            while (true)
-            {
-                // Once closing, keep draining without waiting: a TermReq or a late completion may still be queued.
-                if (!_closing) await _signal.WaitAsync().ConfigureAwait(false);
-                bool stop = false;
-                if (_icRespDigest != 0xFF)
-                {
-                    PduWriter.WriteICResp(_output, _icRespDigest, (uint)Limits.MaxH2CData);
-                    _icRespDigest = 0xFF;
-                }
-                while (_abortResponses.TryDequeue(out var aborted)) PduWriter.WriteCapsuleResp(_output, aborted, _settings.HeaderDigest);
-                while (_sends.TryDequeue(out var item))
-                {
-                    stop |= Write(item.Request, item.Kind);
-                    // A large batch goes out in pieces: the host starts on the first answers while the rest
-                    // are being written (a single send at the end would leave both sides idle in turn).
-                    if (_output.CanGetUnflushedBytes && _output.UnflushedBytes >= FlushThreshold)
-                    {
-                        var partial = await _output.FlushAsync().ConfigureAwait(false);
-                        if (partial.IsCompleted || partial.IsCanceled) return;
-                    }
-                }
-                if (_termError is PduError err)
-                {
-                    PduWriter.WriteC2HTermReq(_output, err.Status, err.FieldOffset, ((ReadOnlySpan<byte>)_termHeader)[.._termHeaderLength]);
-                    _termError = null;
-                    stop = true;
-                }
-                var flush = await _output.FlushAsync().ConfigureAwait(false);
-                if (stop)
-                {
-                    _closeReason ??= "disconnect";
-                    Terminate(_closeReason);
-                    return;
-                }
-                if (flush.IsCompleted || flush.IsCanceled) return;
-                if (_closing && _termError is null && _sends.IsEmpty && _abortResponses.IsEmpty && _icRespDigest == 0xFF) return;
-            }
-        }
-        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException or ObjectDisposedException)
-        {
-            _closeReason ??= "send failed: " + e.Message;
-            Terminate(_closeReason);
-        }
-    }
-
-    /// <summary>Writes one queued item; returns true when the connection should close after this batch.</summary>
-    private bool Write(TcpRequest req, SendKind kind)
-    {
-        bool hdgst = _settings.HeaderDigest, ddgst = _settings.DataDigest;
-        if (kind == SendKind.R2T)
-        {
-            PduWriter.WriteR2T(_output, req.Sqe.CommandId, req.Tag, (uint)req.R2TOffset, (uint)req.R2TLength, hdgst);
-            return false;
-        }
-        if (req.CompletedAfterAbort)
-        {
-            Return(req); // the host got its abort completion long ago; only now is the buffer free
-            return false;
-        }
-        ref readonly var cqe = ref req.Cqe;
-        if (req.Direction == DataDirection.ControllerToHost && cqe.Status == NvmeStatus.Success && req.DataLength > 0)
-        {
-            // C2HData SUCCESS (no CapsuleResp) is only allowed when the host disabled SQ flow control, and only
-            // carries an all-zero result.
-            bool success = _core.SqFlowControlDisabled && Limits.C2HSuccessOptimization && cqe.Result == 0;
-            var data = req.DataSpan;
-            int chunk = Limits.MaxC2HData;
-            for (int offset = 0; offset < data.Length; offset += chunk)
-            {
-                int n = Math.Min(chunk, data.Length - offset);
-                bool last = offset + n == data.Length;
-                PduWriter.WriteC2HData(_output, cqe.CommandId, (uint)offset, data.Slice(offset, n), last, last && success, hdgst, ddgst, _hpda);
-            }
-            if (!success) PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
-        }
-        else PduWriter.WriteCapsuleResp(_output, cqe, hdgst);
-        // Counted before the flush that lets the host see the answer (and send the next command in its place).
-        Volatile.Write(ref _answersWritten, _answersWritten + 1);
-        Return(req);
-        return _core.DisconnectRequested;
-    }
+    /// <summary>Writer callback: a Disconnect was answered, a C2HTermReq sent or a send failed.</summary>
+    void INvmeTcpWriterOwner.WriterStopped(CloseReason reason, string text) => Close(reason, text);
 
     /// <summary>A command that never executed, on a connection that is gone: give its namespace reference back
     /// (the response is dropped, and its buffer released, by <see cref="Send"/>).</summary>
@@ -153,9 +62,7 @@ public sealed partial class NvmeTcpQueue
     /// <summary>After the loops ended: release what no in-flight command still uses.</summary>
     private void Shutdown()
     {
-        lock (_closeLock) _closed = true;
-        while (_sends.TryDequeue(out var item))
-            if (item.Kind == SendKind.Response) item.Request.ReleaseBuffers();
+        _writer.Close();
         for (int i = 0; i < _slotCount; i++)
         {
             var req = _slots[i]!;

@@ -14,16 +14,16 @@ namespace Transport.Tcp;
 
 /// <summary>
 /// One NVMe/TCP connection = one NVMe queue, over any <see cref="IDuplexPipe"/>. The receive loop frames
-/// PDUs and hands commands to the core; commands run concurrently; every byte sent goes through one writer
-/// loop that drains the send queue and flushes at the end of a batch (and every 32 KiB within one).
+/// PDUs and hands commands to the core; commands run concurrently; every byte sent goes through the
+/// connection's <see cref="NvmeTcpWriter"/>, which the receive loop wakes once at the end of each batch.
 /// </summary>
-public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
+public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, INvmeTcpWriterOwner
 {
     [ThreadStatic] private static NvmeTcpQueue? t_batchOwner;
 
     private readonly NvmeTarget _target;
     private readonly PipeReader _input;
-    private readonly PipeWriter _output;
+    private readonly NvmeTcpWriter _writer;
     private readonly TcpTransportOptions _options;
     private readonly ILogger _log;
     private readonly Action? _abort;
@@ -31,22 +31,15 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     private readonly FabricQueue _core;
     private TcpRequest?[] _slots;
     private readonly ConcurrentQueue<TcpRequest> _free = new();
-    private readonly ConcurrentQueue<(TcpRequest Request, SendKind Kind)> _sends = new();
-    private readonly ConcurrentQueue<CompletionQueueEntry> _abortResponses = new();
-    private readonly AsyncSignal _signal = new();
-    private readonly Lock _closeLock = new();
     private PduReaderSettings _settings;
     private int _slotCount;
     private bool _icDone;
-    private int _hpda;
     private bool _batchHasWork;
-    private volatile bool _closed;
-    private volatile string? _closeReason;
-    // Control PDUs the writer sends before anything else.
-    private byte _icRespDigest = 0xFF;
-    private PduError? _termError;
-    private PduHeaderBytes _termHeader;
-    private int _termHeaderLength;
+    // Told by the core when the Connect succeeds (QueueInstalled).
+    private int _queueSize;
+    private volatile bool _installed;
+    private CloseInfo? _close;
+    private bool _fatal;
 
     public NvmeTcpQueue(NvmeTarget target, IDuplexPipe transport, TcpTransportOptions options, ILogger logger, string peerAddress, Action? abort = null,
         TcpTransportMetrics? metrics = null, ushort portId = 0)
@@ -54,11 +47,12 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _metrics = metrics ?? TcpTransportMetrics.Detached;
         _target = target;
         _input = transport.Input;
-        _output = transport.Output;
         _options = options;
+        _writer = new NvmeTcpWriter(transport.Output, options, this);
         _log = logger;
         _abort = abort;
         PeerAddress = peerAddress;
+        Descriptor = options.Describe();
         _core = target.CreateQueue(this);
         _core.PortId = portId;
         // A queue holds at most MQES + 1 commands (see Outstanding); a slot goes back before its answer is flushed,
@@ -66,15 +60,16 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         _slots = new TcpRequest?[target.Limits.MaxQueueEntries + 1];
         _settings = new PduReaderSettings
         {
-            MaxInCapsuleData = Math.Max(options.AdminInCapsuleDataSize, target.Limits.InCapsuleDataSize),
-            MaxH2CData = target.Limits.MaxH2CData,
+            MaxInCapsuleData = Math.Max(options.AdminInCapsuleDataSize, options.InCapsuleDataSize),
+            MaxH2CData = options.MaxH2CData,
         };
     }
 
     public string PeerAddress { get; }
+    /// <summary>NVMe/TCP as the core sees it (TRTYPE, TREQ, IOCCSZ).</summary>
+    public TransportDescriptor Descriptor { get; }
     public FabricQueue Core => _core;
     private string HostNqn => _core.Controller?.HostNqn ?? "-";
-    private TargetLimits Limits => _target.Limits;
 
     /// <summary>Runs the connection until the peer goes away, a protocol error, or <see cref="Terminate"/>.</summary>
     public async Task RunAsync()
@@ -85,7 +80,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         // One trace span per connection (when a tracer listens); admin commands become its children.
         using var activity = NvmeTelemetry.Source.StartActivity("NVMe/TCP connection", ActivityKind.Server);
         activity?.SetTag("network.peer.address", PeerAddress);
-        var writer = Task.Run(WriterLoopAsync);
+        var writer = Task.Run(_writer.RunAsync);
         try
         {
             StartWatchdog();
@@ -94,19 +89,21 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         catch (Exception e) when (e is not OperationCanceledException)
         {
             _log.InternalError(e, PeerAddress);
-            _closeReason ??= "internal error: " + e.Message;
+            SetCloseReason(CloseReason.InternalError, "internal error: " + e.Message);
         }
         finally
         {
             _closing = true;
             _watchdog?.Dispose();
-            _signal.Set();
+            _writer.BeginClose();
+            _writer.Wake();
             bool writerDone = false;
             try { await writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); writerDone = true; }
             catch (Exception) { /* the writer logs its own failures; a stuck peer is aborted below */ }
             _core.Close();
             Shutdown();
-            _log.ConnectionClosed(PeerAddress, HostNqn, _core.QueueId, _closeReason ?? "peer closed the connection");
+            var close = Volatile.Read(ref _close) ?? PeerClosed;
+            _log.ConnectionClosed(PeerAddress, HostNqn, _core.QueueId, close.Text);
             Interlocked.Decrement(ref _metrics.ConnectionsActive);
             if (activity is { IsAllDataRequested: true })
             {
@@ -117,28 +114,45 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
                     activity.SetTag("nvme.subsystem", c.Subsystem.Nqn);
                     activity.SetTag("nvme.cntlid", c.Cntlid);
                 }
-                activity.SetTag("nvme.close_reason", _closeReason ?? "peer closed the connection");
-                if (_termError != null || (_closeReason?.StartsWith("protocol error", StringComparison.Ordinal) ?? false))
-                    activity.SetStatus(ActivityStatusCode.Error, _closeReason);
+                activity.SetTag("nvme.close_reason", CloseReasons.Label(close.Reason));
+                activity.SetTag("nvme.close_detail", close.Text);
+                if (_fatal || close.Reason == CloseReason.ProtocolError) activity.SetStatus(ActivityStatusCode.Error, close.Text);
             }
             // Only a stuck peer is aborted (first: completing the output may otherwise wait on its full socket):
             // the socket is reset and output not yet sent is dropped. Otherwise completing the output sends the
             // rest (a C2HTermReq, the Disconnect response) and the caller closes with a FIN.
             if (!writerDone) _abort?.Invoke();
             await _input.CompleteAsync().ConfigureAwait(false);
-            try { await _output.CompleteAsync().ConfigureAwait(false); }
-            catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException) { /* the peer is gone */ }
+            await _writer.CompleteAsync().ConfigureAwait(false);
         }
     }
 
     private volatile bool _closing;
 
-    /// <summary>Thread-safe: closes the connection (controller teardown, keep-alive expiry, shutdown).</summary>
-    public void Terminate(string reason)
+    /// <summary>Why the connection closed (the first reason it got), or null while it is open.</summary>
+    public CloseReason? ClosedBecause => Volatile.Read(ref _close)?.Reason;
+
+    private static readonly CloseInfo PeerClosed = new(CloseReason.PeerClosed, "peer closed the connection");
+    private static readonly CloseInfo PeerClosedMidPdu = new(CloseReason.PeerClosedMidPdu, "peer closed the connection in the middle of a PDU");
+
+    /// <summary>Records why the connection closes, unless a reason came first (any thread).</summary>
+    private void SetCloseReason(CloseReason reason, string text) => SetCloseReason(new CloseInfo(reason, text));
+
+    private void SetCloseReason(CloseInfo info)
     {
-        _closeReason ??= reason;
+        if (Volatile.Read(ref _close) is null) Interlocked.CompareExchange(ref _close, info, null);
+    }
+
+    /// <summary>Core callback (any thread): the queue's controller was destroyed for <paramref name="reason"/>.</summary>
+    public void Terminate(string reason) => Close(CloseReason.ControllerDestroyed, reason);
+
+    /// <summary>Thread-safe, idempotent: closes the connection; <paramref name="text"/> is the log's words for it.</summary>
+    internal void Close(CloseReason reason, string text)
+    {
+        SetCloseReason(reason, text);
         _closing = true;
-        _signal.Set();
+        _writer.BeginClose(); // what is queued still goes out (a TermReq, the last answers)
+        _writer.Wake();
         _input.CancelPendingRead();
     }
 
@@ -155,10 +169,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             }
             catch (IOException e)
             {
-                _closeReason ??= "connection lost: " + (e.InnerException?.Message ?? e.Message);
+                SetCloseReason(CloseReason.ConnectionLost, "connection lost: " + (e.InnerException?.Message ?? e.Message));
                 return;
             }
-            if (result.IsCanceled) return; // Terminate (a missed deadline among others) set the reason
+            if (result.IsCanceled) return; // Close (a missed deadline among others) set the reason
             var buffer = result.Buffer;
             long received = buffer.Length;
             bool keepGoing = ProcessBatch(ref buffer);
@@ -167,7 +181,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             if (!keepGoing) return;
             if (result.IsCompleted)
             {
-                _closeReason ??= buffer.IsEmpty ? "peer closed the connection" : "peer closed the connection in the middle of a PDU";
+                SetCloseReason(buffer.IsEmpty ? PeerClosed : PeerClosedMidPdu);
                 return;
             }
         }
@@ -199,7 +213,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             if (_batchHasWork)
             {
                 _batchHasWork = false;
-                _signal.SetInline();
+                _writer.WakeInline(); // the writer sends this batch's answers on this thread, before the next receive
             }
         }
     }
@@ -218,7 +232,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
                     var t = pdu.As<TermReqPdu>();
                     _log.HostTerminated(PeerAddress, HostNqn, (int)t.Status);
                     Interlocked.Increment(ref _metrics.HostTerminations);
-                    _closeReason ??= $"host sent H2CTermReq (FES {(int)t.Status})";
+                    SetCloseReason(CloseReason.HostTermination, $"host sent H2CTermReq (FES {(int)t.Status})");
                     return false;
                 }
             default:
@@ -233,11 +247,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         if (ic.Pfv != 0) return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 8, $"unsupported PDU format version {ic.Pfv}"), pdu.Header);
         if (ic.DataAlignment > 31) return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 10, $"HPDA {ic.DataAlignment} out of range"), pdu.Header);
         _icDone = true;
-        _hpda = ic.DataAlignment; // honoured: C2HData is padded to it (SPDK's target does the same; kernel nvmet refuses HPDA > 0)
         _settings.HeaderDigest = (ic.Digest & 1) != 0;
         _settings.DataDigest = (ic.Digest & 2) != 0;
-        _icRespDigest = (byte)(ic.Digest & 3);
-        _batchHasWork = true;
+        // HPDA is honoured: C2HData is padded to it (SPDK's target does the same; kernel nvmet refuses HPDA > 0).
+        Send(SendItem.ICResp((byte)(ic.Digest & 3), ic.DataAlignment));
         return true;
     }
 
@@ -252,7 +265,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
         }
         // The host may have as many commands outstanding as the queue it negotiated holds (Connect SQSIZE + 1; one,
         // the Connect, before that); more is a protocol error, as the kernel target treats running out of commands.
-        int allowed = _core.IsConnected ? _core.QueueSize : 1;
+        int allowed = _queueSize > 0 ? _queueSize : 1;
         if (Outstanding >= allowed)
             return Fatal(new PduError(FatalErrorStatus.PduSequenceError, 0, $"more than {allowed} commands outstanding (the queue size)"), pdu.Header);
         if (!TryRent(out var req))
@@ -292,13 +305,19 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
             }
         }
         req.State = RequestState.Executing;
-        bool wasConnected = _core.IsConnected;
         _core.Execute(req);
-        if (!wasConnected && _core.IsConnected && _core.QueueId != 0)
-            _settings.MaxInCapsuleData = Limits.InCapsuleDataSize; // I/O queue: IOCCSZ applies from now on
-        else if (!wasConnected && _core.IsConnected)
-            _settings.MaxInCapsuleData = _options.AdminInCapsuleDataSize;
         return true;
+    }
+
+    /// <summary>Core callback, during the execution of a successful Connect (on the receive loop: Connect data is
+    /// never large enough to wait for a buffer): the queue's size bounds the commands outstanding, and the
+    /// in-capsule limit of its kind (IOCCSZ on an I/O queue) applies from the next PDU on.</summary>
+    public void QueueInstalled(ushort queueId, int queueSize, bool sqFlowControlDisabled)
+    {
+        _queueSize = queueSize;
+        _writer.SqFlowControlDisabled = sqFlowControlDisabled;
+        _settings.MaxInCapsuleData = queueId == 0 ? _options.AdminInCapsuleDataSize : _options.InCapsuleDataSize;
+        _installed = true;
     }
 
     /// <summary>Transport-level SGL checks (NVMe/TCP transport spec 3.3.1): in-capsule data uses a Data Block
@@ -326,9 +345,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     void IDataBufferWaiter.BufferGranted(NvmeRequest request)
     {
         var req = (TcpRequest)request;
-        bool closed;
-        lock (_closeLock) closed = _closed;
-        if (closed)
+        if (_writer.IsClosed)
         {
             // The connection went away meanwhile (Shutdown could not cancel the wait: this grant won the race).
             CompleteUnexecuted(req);
@@ -346,10 +363,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     {
         req.State = RequestState.AwaitingData;
         req.R2TOffset = offset;
-        req.R2TLength = Math.Min(req.DataLength - offset, Limits.MaxH2CData);
+        req.R2TLength = Math.Min(req.DataLength - offset, _options.MaxH2CData);
         req.Received = 0;
         Volatile.Write(ref req.R2TSentAt, Environment.TickCount64); // the r2t deadline runs from here
-        Send(req, SendKind.R2T);
+        Send(SendItem.R2T(req));
     }
 
     private bool HandleH2CData(ref ReceivedPdu pdu)
@@ -391,12 +408,11 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     {
         _log.ProtocolError(PeerAddress, HostNqn, _core.QueueId, error.Message, error.Status.ToString());
         _metrics.ProtocolError(error.Status);
-        _closeReason ??= "protocol error: " + error.Message;
-        offendingHeader[..Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength)].CopyTo(_termHeader);
-        _termHeaderLength = Math.Min(offendingHeader.Length, TermReqPdu.MaxDataLength);
-        _termError = error;
+        SetCloseReason(CloseReason.ProtocolError, "protocol error: " + error.Message);
+        _fatal = true;
+        Send(SendItem.TermReq(error, offendingHeader)); // the last PDU: the batch's end wakes the writer
         _closing = true;
-        _batchHasWork = true;
+        _writer.BeginClose();
         return false;
     }
 
@@ -405,10 +421,9 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter
     // Commands the host has outstanding = taken - answered. Each counter has one writer (the receive loop, the
     // writer loop, the aborts), so the I/O path pays no atomic operation for the bound.
     private long _commandsTaken;
-    private long _answersWritten;
     private long _answeredByAbort;
 
-    private int Outstanding => (int)(_commandsTaken - Volatile.Read(ref _answersWritten) - Interlocked.Read(ref _answeredByAbort));
+    private int Outstanding => (int)(_commandsTaken - _writer.ResponsesWritten - Interlocked.Read(ref _answeredByAbort));
 
     /// <summary>Slots are transfer tags (16 bits).</summary>
     private const int MaxSlots = ushort.MaxValue;

@@ -25,5 +25,3 @@ internal sealed class TcpRequest : NvmeRequest
         DataDigestError = false;
     }
 }
-
-internal enum SendKind : byte { R2T, Response }

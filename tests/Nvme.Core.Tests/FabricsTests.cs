@@ -331,10 +331,8 @@ public class FabricsTests
         using var t = new TestTarget();
         var admin = t.ConnectAdmin();
         var io = t.ConnectIo(admin.Controller!.Cntlid);
-        admin.Expect(NvmeStatus.InvalidField, Cmd.Disconnect());
-        Assert.False(admin.Queue.DisconnectRequested);
-        io.Ok(Cmd.Disconnect());
-        Assert.True(io.Queue.DisconnectRequested);
+        Assert.False(admin.Expect(NvmeStatus.InvalidField, Cmd.Disconnect()).CloseAfterResponse);
+        Assert.True(io.Ok(Cmd.Disconnect()).CloseAfterResponse);
         io.Queue.Close();
         Assert.Equal(0, admin.Controller.IoQueueCount);
         Assert.False(admin.Controller.IsDestroyed);

@@ -26,7 +26,7 @@ public class PortBindingTests
     public void Connect_on_a_port_the_subsystem_is_not_bound_to_is_answered_like_an_unknown_nqn()
     {
         using var t = new TestTarget();
-        t.Target.AddPort(new Port(2, IPAddress.Parse("192.0.2.11"), 4420));
+        t.Target.AddPort(new Port(2, IPAddress.Parse("192.0.2.11"), 4420) { Transport = FakeTransport.Tcp });
         t.Subsystem.PortIds = new HashSet<ushort> { 1 };
         Assert.True(t.Subsystem.IsReachableOn(1));
         Assert.False(t.Subsystem.IsReachableOn(2));
@@ -85,7 +85,7 @@ public class PortBindingTests
     public void Discovery_log_lists_per_port_only_the_subsystems_bound_to_it()
     {
         using var t = new TestTarget(); // port 1 at 192.0.2.10, subsystem sub1 on every port
-        t.Target.AddPort(new Port(2, IPAddress.Parse("192.0.2.11"), 4421));
+        t.Target.AddPort(new Port(2, IPAddress.Parse("192.0.2.11"), 4421) { Transport = FakeTransport.Tcp });
         var onlyOn2 = new Subsystem("nqn.2024-01.io.example:only2", allowAnyHost: true, portIds: [2]);
         t.Target.AddSubsystem(onlyOn2);
         var d = t.ConnectAdmin(subNqn: WellKnown.DiscoveryNqn);

@@ -10,6 +10,15 @@ namespace Nvme.Core.Tests;
 /// <summary>An <see cref="IQueueTransport"/> that records what the core asks of it.</summary>
 internal sealed class FakeTransport : IQueueTransport
 {
+    /// <summary>What the fake describes itself as unless a test says otherwise: TCP, as the tests model it.</summary>
+    public static readonly TransportDescriptor Tcp = new()
+    {
+        Type = TransportType.Tcp,
+        Requirements = DiscoveryLogEntry.TreqSqFlowControlDisableSupported,
+        InCapsuleDataSize = 8192,
+    };
+
+    public TransportDescriptor Descriptor { get; init; } = Tcp;
     private readonly Lock _lock = new();
     private readonly List<NvmeRequest> _responses = [];
     private readonly List<string> _terminations = [];
@@ -17,7 +26,22 @@ internal sealed class FakeTransport : IQueueTransport
     private readonly List<NvmeRequest> _submitted = [];
     private readonly List<(NvmeRequest Request, NvmeStatus Status)> _aborts = [];
 
+    private readonly List<(ushort QueueId, int QueueSize, bool SqFlowControlDisabled)> _installs = [];
+
     public string PeerAddress => "fake:4420";
+    public void QueueInstalled(ushort queueId, int queueSize, bool sqFlowControlDisabled)
+    {
+        lock (_lock)
+        {
+            Assert.Empty(_installs); // a connection is installed once
+            Assert.False(_responses.Any(r => r.Sqe.Opcode == AdminOpcode.Fabrics && r.Sqe.FabricsType == FabricsType.Connect),
+                "QueueInstalled came after the Connect response");
+            _installs.Add((queueId, queueSize, sqFlowControlDisabled));
+        }
+    }
+
+    /// <summary>What <see cref="QueueInstalled"/> was told, in order.</summary>
+    public IReadOnlyList<(ushort QueueId, int QueueSize, bool SqFlowControlDisabled)> Installs { get { lock (_lock) return [.. _installs]; } }
     public void QueueResponse(NvmeRequest request) { lock (_lock) _responses.Add(request); }
     public void Submitted(NvmeRequest request) { lock (_lock) _submitted.Add(request); }
 
@@ -102,7 +126,7 @@ internal sealed class TestTarget : IDisposable
         Ns = new Namespace(1, Store, 512, NamespaceIds.Derive(SubNqn, 1));
         Subsystem.AttachNamespace(Ns);
         Target.AddSubsystem(Subsystem);
-        Target.AddPort(new Port(1, IPAddress.Parse("192.0.2.10"), 4420));
+        Target.AddPort(new Port(1, IPAddress.Parse("192.0.2.10"), 4420) { Transport = FakeTransport.Tcp });
     }
 
     public NvmeTarget Target { get; }
@@ -110,16 +134,17 @@ internal sealed class TestTarget : IDisposable
     public MemoryBlockStore Store { get; }
     public Namespace Ns { get; }
 
-    public TestQueue NewQueue()
+    public TestQueue NewQueue(TransportDescriptor? transport = null)
     {
-        var t = new FakeTransport();
+        var t = new FakeTransport { Descriptor = transport ?? FakeTransport.Tcp };
         return new TestQueue(Target.CreateQueue(t), t);
     }
 
     /// <summary>Connects an admin queue; with <paramref name="enable"/> also sets CC.EN and checks CSTS.RDY.</summary>
-    public TestQueue ConnectAdmin(string subNqn = SubNqn, string hostNqn = HostNqn, uint kato = 0, bool enable = true)
+    public TestQueue ConnectAdmin(string subNqn = SubNqn, string hostNqn = HostNqn, uint kato = 0, bool enable = true,
+        TransportDescriptor? transport = null)
     {
-        var q = NewQueue();
+        var q = NewQueue(transport);
         var (sqe, data) = Cmd.Connect(0, 31, kato, 0xFFFF, subNqn, hostNqn, HostId);
         var r = q.Ok(sqe, data);
         Assert.Equal(r.Cqe.Dword0, (uint)q.Controller!.Cntlid);

@@ -36,10 +36,10 @@ internal sealed class PipeHost
     private readonly Pipe _fromTarget = new(PooledMemoryPool.PipeOptions);
     private ushort _cid = 0x40;
 
-    public PipeHost(NvmeTarget target, TcpTransportOptions? options = null, TcpTransportMetrics? metrics = null)
+    public PipeHost(NvmeTarget target, TcpTransportOptions? options = null, TcpTransportMetrics? metrics = null, string peer = "pipe")
     {
         Queue = new NvmeTcpQueue(target, new DuplexPipe(_toTarget.Reader, _fromTarget.Writer), options ?? new TcpTransportOptions(),
-            NullLogger.Instance, "pipe", metrics: metrics);
+            NullLogger.Instance, peer, metrics: metrics);
         Run = Queue.RunAsync();
     }
 

@@ -29,11 +29,11 @@ internal static class DiscoveryLog
         {
             var (port, s) = entries[i];
             ref var e = ref MemoryMarshal.AsRef<DiscoveryLogEntry>(page.AsSpan(DiscoveryLogHeader.Size + i * DiscoveryLogEntry.Size));
-            e.TransportType = DiscoveryLogEntry.TransportTcp;
+            e.TransportType = (byte)port.Transport.Type; // what the port's transport describes itself as
             e.AddressFamily = port.Address.AddressFamily == AddressFamily.InterNetworkV6 && port.AdvertisedAddress is null
                 ? DiscoveryLogEntry.AddressFamilyIpv6 : AddressFamilyOf(port.TransportAddress);
             e.SubsystemType = s.Kind == SubsystemKind.Discovery ? DiscoveryLogEntry.SubtypeCurrentDiscovery : DiscoveryLogEntry.SubtypeNvmSubsystem;
-            e.TransportRequirements = DiscoveryLogEntry.TreqSqFlowControlDisableSupported;
+            e.TransportRequirements = port.Transport.Requirements;
             e.PortId = port.PortId;
             e.ControllerId = 0xFFFF; // dynamic controller model
             e.AdminMaxSqSize = 32;

@@ -34,7 +34,7 @@ internal static class FabricsCommands
         FabricsType.Connect => Connect(q, req),
         FabricsType.PropertyGet => PropertyGet(q.Controller!, req),
         FabricsType.PropertySet => PropertySet(q.Controller!, req),
-        FabricsType.Disconnect => Disconnect(q),
+        FabricsType.Disconnect => Disconnect(req),
         _ => NvmeStatus.InvalidOpcode,
     };
 
@@ -106,7 +106,7 @@ internal static class FabricsCommands
                     $"the host already holds {q.Limits.MaxControllersPerHost} controllers (--max-controllers-per-host)");
                 return NvmeStatus.ConnectControllerBusy;
             }
-            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato, q.PortId, account));
+            ctrl = subsystem.CreateController(id => new Controller(q.Target, subsystem, id, hostNqn, hostId, kato, q.PortId, account, q.Transport.Descriptor));
             if (ctrl is null)
             {
                 q.Target.ReleaseHostController(account);
@@ -139,6 +139,7 @@ internal static class FabricsCommands
         q.Controller = ctrl;
         req.Cqe.SqId = qid;
         req.Cqe.Dword0 = ctrl.Cntlid;
+        q.Transport.QueueInstalled(qid, q.QueueSize, q.SqFlowControlDisabled); // before the response is queued
         return NvmeStatus.Success;
     }
 
@@ -170,10 +171,10 @@ internal static class FabricsCommands
         return NvmeStatus.Success;
     }
 
-    private static NvmeStatus Disconnect(FabricQueue q)
+    private static NvmeStatus Disconnect(NvmeRequest req)
     {
-        // The response goes out first; the transport closes once it has no more responses to send.
-        q.DisconnectRequested = true;
+        // The response goes out first; the transport closes once it is sent (the kernel target's nvmet_execute_disconnect).
+        req.CloseAfterResponse = true;
         return NvmeStatus.Success;
     }
 }

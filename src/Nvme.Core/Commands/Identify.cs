@@ -93,7 +93,7 @@ internal static partial class AdminCommands
         id.Vwc = c.IsDiscovery ? (byte)0 : (byte)0x7; // volatile write cache; Flush with NSID FFFFFFFFh supported
         id.Sgls = (1u << 0) | (1u << 20); // SGLs supported, no alignment; address is an offset
         SpecText.WriteNulPadded(id.SubNqn, s.Nqn);
-        id.Ioccsz = (uint)((limits.InCapsuleDataSize + SubmissionQueueEntry.Size) / 16);
+        id.Ioccsz = (uint)((c.Transport.InCapsuleDataSize + SubmissionQueueEntry.Size) / 16); // what the transport accepts
         id.Iorcsz = CompletionQueueEntry.Size / 16;
         id.Icdoff = 0;
         id.Fcatt = 0;             // dynamic controller model

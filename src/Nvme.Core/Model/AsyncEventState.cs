@@ -35,6 +35,7 @@ internal sealed class AsyncEventState
             if (_pending.TryDequeue(out var ev)) { completeNowWith = ev; return true; }
             completeNowWith = null;
             if (_parked.Count >= _limit) return false;
+            req.IsParked = true;
             _parked.Enqueue(req);
             return true;
         }
@@ -54,6 +55,7 @@ internal sealed class AsyncEventState
             _nsNoticeMasked = true;
             if (_parked.TryDequeue(out var req))
             {
+                req.IsParked = false; // its completion follows now
                 req.Cqe.Dword0 = AsyncEvent.NamespaceAttributeChangedDword0;
                 return req;
             }
@@ -88,7 +90,8 @@ internal sealed class AsyncEventState
         page[..Math.Min(log.Length, page.Length)].CopyTo(log);
     }
 
-    /// <summary>Removes every parked request (controller teardown); they are never completed.</summary>
+    /// <summary>Removes every parked request (controller teardown); they are never completed (and stay
+    /// <see cref="NvmeRequest.IsParked"/>: nothing will answer them).</summary>
     public void Clear()
     {
         lock (_lock) { _parked.Clear(); _pending.Clear(); }

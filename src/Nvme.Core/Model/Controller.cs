@@ -17,8 +17,9 @@ public sealed class Controller
     private int _destroyed;
 
     internal Controller(NvmeTarget target, Subsystem subsystem, ushort cntlid, string hostNqn, Guid hostId, uint kato, ushort portId,
-        HostAccount host)
+        HostAccount host, TransportDescriptor transport)
     {
+        Transport = transport;
         PortId = portId;
         Host = host;
         Target = target;
@@ -40,6 +41,8 @@ public sealed class Controller
     public string HostNqn { get; }
     public Guid HostId { get; }
     public bool IsDiscovery => Subsystem.Kind == SubsystemKind.Discovery;
+    /// <summary>The transport of the admin queue, as it describes itself (error log TRTYPE, IOCCSZ).</summary>
+    public TransportDescriptor Transport { get; }
     /// <summary>The port the admin queue came in on (0 = not known).</summary>
     public ushort PortId { get; }
     /// <summary>What this controller's host NQN holds across the target (controllers, data buffers); shared by
@@ -166,7 +169,7 @@ public sealed class Controller
             e.Status = req.Cqe.StatusAndPhase;
             e.ParameterErrorLocation = 0xFFFF;
             e.Nsid = req.Sqe.Nsid;
-            e.TransportType = 3; // TCP
+            e.TransportType = (byte)Transport.Type;
         }
     }
 

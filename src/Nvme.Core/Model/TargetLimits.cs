@@ -1,18 +1,13 @@
 namespace Nvme.Core.Model;
 
-/// <summary>Limits and identity values shared by every controller of the target.</summary>
+/// <summary>Limits and identity values shared by every controller of the target. Transport limits (in-capsule data,
+/// PDU sizes) are the transport's own and reach the core through <see cref="TransportDescriptor"/>.</summary>
 public sealed record TargetLimits
 {
     /// <summary>CAP.MQES: maximum queue entries, 0's based (127 means 128 entries).</summary>
     public ushort MaxQueueEntries { get; init; } = 127;
     /// <summary>MDTS as a power of two of 4 KiB pages; 8 = 1 MiB per command. 0 means no limit (not recommended).</summary>
     public byte Mdts { get; init; } = 8;
-    /// <summary>In-capsule data bytes accepted on I/O queues (IOCCSZ = (this + 64) / 16).</summary>
-    public int InCapsuleDataSize { get; init; } = 8192;
-    /// <summary>Largest H2CData PDU payload (ICResp MAXH2CDATA); R2Ts are cut to this size.</summary>
-    public int MaxH2CData { get; init; } = 128 * 1024;
-    /// <summary>Largest C2HData PDU payload; reads larger than this go out in several PDUs.</summary>
-    public int MaxC2HData { get; init; } = 128 * 1024;
     /// <summary>I/O queues a controller may have (Number of Queues feature).</summary>
     public ushort MaxIoQueues { get; init; } = 64;
     /// <summary>NN: highest NSID a subsystem can hold.</summary>
@@ -21,8 +16,6 @@ public sealed record TargetLimits
     public byte AsyncEventRequestLimit { get; init; } = 3;
     /// <summary>Entries in the error log (ELPE + 1).</summary>
     public int ErrorLogEntries { get; init; } = 64;
-    /// <summary>Send reads' completion as C2HData SUCCESS when the host disabled SQ flow control.</summary>
-    public bool C2HSuccessOptimization { get; init; } = true;
 
     /// <summary>Bytes all data buffers larger than <see cref="DataBufferPool.SmallLimit"/> may take together
     /// (at least one <see cref="MaxTransferBytes"/>). A command that needs one while the budget is spent waits

@@ -65,6 +65,16 @@ public static class CommandEffectsLog
     public const uint LogicalBlockContentChange = 1u << 1;
 }
 
+/// <summary>TRTYPE values (NVMe over Fabrics spec 5.3, Figure "Discovery Log Page Entry"; also the error log's
+/// Transport Type). The core writes what the transport describes itself as and never picks one.</summary>
+public enum TransportType : byte
+{
+    Rdma = 1,
+    FibreChannel = 2,
+    Tcp = 3,
+    IntraHost = 254,
+}
+
 /// <summary>Discovery log page header, LID 70h (NVMe over Fabrics spec 5.3), 1024 bytes.</summary>
 [StructLayout(LayoutKind.Explicit, Size = Size)]
 public struct DiscoveryLogHeader
@@ -81,7 +91,6 @@ public struct DiscoveryLogHeader
 public struct DiscoveryLogEntry
 {
     public const int Size = 1024;
-    public const byte TransportTcp = 3;
     public const byte AddressFamilyIpv4 = 1;
     public const byte AddressFamilyIpv6 = 2;
     public const byte SubtypeNvmSubsystem = 2;

@@ -38,7 +38,11 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         _options = options;
         _log = loggers.CreateLogger("Transport.Tcp");
         _metrics = metrics ?? TcpTransportMetrics.Detached;
+        Descriptor = options.Describe();
     }
+
+    /// <summary>How this transport describes itself to the core; give it to the <see cref="Nvme.Core.Model.Port"/>s it serves.</summary>
+    public TransportDescriptor Descriptor { get; }
 
     /// <summary>Connections being served right now.</summary>
     public int ConnectionCount => _live.Count;

@@ -52,7 +52,7 @@ public sealed class DiscoveryTests(ITestOutputHelper output)
         for (int i = 0; i < (int)header.NumberOfRecords; i++)
         {
             var e = MemoryMarshal.Read<DiscoveryLogEntry>(full.AsSpan(DiscoveryLogHeader.Size + i * DiscoveryLogEntry.Size));
-            Assert.Equal(DiscoveryLogEntry.TransportTcp, e.TransportType);
+            Assert.Equal((byte)TransportType.Tcp, e.TransportType);
             Assert.Equal(DiscoveryLogEntry.AddressFamilyIpv4, e.AddressFamily);
             Assert.Equal(0xFFFF, e.ControllerId);
             Assert.NotEqual(0, e.AdminMaxSqSize);

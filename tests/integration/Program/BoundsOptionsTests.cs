@@ -63,6 +63,18 @@ public sealed class BoundsOptionsTests
         finally { File.Delete(file); }
     }
 
+    [Fact]
+    public void TheTcpLimits_ReachTheTransportOptions_AndNotTheCore()
+    {
+        var defaults = TargetHost.TransportOptions(CommandLine.Parse([], new Hashtable()).Config.Limits);
+        Assert.Equal((8192, 131072, 131072, true), (defaults.InCapsuleDataSize, defaults.MaxH2CData, defaults.MaxC2HData, defaults.C2HSuccess));
+        var cl = CommandLine.Parse(["--in-capsule", "4096", "--max-h2c-data", "16384", "--c2h-success", "off"], new Hashtable());
+        Assert.Empty(cl.Errors);
+        var t = TargetHost.TransportOptions(cl.Config.Limits);
+        Assert.Equal((4096, 16384, false), (t.InCapsuleDataSize, t.MaxH2CData, t.C2HSuccess));
+        Assert.Equal(4096, t.Describe().InCapsuleDataSize); // what the core reports as IOCCSZ
+    }
+
     [Theory]
     [InlineData(new[] { "--max-connections", "0" }, "limits.maxConnections 0 is outside 1..1000000")]
     [InlineData(new[] { "--max-connections", "many" }, "--max-connections 'many' is not a number")]
