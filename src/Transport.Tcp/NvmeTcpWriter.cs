@@ -31,6 +31,12 @@ internal sealed class NvmeTcpWriter
     public const int FlushThreshold = 32 * 1024;
 
     private readonly PipeWriter _output;
+    // Data sent from the request's own buffer (no copy) when the output can: those requests are recycled only once
+    // the flush that sent them has completed.
+    private readonly Net.IExternalSegmentWriter? _external;
+    private readonly List<TcpRequest> _recycleAfterFlush = [];
+    /// <summary>C2HData payloads at least this large go out from the request's buffer (smaller ones cost less copied).</summary>
+    public const int ExternalDataThreshold = 16 * 1024;
     private readonly INvmeTcpWriterOwner _owner;
     private readonly ConcurrentQueue<SendItem> _items = new();
     private readonly AsyncSignal _signal = new();
@@ -49,6 +55,7 @@ internal sealed class NvmeTcpWriter
     public NvmeTcpWriter(PipeWriter output, TcpTransportOptions options, INvmeTcpWriterOwner owner)
     {
         _output = output;
+        _external = output as Net.IExternalSegmentWriter;
         _owner = owner;
         _maxH2CData = (uint)options.MaxH2CData;
         _maxC2HData = options.MaxC2HData;
@@ -105,10 +112,12 @@ internal sealed class NvmeTcpWriter
                     if (_output.CanGetUnflushedBytes && _output.UnflushedBytes >= FlushThreshold)
                     {
                         var partial = await _output.FlushAsync().ConfigureAwait(false);
+                        RecycleSent();
                         if (partial.IsCompleted || partial.IsCanceled) return;
                     }
                 }
                 var flush = await _output.FlushAsync().ConfigureAwait(false);
+                RecycleSent();
                 if (stop == Outcome.StopNow)
                 {
                     _owner.WriterStopped(CloseReason.ProtocolError, "protocol error");
@@ -127,6 +136,13 @@ internal sealed class NvmeTcpWriter
         {
             _owner.WriterStopped(CloseReason.SendFailed, "send failed: " + e.Message);
         }
+        finally { RecycleSent(); } // a failed flush is over too: the socket no longer reads those buffers
+    }
+
+    private void RecycleSent()
+    {
+        foreach (var req in _recycleAfterFlush) _owner.Recycle(req);
+        _recycleAfterFlush.Clear();
     }
 
     /// <summary>Ordered by strength: a batch ends with the strongest outcome of its items.</summary>
@@ -177,16 +193,29 @@ internal sealed class NvmeTcpWriter
             // C2HData SUCCESS (no CapsuleResp) is only allowed when the host disabled SQ flow control, and only
             // carries an all-zero result.
             bool success = _sqFlowControlDisabled && _c2hSuccessAllowed && cqe.Result == 0;
-            var data = req.DataSpan;
+            var data = req.Data;
+            bool external = _external != null && data.Length >= ExternalDataThreshold;
             for (int offset = 0; offset < data.Length; offset += _maxC2HData)
             {
                 int n = Math.Min(_maxC2HData, data.Length - offset);
                 bool last = offset + n == data.Length;
-                PduWriter.WriteC2HData(_output, cqe.CommandId, (uint)offset, data.Slice(offset, n), last, last && success, _hdgst, _ddgst, _hpda);
+                var chunk = data.Slice(offset, n);
+                if (external)
+                {
+                    PduWriter.WriteC2HDataHeader(_output, cqe.CommandId, (uint)offset, n, last, last && success, _hdgst, _ddgst, _hpda);
+                    _external!.AppendExternal(chunk);
+                    if (_ddgst) PduWriter.WriteDataDigest(_output, chunk.Span);
+                }
+                else PduWriter.WriteC2HData(_output, cqe.CommandId, (uint)offset, chunk.Span, last, last && success, _hdgst, _ddgst, _hpda);
             }
             if (!success) PduWriter.WriteCapsuleResp(_output, cqe, _hdgst);
+            // Counted before the flush that lets the host see the answer (and send the next command in its place).
+            Volatile.Write(ref _responsesWritten, _responsesWritten + 1);
+            if (external) _recycleAfterFlush.Add(req); // its buffer is on the wire until the flush completes
+            else _owner.Recycle(req);
+            return closeAfter ? Outcome.CloseAfterBatch : Outcome.Continue;
         }
-        else PduWriter.WriteCapsuleResp(_output, cqe, _hdgst);
+        PduWriter.WriteCapsuleResp(_output, cqe, _hdgst);
         // Counted before the flush that lets the host see the answer (and send the next command in its place).
         Volatile.Write(ref _responsesWritten, _responsesWritten + 1);
         _owner.Recycle(req);

@@ -222,7 +222,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             _socket = socket;
             _stream = new NetworkStream(socket, ownsSocket: false);
             Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(pool, bufferSize: BlockSize, minimumReadSize: 4096, leaveOpen: true));
-            Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(pool, minimumBufferSize: BlockSize, leaveOpen: true));
+            Output = new SocketPipeWriter(socket, pool); // one gathered send per flush
         }
 
         public PipeReader Input { get; }

@@ -57,6 +57,17 @@ public static class PduWriter
     public static void WriteC2HData(IBufferWriter<byte> w, ushort cid, uint offset, ReadOnlySpan<byte> data, bool last, bool success, bool hdgst, bool ddgst,
         int hpda = 0)
     {
+        WriteC2HDataHeader(w, cid, offset, data.Length, last, success, hdgst, ddgst, hpda);
+        w.Write(data);
+        if (ddgst) WriteDataDigest(w, data);
+    }
+
+    /// <summary>The header of a C2HData PDU (with its digest and PAD): what <see cref="WriteC2HData"/> writes before the
+    /// data. A writer that sends the data from where it lies (no copy) writes this, then the data, then
+    /// <see cref="WriteDataDigest"/> when data digests are on.</summary>
+    public static void WriteC2HDataHeader(IBufferWriter<byte> w, ushort cid, uint offset, int dataLength, bool last, bool success, bool hdgst, bool ddgst,
+        int hpda = 0)
+    {
         int hd = hdgst ? 4 : 0, dd = ddgst ? 4 : 0;
         int alignment = (hpda + 1) * 4;
         int headerTotal = (DataPdu.Size + hd + alignment - 1) / alignment * alignment; // header, digest and PAD
@@ -66,19 +77,20 @@ public static class PduWriter
         span[..DataPdu.Size].Clear();
         if (headerTotal > DataPdu.Size + hd) span[(DataPdu.Size + hd)..].Clear();
         ref var p = ref MemoryMarshal.AsRef<DataPdu>(span);
-        p.Header = Header(PduType.C2HData, flags, DataPdu.Size, (byte)headerTotal, (uint)(headerTotal + data.Length + dd));
+        p.Header = Header(PduType.C2HData, flags, DataPdu.Size, (byte)headerTotal, (uint)(headerTotal + dataLength + dd));
         p.CommandId = cid;
         p.DataOffset = offset;
-        p.DataLength = (uint)data.Length;
+        p.DataLength = (uint)dataLength;
         if (hdgst) AppendDigest(span, DataPdu.Size);
         w.Advance(headerTotal);
-        w.Write(data);
-        if (ddgst)
-        {
-            var d = w.GetSpan(4);
-            BinaryPrimitives.WriteUInt32LittleEndian(d, Crc32C.Compute(data));
-            w.Advance(4);
-        }
+    }
+
+    /// <summary>DDGST: CRC32C of a PDU's data.</summary>
+    public static void WriteDataDigest(IBufferWriter<byte> w, ReadOnlySpan<byte> data)
+    {
+        var d = w.GetSpan(4);
+        BinaryPrimitives.WriteUInt32LittleEndian(d, Crc32C.Compute(data));
+        w.Advance(4);
     }
 
     /// <summary>C2HTermReq: FES, FEI and (up to 128 bytes of) the header of the PDU in error.</summary>
