@@ -94,6 +94,9 @@ public sealed class TargetHost : IAsyncDisposable
     /// <summary>NVMe/TCP connections open right now.</summary>
     public int ConnectionCount => _server.ConnectionCount;
 
+    /// <summary>Connections per reactor thread of the polling mode (empty when it is off).</summary>
+    public IReadOnlyList<int> ReactorConnections => _server.ReactorConnections;
+
     /// <summary>How long <see cref="StopAsync()"/> lets connections finish the commands they have (default 10 s).</summary>
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -130,7 +133,10 @@ public sealed class TargetHost : IAsyncDisposable
                 log.OtlpOn(telemetry.OtlpProtocol, telemetry.OtlpEndpoint, telemetry.TraceIoSampleRate);
             }
             var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management")) { Storage = storage };
-            var server = new NvmeTcpServer(target, transportOptions ?? TransportOptions(config.Limits), loggerFactory, transportMetrics);
+            var tcp = transportOptions ?? TransportOptions(config.Limits) with { Polling = Polling(config.Polling) };
+            var server = new NvmeTcpServer(target, tcp, loggerFactory, transportMetrics);
+            if (tcp.Polling is { } poll)
+                log.PollingOn(poll.Reactors, poll.Cpus.Count == 0 ? "any CPU" : "CPUs " + string.Join(",", poll.Cpus), (long)poll.IdleTime.TotalMicroseconds);
             HttpListeners? http = null;
             try
             {
@@ -197,6 +203,14 @@ public sealed class TargetHost : IAsyncDisposable
             throw;
         }
     }
+
+    /// <summary>The polling mode's transport settings, or null when it is off.</summary>
+    public static PollingOptions? Polling(PollingConfig? p) => p is { Enabled: true } ? new PollingOptions
+    {
+        Reactors = p.Reactors ?? 1,
+        Cpus = p.Cpus ?? [],
+        IdleTime = TimeSpan.FromMicroseconds(p.IdleMicroseconds ?? 10_000),
+    } : null;
 
     /// <summary>The NVMe/TCP settings of a validated configuration: in-capsule data, MAXH2CDATA, C2HData SUCCESS, and the
     /// bounds (connections, deadlines, keep-alive).</summary>

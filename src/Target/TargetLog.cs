@@ -54,6 +54,10 @@ internal static partial class TargetLog
         Message = "Exporting metrics and traces over OTLP ({Protocol}) to {Endpoint}; I/O trace sample rate {Rate}")]
     public static partial void OtlpOn(this ILogger log, string protocol, string endpoint, double rate);
 
+    [LoggerMessage(EventId = 309, Level = LogLevel.Information,
+        Message = "Polling mode: {Reactors} reactor thread(s) on {Cpus}, spinning until {IdleMicroseconds} us without traffic (a busy core each while traffic flows)")]
+    public static partial void PollingOn(this ILogger log, int reactors, string cpus, long idleMicroseconds);
+
     // ---- shutdown ----
     [LoggerMessage(EventId = 310, Level = LogLevel.Information, Message = "Shutting down ({Signal}); a second signal exits at once")]
     public static partial void ShuttingDown(this ILogger log, string signal);

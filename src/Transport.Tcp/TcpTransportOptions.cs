@@ -31,6 +31,9 @@ public sealed record TcpTransportOptions
     public TimeSpan? TcpKeepAlive { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>NVMe/TCP connections open at once; more are closed as they are accepted.</summary>
     public int MaxConnections { get; init; } = 1024;
+    /// <summary>Null (the default): event-driven sockets. Set: the polling mode, dedicated reactor threads that
+    /// busy-poll their connections' sockets (see <see cref="Net.PollingReactor"/>).</summary>
+    public Net.PollingOptions? Polling { get; init; }
 
     /// <summary>How this transport describes itself to the core: TRTYPE TCP, SQ flow control disable supported
     /// (TREQ), and the I/O queues' in-capsule data size.</summary>

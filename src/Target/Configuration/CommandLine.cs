@@ -84,6 +84,12 @@ public sealed class CommandLine
         new("--pdu-timeout", null, "SECONDS", "NVMET_PDU_TIMEOUT", "A PDU, once started, must be complete within this, however slowly it trickles in\n" +
             "(default 30)."),
         new("--connect-timeout", null, "SECONDS", "NVMET_CONNECT_TIMEOUT", "From accept, ICReq and a successful Connect must both arrive within this (default 10)."),
+        new("--poll", null, null, "NVMET_POLL", "Polling mode: dedicated reactor threads own the connections and busy-poll their\n" +
+            "sockets (receive, execute and send with no wake-up between them: the lowest latency). A\n" +
+            "reactor keeps one core busy while traffic flows; idle, it blocks (see --poll-idle). Off by default."),
+        new("--reactors", null, "N", "NVMET_REACTORS", "Reactor threads of the polling mode (default 1)."),
+        new("--reactor-cpus", null, "LIST", "NVMET_REACTOR_CPUS", "CPUs the reactors run on, comma-separated, one per reactor (default: not pinned)."),
+        new("--poll-idle", null, "MICROSECONDS", "NVMET_POLL_IDLE", "How long a reactor with no traffic keeps spinning before it blocks (default 10000)."),
         new("--tcp-keepalive", null, "SECONDS|off", "NVMET_TCP_KEEPALIVE", "TCP keep-alive idle time on NVMe/TCP sockets, then a probe every 10 s, 6 probes\n" +
             "(default 60); off disables it."),
         new("--c2h-success", null, "on|off", "NVMET_C2H_SUCCESS", "Complete reads with C2HData SUCCESS when the host disabled SQ flow control (default on)."),
@@ -256,6 +262,7 @@ public sealed class CommandLine
         Config.Limits.DataBufferBudget = Last("--data-buffer-budget") ?? Config.Limits.DataBufferBudget;
         Config.Limits.MemoryNamespaces = Last("--memory-namespaces") ?? Config.Limits.MemoryNamespaces;
         ApplyBounds(Last, Int);
+        ApplyPolling(values.Any(v => v.Option.Long == "--poll"), Last, Int);
         if (Last("--c2h-success") is string c2h)
         {
             if (c2h is "on" or "true" or "1") Config.Limits.C2HSuccess = true;
@@ -269,6 +276,27 @@ public sealed class CommandLine
         if (Telemetry.MetricsRequireToken && Api?.Token is null && Api?.TokenFile is null)
             Errors.Add("--metrics-auth token needs an API token to check: give one with --api-token-file FILE");
         if (ConfigPath is null) OpenDefaultSubsystem(values.Any(v => v.Option.Long == "--allow-any-host"));
+    }
+
+    /// <summary>--poll and its settings over the file's "polling".</summary>
+    private void ApplyPolling(bool poll, Func<string, string?> last, Func<string, int?> integer)
+    {
+        var p = Config.Polling;
+        bool any = poll || last("--reactors") != null || last("--reactor-cpus") != null || last("--poll-idle") != null;
+        if (!any) return;
+        p ??= Config.Polling = new PollingConfig();
+        if (poll) p.Enabled = true;
+        p.Reactors = integer("--reactors") ?? p.Reactors;
+        p.IdleMicroseconds = integer("--poll-idle") ?? p.IdleMicroseconds;
+        if (last("--reactor-cpus") is string list)
+        {
+            var cpus = new List<int>();
+            foreach (var part in list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                if (int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int cpu)) cpus.Add(cpu);
+                else Errors.Add($"--reactor-cpus '{list}' is not a comma-separated list of CPU numbers");
+            p.Cpus = cpus;
+        }
+        if (!p.Enabled) Errors.Add("--reactors, --reactor-cpus and --poll-idle belong to the polling mode: add --poll");
     }
 
     /// <summary>The zero-config default subsystem admits any host when only loopback can reach it; on any other

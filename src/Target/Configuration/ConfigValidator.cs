@@ -29,6 +29,14 @@ public static class ConfigValidator
         if (l.DataBufferBudget is string budget && (!Sizes.TryParse(budget, out long b) || b < 1 << 20))
             e.Add($"limits.dataBufferBudget '{budget}' is not a size of at least 1M (e.g. 64M, 1G)");
         e.AddRange(ValidateBounds(l));
+        if (c.Polling is { Enabled: true } poll)
+        {
+            if (poll.Reactors is < 1 or > 256) e.Add($"polling.reactors {poll.Reactors} is outside 1..256 (--reactors)");
+            if (poll.IdleMicroseconds is < 0 or > 10_000_000) e.Add($"polling.idleMicroseconds {poll.IdleMicroseconds} is outside 0..10000000 (--poll-idle)");
+            foreach (var cpu in poll.Cpus ?? [])
+                if (cpu < 0 || cpu >= Environment.ProcessorCount)
+                    e.Add($"polling.cpus: CPU {cpu} does not exist (this machine has CPUs 0..{Environment.ProcessorCount - 1}; --reactor-cpus)");
+        }
 
         if (l.MemoryNamespaces is string memory && !Sizes.TryParse(memory, out _) && !Sizes.IsZero(memory))
             e.Add($"limits.memoryNamespaces '{memory}' is not a size (e.g. 8G, 512M; 0 allows no memory namespaces)");

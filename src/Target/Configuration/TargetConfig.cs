@@ -14,6 +14,8 @@ public sealed class TargetConfig
     public ApiConfig? Api { get; set; }
     /// <summary>The read-only probe listener (/healthz, /readyz, /metrics); absent means 127.0.0.1:8420.</summary>
     public ProbesConfig? Probes { get; set; }
+    /// <summary>The polling mode (dedicated reactor threads busy-polling the sockets); absent means off.</summary>
+    public PollingConfig? Polling { get; set; }
     /// <summary>Where file namespaces may live and which block devices may back namespaces; absent means the
     /// default directory and no block devices (see <see cref="Storage.StoragePolicy"/>).</summary>
     public StorageConfig? Storage { get; set; }
@@ -68,6 +70,19 @@ public sealed class ApiConfig
     /// <summary>True when this describes a TCP listener.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public bool IsTcp => Address != null;
+}
+
+/// <summary>The polling mode: reactor threads that own connections and busy-poll their sockets (lower latency, a busy
+/// core while traffic flows).</summary>
+public sealed class PollingConfig
+{
+    public bool Enabled { get; set; }
+    /// <summary>Reactor threads (1).</summary>
+    public int? Reactors { get; set; }
+    /// <summary>CPUs the reactors run on, one per reactor in order (none: not pinned).</summary>
+    public List<int>? Cpus { get; set; }
+    /// <summary>Microseconds without traffic after which a reactor stops spinning and blocks (10000).</summary>
+    public int? IdleMicroseconds { get; set; }
 }
 
 /// <summary>The read-only HTTP listener for probes and metrics: GET /healthz, /readyz and /metrics, nothing else.</summary>

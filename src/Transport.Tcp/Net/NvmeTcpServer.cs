@@ -31,6 +31,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
     private long _lastRefusalLog = long.MinValue / 2;
     private long _refusalsNotLogged;
     private volatile bool _stopped;
+    private readonly PollingReactor[] _reactors;
 
     public NvmeTcpServer(NvmeTarget target, TcpTransportOptions options, ILoggerFactory loggers, TcpTransportMetrics? metrics = null)
     {
@@ -39,7 +40,13 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         _log = loggers.CreateLogger("Transport.Tcp");
         _metrics = metrics ?? TcpTransportMetrics.Detached;
         Descriptor = options.Describe();
+        _reactors = options.Polling is { } polling
+            ? [.. Enumerable.Range(0, Math.Max(1, polling.Reactors)).Select(i => new PollingReactor(i, polling))]
+            : [];
     }
+
+    /// <summary>Connections per reactor thread (empty in the event-driven default).</summary>
+    public IReadOnlyList<int> ReactorConnections => [.. _reactors.Select(r => r.Count)];
 
     /// <summary>How this transport describes itself to the core; give it to the <see cref="Nvme.Core.Model.Port"/>s it serves.</summary>
     public TransportDescriptor Descriptor { get; }
@@ -149,7 +156,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
 
     private async Task ServeAsync(Socket socket, ushort portId)
     {
-        var connection = new Connection(socket, _pool);
+        var connection = new Connection(socket, _pool, _reactors.Length == 0 ? null : _reactors.MinBy(r => r.Count));
         _live.TryAdd(connection, 0);
         try
         {
@@ -207,7 +214,11 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync() => await StopAsync(new CancellationToken(true)).ConfigureAwait(false);
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(new CancellationToken(true)).ConfigureAwait(false);
+        foreach (var r in _reactors) r.Dispose();
+    }
 
     /// <summary>One accepted socket as a duplex pipe: reads go straight to the socket into pooled 64 KiB blocks;
     /// writes are buffered in pooled blocks and sent at each flush.</summary>
@@ -217,11 +228,20 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         private readonly NetworkStream _stream;
         private int _closed;
 
-        public Connection(Socket socket, BlockMemoryPool pool)
+        public Connection(Socket socket, BlockMemoryPool pool, PollingReactor? reactor)
         {
             _socket = socket;
             _stream = new NetworkStream(socket, ownsSocket: false);
-            Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(pool, bufferSize: BlockSize, minimumReadSize: 4096, leaveOpen: true));
+            if (reactor is null)
+                Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(pool, bufferSize: BlockSize, minimumReadSize: 4096, leaveOpen: true));
+            else
+            {
+                // The polling mode: the reactor receives from the non-blocking socket into a pipe and runs the queue.
+                socket.Blocking = false;
+                var input = new PolledInput(socket, pool);
+                Input = input.Reader;
+                reactor.Add(input);
+            }
             Output = new SocketPipeWriter(socket, pool); // one gathered send per flush
         }
 
