@@ -31,6 +31,7 @@ and resubmits; a fixed pool of CIDs).
   --label TEXT         name of the run in the output
   --sink               start an in-process sink and measure against it (the generator's own ceiling)
   --in-process         start the real target in this process (memory:1G) and also report GC bytes per I/O
+  --poll               with --in-process: the target in polling mode (one reactor)
 """;
 
 if (args.Length > 0 && args[0] is "-h" or "--help") { Console.Write(Usage); return 0; }
@@ -46,6 +47,7 @@ if (args.Length > 0 && args[0] == "sink")
 var o = new Options();
 string rw = "randread";
 int? mix = null;
+bool inProcessPoll = false;
 try
 {
     for (int i = 0; i < args.Length; i++)
@@ -73,6 +75,7 @@ try
             case "--label": o.Label = Next(); break;
             case "--sink": o.Sink = true; break;
             case "--in-process": o.InProcess = true; break;
+            case "--poll": inProcessPoll = true; break;
             default: throw new ArgumentException($"unknown option {a}");
         }
     }
@@ -118,7 +121,8 @@ if (o.Sink)
 }
 else if (o.InProcess)
 {
-    var cl = Target.Configuration.CommandLine.Parse(["--listen", "127.0.0.1:0", "--namespace", "memory:1G", "--api", "off"]);
+    string[] args0 = ["--listen", "127.0.0.1:0", "--namespace", "memory:1G", "--api", "off", "--probes", "off"];
+    var cl = Target.Configuration.CommandLine.Parse(inProcessPoll ? [.. args0, "--poll"] : args0);
     if (cl.Errors.Count > 0) throw new InvalidOperationException(string.Join("; ", cl.Errors));
     host = await Target.TargetHost.StartAsync(cl.Config, NullLoggerFactory.Instance, api: cl.Api, telemetry: cl.Telemetry);
     o.Target = host.Endpoints[0];
