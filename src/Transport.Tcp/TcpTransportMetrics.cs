@@ -49,9 +49,19 @@ public sealed class TcpTransportMetrics : IDisposable
         m.CreateObservableCounter("nvmet.tcp.deadlines.expired", () => Enum.GetValues<TcpDeadline>().Select(d =>
                 new Measurement<long>(Interlocked.Read(ref _deadlines[(int)d]), new KeyValuePair<string, object?>("deadline", d.ToString().ToLowerInvariant()))),
             "{connection}", "Connections closed for a missed deadline: connect (ICReq and Connect after accept), pdu (a started PDU), r2t (the data after an R2T)");
+        m.CreateObservableUpDownCounter("nvmet.tcp.reactor.connections", () => PerReactor(r => (long)r.Count), "{connection}",
+            "Connections each reactor thread of the polling mode (--poll) serves");
+        m.CreateObservableCounter("nvmet.tcp.reactor.busy", () => PerReactor(r => r.BusySeconds), "s",
+            "Time each reactor thread of the polling mode spent polling instead of blocked: with traffic, the CPU it costs");
         m.CreateObservableCounter("nvmet.tcp.buffer_waits", () => Interlocked.Read(ref BufferWaits), "{command}",
             "Commands that waited for a data buffer because the data buffer budget was spent");
     }
+
+    /// <summary>The polling mode's reactors, set by the server that owns them (none in the event-driven mode).</summary>
+    internal IReadOnlyList<Net.PollingReactor> Reactors { get; set; } = [];
+
+    private IEnumerable<Measurement<T>> PerReactor<T>(Func<Net.PollingReactor, T> value) where T : struct =>
+        Reactors.Select(r => new Measurement<T>(value(r), new KeyValuePair<string, object?>("reactor", r.Index.ToString(System.Globalization.CultureInfo.InvariantCulture))));
 
     /// <summary>Null for <see cref="Detached"/>.</summary>
     public Meter? Meter { get; }

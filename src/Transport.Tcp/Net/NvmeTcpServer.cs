@@ -43,6 +43,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         _reactors = options.Polling is { } polling
             ? [.. Enumerable.Range(0, Math.Max(1, polling.Reactors)).Select(i => new PollingReactor(i, polling))]
             : [];
+        if (_reactors.Length > 0 && metrics != null) _metrics.Reactors = _reactors; // not on the shared Detached instance
     }
 
     /// <summary>Connections per reactor thread (empty in the event-driven default).</summary>

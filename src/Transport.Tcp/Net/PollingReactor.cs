@@ -37,13 +37,34 @@ internal sealed class PollingReactor : IDisposable
     private readonly int? _cpu;
     private readonly long _idleTicks;
     private volatile bool _stopped;
+    private readonly Lock _timeLock = new();
+    private readonly long _started = Stopwatch.GetTimestamp();
+    private long _blockedTicks, _waitingSince;
 
     public PollingReactor(int index, PollingOptions options)
     {
+        Index = index;
         _cpu = options.Cpus.Count > 0 ? options.Cpus[index % options.Cpus.Count] : null;
         _idleTicks = (long)(options.IdleTime.TotalSeconds * Stopwatch.Frequency);
         _thread = new Thread(Run) { IsBackground = true, Name = $"NVMe/TCP reactor {index}" };
         _thread.Start();
+    }
+
+    public int Index { get; }
+
+    /// <summary>Seconds this reactor's thread has spent polling rather than blocked in poll(2) since it started:
+    /// with traffic flowing, the CPU the polling mode costs (monotonic).</summary>
+    public double BusySeconds
+    {
+        get
+        {
+            lock (_timeLock)
+            {
+                long now = Stopwatch.GetTimestamp();
+                long blocked = _blockedTicks + (_waitingSince != 0 ? now - _waitingSince : 0);
+                return (double)(now - _started - blocked) / Stopwatch.Frequency;
+            }
+        }
     }
 
     /// <summary>Connections this reactor serves right now.</summary>
@@ -81,7 +102,14 @@ internal sealed class PollingReactor : IDisposable
             if (data) { lastData = Stopwatch.GetTimestamp(); continue; }
             if (Stopwatch.GetTimestamp() - lastData < _idleTicks) continue; // keep spinning: the next PDU is near
             // Idle: block. Spin again only when woken by a readable socket or a new connection, not by the timeout.
-            if (WaitForData()) lastData = Stopwatch.GetTimestamp();
+            lock (_timeLock) _waitingSince = Stopwatch.GetTimestamp();
+            bool woken = WaitForData();
+            lock (_timeLock)
+            {
+                _blockedTicks += Stopwatch.GetTimestamp() - _waitingSince;
+                _waitingSince = 0;
+            }
+            if (woken) lastData = Stopwatch.GetTimestamp();
         }
     }
 

@@ -62,11 +62,36 @@ public sealed class PollingModeTests(ITestOutputHelper output)
                 }
             });
             await Task.WhenAll(writes);
+
+            // The metrics show the spread and the time the reactors spent polling, which only grows.
+            var text = target.Host.Metrics.Collect();
+            Assert.Contains("nvmet_tcp_reactor_connections{reactor=\"0\"} 2\n", text);
+            Assert.Contains("nvmet_tcp_reactor_connections{reactor=\"1\"} 2\n", text);
+            double busy0 = Sample(text, "nvmet_tcp_reactor_busy_seconds_total{reactor=\"0\"}");
+            Assert.True(busy0 > 0, $"reactor 0 busy {busy0} s after serving I/O");
+            await Task.Delay(50);
+            double again = Sample(target.Host.Metrics.Collect(), "nvmet_tcp_reactor_busy_seconds_total{reactor=\"0\"}");
+            Assert.True(again >= busy0, $"busy time went back from {busy0} to {again}");
         }
         finally { await host.DisposeAsync(); }
         Assert.True(await Poll.UntilAsync(() => target.Host.ReactorConnections.Sum() == 0, TimeSpan.FromSeconds(10)),
             $"reactors still hold {string.Join(",", target.Host.ReactorConnections)} connections");
         Assert.True(await Poll.UntilAsync(() => target.Host.ConnectionCount == 0, TimeSpan.FromSeconds(10)));
+    }
+
+    private static double Sample(string exposition, string series)
+    {
+        var line = exposition.Split('\n').Single(l => l.StartsWith(series + " ", StringComparison.Ordinal));
+        return double.Parse(line[(series.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public async Task TheEventDrivenDefault_HasNoReactors()
+    {
+        await using var target = await TestTarget.StartAsync(output);
+        await using var host = await target.ConnectWithIoAsync(1);
+        Assert.Empty(target.Host.ReactorConnections);
+        Assert.DoesNotContain("nvmet_tcp_reactor_connections{", target.Host.Metrics.Collect());
     }
 
     [Fact]
