@@ -205,12 +205,17 @@ public sealed class TargetHost : IAsyncDisposable
     }
 
     /// <summary>The polling mode's transport settings, or null when it is off.</summary>
-    public static PollingOptions? Polling(PollingConfig? p) => p is { Enabled: true } ? new PollingOptions
+    public static PollingOptions? Polling(PollingConfig? p)
     {
-        Reactors = p.Reactors ?? 1,
-        Cpus = p.Cpus ?? [],
-        IdleTime = TimeSpan.FromMicroseconds(p.IdleMicroseconds ?? 10_000),
-    } : null;
+        if (p is not { Enabled: true }) return null;
+        var d = new PollingOptions(); // the defaults live there
+        return new PollingOptions
+        {
+            Reactors = p.Reactors ?? d.Reactors,
+            Cpus = p.Cpus ?? d.Cpus,
+            IdleTime = p.IdleMicroseconds is int us ? TimeSpan.FromMicroseconds(us) : d.IdleTime,
+        };
+    }
 
     /// <summary>The NVMe/TCP settings of a validated configuration: in-capsule data, MAXH2CDATA, C2HData SUCCESS, and the
     /// bounds (connections, deadlines, keep-alive).</summary>

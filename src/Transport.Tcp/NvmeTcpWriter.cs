@@ -188,13 +188,14 @@ internal sealed class NvmeTcpWriter
             return Outcome.Continue;
         }
         ref readonly var cqe = ref req.Cqe;
+        bool external = false;
         if (req.Direction == DataDirection.ControllerToHost && cqe.Status == NvmeStatus.Success && req.DataLength > 0)
         {
             // C2HData SUCCESS (no CapsuleResp) is only allowed when the host disabled SQ flow control, and only
             // carries an all-zero result.
             bool success = _sqFlowControlDisabled && _c2hSuccessAllowed && cqe.Result == 0;
             var data = req.Data;
-            bool external = _external != null && data.Length >= ExternalDataThreshold;
+            external = _external != null && data.Length >= ExternalDataThreshold;
             for (int offset = 0; offset < data.Length; offset += _maxC2HData)
             {
                 int n = Math.Min(_maxC2HData, data.Length - offset);
@@ -209,16 +210,12 @@ internal sealed class NvmeTcpWriter
                 else PduWriter.WriteC2HData(_output, cqe.CommandId, (uint)offset, chunk.Span, last, last && success, _hdgst, _ddgst, _hpda);
             }
             if (!success) PduWriter.WriteCapsuleResp(_output, cqe, _hdgst);
-            // Counted before the flush that lets the host see the answer (and send the next command in its place).
-            Volatile.Write(ref _responsesWritten, _responsesWritten + 1);
-            if (external) _recycleAfterFlush.Add(req); // its buffer is on the wire until the flush completes
-            else _owner.Recycle(req);
-            return closeAfter ? Outcome.CloseAfterBatch : Outcome.Continue;
         }
-        PduWriter.WriteCapsuleResp(_output, cqe, _hdgst);
+        else PduWriter.WriteCapsuleResp(_output, cqe, _hdgst);
         // Counted before the flush that lets the host see the answer (and send the next command in its place).
         Volatile.Write(ref _responsesWritten, _responsesWritten + 1);
-        _owner.Recycle(req);
+        if (external) _recycleAfterFlush.Add(req); // its buffer is on the wire until the flush completes
+        else _owner.Recycle(req);
         // Disconnect: the rest of this batch still goes out (as it always did), then the connection closes.
         return closeAfter ? Outcome.CloseAfterBatch : Outcome.Continue;
     }

@@ -226,15 +226,17 @@ public sealed class NvmeTcpServer : IAsyncDisposable
     private sealed class Connection : IDuplexPipe
     {
         private readonly Socket _socket;
-        private readonly NetworkStream _stream;
+        private readonly NetworkStream? _stream; // the event-driven input reads through it; the polling mode has none
         private int _closed;
 
         public Connection(Socket socket, BlockMemoryPool pool, PollingReactor? reactor)
         {
             _socket = socket;
-            _stream = new NetworkStream(socket, ownsSocket: false);
             if (reactor is null)
+            {
+                _stream = new NetworkStream(socket, ownsSocket: false);
                 Input = PipeReader.Create(_stream, new StreamPipeReaderOptions(pool, bufferSize: BlockSize, minimumReadSize: 4096, leaveOpen: true));
+            }
             else
             {
                 // The polling mode: the reactor receives from the non-blocking socket into a pipe and runs the queue.
@@ -256,7 +258,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             if (Interlocked.Exchange(ref _closed, 1) != 0) return;
             try { _socket.Shutdown(SocketShutdown.Both); }
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
-            _stream.Dispose();
+            _stream?.Dispose();
             _socket.Dispose();
         }
 
@@ -266,7 +268,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             if (Interlocked.Exchange(ref _closed, 1) != 0) return;
             try { _socket.LingerState = new LingerOption(true, 0); }
             catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
-            _stream.Dispose();
+            _stream?.Dispose();
             _socket.Dispose();
         }
     }

@@ -103,9 +103,7 @@ internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter
         }
         finally
         {
-            foreach (var owner in _owners) owner.Dispose();
-            _owners.Clear();
-            _segments.Clear();
+            ReleaseSent();
             _unflushed = 0;
         }
         return new FlushResult(isCanceled: false, isCompleted: false);
@@ -130,10 +128,16 @@ internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter
         _completed = true;
         _current?.Dispose();
         _current = null;
+        ReleaseSent();
+        _send.Dispose();
+    }
+
+    /// <summary>The committed blocks go back to the pool and the send list empties (after a send, or unsent at the end).</summary>
+    private void ReleaseSent()
+    {
         foreach (var owner in _owners) owner.Dispose();
         _owners.Clear();
         _segments.Clear();
-        _send.Dispose();
     }
 
     /// <summary>One reusable send: a SocketAsyncEventArgs whose completion is a ValueTask (no allocation per send).</summary>
