@@ -181,7 +181,7 @@ public sealed class FabricQueue
     private void RecordError(NvmeRequest req, NvmeStatus status)
     {
         var sub = Controller?.Subsystem;
-        if (QueueId != 0 && sub?.GetNamespace(req.Sqe.Nsid) is { } ns) Record(req, ns, status);
+        if (QueueId != 0 && sub?.GetNamespace(req.Sqe.Nsid, Controller!.HostNqn) is { } ns) Record(req, ns, status);
         else Target.Metrics.RecordCommandError(sub?.Nqn ?? "", status);
     }
 
@@ -198,6 +198,21 @@ public sealed class FabricQueue
         if (Volatile.Read(ref _closed) != 0) return;
         Interlocked.Increment(ref Target.Metrics.AsyncEventsSent);
         Complete(req, NvmeStatus.Success);
+    }
+
+    /// <summary>Completes an admin command that finishes later (Namespace Attachment waits for a drain) unless the queue
+    /// is gone by then.</summary>
+    internal async Task CompleteWhenDone(NvmeRequest req, Task<NvmeStatus> pending)
+    {
+        NvmeStatus status;
+        try { status = await pending.ConfigureAwait(false); }
+        catch (Exception e)
+        {
+            status = NvmeStatus.InternalError;
+            if (Controller is { } c) Target.Log.NamespaceAttachmentFailed(c.Cntlid, c.HostNqn, c.Subsystem.Nqn, e.Message);
+        }
+        if (Volatile.Read(ref _closed) != 0) return;
+        Complete(req, status);
     }
 
     /// <summary>The transport connection ended: unbind from the controller (the admin queue takes the

@@ -206,4 +206,12 @@ internal static partial class CoreLog
 
     [LoggerMessage(EventId = 105, Level = LogLevel.Debug, Message = "Controller {Cntlid}: I/O queue {Qid} connected (size {Size})")]
     public static partial void IoQueueConnected(this ILogger log, ushort cntlid, ushort qid, int size);
+
+    [LoggerMessage(EventId = 120, Level = LogLevel.Information,
+        Message = "Namespace Attachment from controller {Cntlid} (host {HostNqn}) on {SubNqn}: {Action} NSID {Nsid} answered {Status}")]
+    public static partial void NamespaceAttachment(this ILogger log, ushort cntlid, string hostNqn, string subNqn, string action, uint nsid, string status);
+
+    [LoggerMessage(EventId = 121, Level = LogLevel.Warning,
+        Message = "Namespace Attachment from controller {Cntlid} (host {HostNqn}) on {SubNqn} failed: {Error}")]
+    public static partial void NamespaceAttachmentFailed(this ILogger log, ushort cntlid, string hostNqn, string subNqn, string error);
 }

@@ -305,5 +305,16 @@ internal static class Cmd
 
     public static SubmissionQueueEntry Flush(uint nsid) => Sqe(IoOpcode.Flush, nsid);
 
+    /// <summary>Namespace Attachment: SEL 0 attach / 1 detach, the controller list as its 4096-byte data.</summary>
+    public static (SubmissionQueueEntry Sqe, byte[] Data) NamespaceAttachment(uint nsid, bool detach, params ushort[] cntlids)
+    {
+        var s = Sqe(AdminOpcode.NamespaceAttachment, nsid).WithData(4096, SglDescriptor.InCapsuleOffset);
+        s.Cdw10 = detach ? 1u : 0u;
+        var data = new byte[4096];
+        BinaryPrimitives.WriteUInt16LittleEndian(data, (ushort)cntlids.Length);
+        for (int i = 0; i < cntlids.Length; i++) BinaryPrimitives.WriteUInt16LittleEndian(data.AsSpan(2 + 2 * i), cntlids[i]);
+        return (s, data);
+    }
+
     public static SubmissionQueueEntry Raw(byte opcode, uint nsid = 0, uint sglLength = 0) => Sqe(opcode, nsid).WithData(sglLength);
 }

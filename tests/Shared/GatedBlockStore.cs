@@ -53,7 +53,9 @@ public sealed class GatedBlockStore(long length) : IBlockStore
         return default;
     }
 
-    public ValueTask FlushAsync() { Check(); return default; }
+    /// <summary>Flushes asked of the store.</summary>
+    public int Flushes;
+    public ValueTask FlushAsync() { Check(); Interlocked.Increment(ref Flushes); return default; }
 
     public ValueTask ZeroAsync(long offset, long length, bool deallocate)
     {

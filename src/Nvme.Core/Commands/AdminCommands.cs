@@ -28,12 +28,15 @@ internal static partial class AdminCommands
                 return TransferLength(req, 0);
             case AdminOpcode.Abort:
                 return c.IsDiscovery ? NvmeStatus.InvalidOpcode : TransferLength(req, 0);
+            case AdminOpcode.NamespaceAttachment:
+                return c.IsDiscovery ? NvmeStatus.InvalidOpcode : TransferLength(req, ControllerListSize);
             default:
                 return NvmeStatus.InvalidOpcode;
         }
     }
 
     private const int IdentifyDataSize = 4096;
+    private const int ControllerListSize = 4096;
 
     /// <summary>NUMD (CDW10 bits 31:16, CDW11 bits 15:0, 0's based) in bytes.</summary>
     private static long LogPageLength(in SubmissionQueueEntry sqe) => ((((long)(sqe.Cdw11 & 0xFFFF) << 16) | (sqe.Cdw10 >> 16)) + 1) * 4;
@@ -57,6 +60,8 @@ internal static partial class AdminCommands
             case AdminOpcode.Abort:
                 req.Cqe.Dword0 = 1; // bit 0 set: command not aborted (as the kernel target answers)
                 return NvmeStatus.Success;
+            case AdminOpcode.NamespaceAttachment:
+                return NamespaceAttachment(q, c, req, out parked);
             case AdminOpcode.AsyncEventRequest:
                 if (!c.AsyncEvents.TryPark(req, out var now)) return NvmeStatus.AsyncEventRequestLimitExceeded;
                 if (now is uint dword0)
@@ -70,6 +75,49 @@ internal static partial class AdminCommands
             default:
                 return NvmeStatus.InvalidOpcode;
         }
+    }
+
+    // ---- Namespace Attachment (NVMe base spec 5.20) ----
+
+    /// <summary>
+    /// Attach (SEL 0) or detach (SEL 1) the namespace in NSID to or from the controllers in the data's controller list.
+    /// Only a host holding the privilege (<see cref="Subsystem.MayAttachNamespaces"/>) may, and only for its own
+    /// controllers (Access Denied otherwise); the change belongs to the host NQN (see
+    /// <see cref="Subsystem.ChangeAttachmentAsync"/>). A detach drains the host's in-flight I/O first, so the command
+    /// completes later, from the drain.
+    /// </summary>
+    private static NvmeStatus NamespaceAttachment(FabricQueue q, Controller c, NvmeRequest req, out bool parked)
+    {
+        parked = false;
+        uint sel = req.Sqe.Cdw10 & 0xF;
+        uint nsid = req.Sqe.Nsid;
+        if (!c.Subsystem.MayAttachNamespaces(c.HostNqn)) return Logged(c, sel, nsid, NvmeStatus.AccessDenied);
+        if (sel > 1) return NvmeStatus.InvalidField;
+        if (nsid == 0 || nsid == 0xFFFFFFFF || nsid > c.Target.Limits.MaxNamespaces) return NvmeStatus.InvalidNamespaceOrFormat;
+        var list = req.DataSpan;
+        int count = BinaryPrimitives.ReadUInt16LittleEndian(list);
+        if (count is 0 or > 2047) return NvmeStatus.ControllerListInvalid;
+        for (int i = 0; i < count; i++)
+        {
+            ushort id = BinaryPrimitives.ReadUInt16LittleEndian(list[(2 + 2 * i)..]);
+            if (c.Subsystem.FindController(id) is not { } other) return NvmeStatus.ControllerListInvalid;
+            if (other.HostNqn != c.HostNqn) return Logged(c, sel, nsid, NvmeStatus.AccessDenied); // only its own controllers
+        }
+        var pending = LogWhenDone(c, sel, nsid, c.Subsystem.RequestAttachmentAsync(nsid, c.HostNqn, attach: sel == 0));
+        if (pending.IsCompletedSuccessfully) return pending.Result;
+        parked = true; // not an event wait (IsParked stays false): the answer follows the drain
+        _ = q.CompleteWhenDone(req, pending);
+        return NvmeStatus.Success;
+    }
+
+    private static async Task<NvmeStatus> LogWhenDone(Controller c, uint sel, uint nsid, Task<NvmeStatus> pending) =>
+        Logged(c, sel, nsid, await pending.ConfigureAwait(false));
+
+    private static NvmeStatus Logged(Controller c, uint sel, uint nsid, NvmeStatus status)
+    {
+        c.Target.Log.NamespaceAttachment(c.Cntlid, c.HostNqn, c.Subsystem.Nqn, sel == 0 ? "attach" : sel == 1 ? "detach" : $"SEL {sel}", nsid,
+            status == NvmeStatus.Success ? "Success" : status.ToString());
+        return status;
     }
 
     /// <summary>Copies a structure built in scratch space to the request's data, cut to the transfer length.</summary>

@@ -4,7 +4,8 @@ using Nvme.Core.Spec;
 
 namespace Nvme.Core.Commands;
 
-/// <summary>Identify (NVMe base spec 5.17): CNS 00, 01, 02, 03, 05, 06, 08.</summary>
+/// <summary>Identify (NVMe base spec 5.17): CNS 00, 01, 02, 03, 05, 06, 08, 12, 13. Namespaces are as the asking
+/// controller's host sees them (masking): a namespace it does not see is an inactive NSID.</summary>
 internal static partial class AdminCommands
 {
     private static NvmeStatus Identify(Controller c, NvmeRequest req)
@@ -27,11 +28,11 @@ internal static partial class AdminCommands
                 {
                     if (nsid == 0 || (nsid > c.Target.Limits.MaxNamespaces && nsid != 0xFFFFFFFF)) return NvmeStatus.InvalidNamespaceOrFormat;
                     if (cns == IdentifyCns.IoCommandSetNamespace && csi != 0) return NvmeStatus.InvalidField;
-                    var ns = c.Subsystem.GetNamespace(nsid);
+                    var ns = c.Subsystem.GetNamespace(nsid, c.HostNqn);
                     if (ns is null)
                     {
-                        // An allocated-but-inactive NSID reads as zeros (NVMe base spec 5.17.2.1); the descriptor
-                        // list has nothing to describe.
+                        // An allocated-but-inactive NSID (a masked one too) reads as zeros (NVMe base spec 5.17.2.1); the
+                        // descriptor list has nothing to describe (kernel nvmet: Invalid Namespace for an NSID it cannot find).
                         if (cns == IdentifyCns.NamespaceDescriptorList) return NvmeStatus.InvalidNamespaceOrFormat;
                         break;
                     }
@@ -45,13 +46,26 @@ internal static partial class AdminCommands
                 {
                     if (nsid >= 0xFFFFFFFE) return NvmeStatus.InvalidNamespaceOrFormat;
                     int i = 0;
-                    foreach (var id in c.Subsystem.ActiveNsids(nsid))
+                    foreach (var id in c.Subsystem.ActiveNsids(c.HostNqn, nsid))
                     {
                         if (i == 1024) break;
                         WriteU32(page, 4 * i++, id);
                     }
                     break;
                 }
+            case IdentifyCns.AttachedControllerList:
+                {
+                    if (nsid == 0 || nsid == 0xFFFFFFFF || nsid > c.Target.Limits.MaxNamespaces) return NvmeStatus.InvalidNamespaceOrFormat;
+                    // The controllers whose host sees the namespace. A host that neither sees it nor may attach it learns
+                    // nothing of it: an empty list, as for an NSID that is not allocated.
+                    var ns = c.Subsystem.GetNamespace(nsid);
+                    if (ns is null || (!ns.IsVisibleTo(c.HostNqn) && !c.Subsystem.MayAttachNamespaces(c.HostNqn))) break;
+                    FillControllerList(page, c.Subsystem.Controllers.Where(x => ns.IsVisibleTo(x.HostNqn)), (ushort)(req.Sqe.Cdw10 >> 16));
+                    break;
+                }
+            case IdentifyCns.ControllerList:
+                FillControllerList(page, c.Subsystem.Controllers, (ushort)(req.Sqe.Cdw10 >> 16));
+                break;
             case IdentifyCns.IoCommandSetController:
                 // NVM command set specific controller data: no VSL/WZSL/DMRL limits beyond MDTS; all zero.
                 if (csi != 0) return NvmeStatus.InvalidField;
@@ -61,6 +75,15 @@ internal static partial class AdminCommands
         }
         Transfer(req, page);
         return NvmeStatus.Success;
+    }
+
+    /// <summary>A Controller List (NVMe base spec 4.7, "Controller List"): the number of identifiers, then up to 2047
+    /// CNTLIDs in ascending order, those at least <paramref name="from"/> (CDW10.CNTID).</summary>
+    private static void FillControllerList(Span<byte> page, IEnumerable<Controller> controllers, ushort from)
+    {
+        var ids = controllers.Where(x => !x.IsDestroyed && x.Cntlid >= from).Select(x => x.Cntlid).Order().Take(2047).ToArray();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(page, (ushort)ids.Length);
+        for (int i = 0; i < ids.Length; i++) System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(page[(2 + 2 * i)..], ids[i]);
     }
 
     private static void FillController(Controller c, Span<byte> page)

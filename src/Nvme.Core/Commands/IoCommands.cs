@@ -25,12 +25,12 @@ internal static class IoCommands
                     long bytes = (long)sqe.BlockCount << ns.BlockShift;
                     if (bytes > q.Limits.MaxTransferBytes) return NvmeStatus.InvalidField; // beyond MDTS
                     if (sqe.Sgl.Length != bytes) return NvmeStatus.DataSglLengthInvalid;
-                    return AcquireInRange(ns, req, sqe.StartingLba, sqe.BlockCount);
+                    return AcquireInRange(ns, c, req, sqe.StartingLba, sqe.BlockCount);
                 }
             case IoOpcode.WriteZeroes:
                 {
                     var ns = c.Subsystem.GetNamespace(sqe.Nsid);
-                    return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : AcquireInRange(ns, req, sqe.StartingLba, sqe.BlockCount);
+                    return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : AcquireInRange(ns, c, req, sqe.StartingLba, sqe.BlockCount);
                 }
             case IoOpcode.DatasetManagement:
                 {
@@ -38,13 +38,13 @@ internal static class IoCommands
                     if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
                     int ranges = (int)(sqe.Cdw10 & 0xFF) + 1;
                     if (req.Direction != DataDirection.HostToController || req.DataLength < ranges * 16) return NvmeStatus.DataSglLengthInvalid;
-                    return Acquire(ns, req);
+                    return Acquire(ns, c, req);
                 }
             case IoOpcode.Flush:
                 {
                     if (sqe.Nsid == 0xFFFFFFFF) return NvmeStatus.Success; // every namespace, see ExecuteAsync
                     var ns = c.Subsystem.GetNamespace(sqe.Nsid);
-                    return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : Acquire(ns, req);
+                    return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : Acquire(ns, c, req);
                 }
             default:
                 return NvmeStatus.InvalidOpcode;
@@ -54,9 +54,9 @@ internal static class IoCommands
     /// <summary>Takes the in-flight reference first, then checks the range: a forced shrink sets the new size
     /// and then waits for requests admitted earlier, so whatever passes this check completes before the store
     /// lets go of the space.</summary>
-    private static NvmeStatus AcquireInRange(Namespace ns, NvmeRequest req, ulong slba, uint blocks)
+    private static NvmeStatus AcquireInRange(Namespace ns, Controller c, NvmeRequest req, ulong slba, uint blocks)
     {
-        var status = Acquire(ns, req);
+        var status = Acquire(ns, c, req);
         if (status != NvmeStatus.Success) return status;
         ulong count = ns.BlockCount;
         if (slba < count && blocks <= count - slba) return NvmeStatus.Success;
@@ -65,10 +65,18 @@ internal static class IoCommands
         return NvmeStatus.LbaOutOfRange;
     }
 
-    private static NvmeStatus Acquire(Namespace ns, NvmeRequest req)
+    /// <summary>Takes the in-flight reference, then checks the mask: masking a host out changes the visibility and then
+    /// waits for the requests admitted earlier, so a request that passes here either finishes before the host is told
+    /// the namespace is gone or was admitted after the change and sees it (the same order as the range check).</summary>
+    private static NvmeStatus Acquire(Namespace ns, Controller c, NvmeRequest req)
     {
         // Removal stops admitting first: a request that loses this race sees the namespace as gone.
         if (!ns.TryAcquire(out req.NamespaceEpoch)) return NvmeStatus.InvalidNamespaceOrFormat;
+        if (!ns.IsVisibleTo(c.HostNqn))
+        {
+            ns.Release(req.NamespaceEpoch); // masked for this host: an inactive NSID, as for a removed namespace
+            return NvmeStatus.InvalidNamespaceOrFormat;
+        }
         req.Namespace = ns;
         return NvmeStatus.Success;
     }
@@ -132,6 +140,7 @@ internal static class IoCommands
                     foreach (var each in q.Controller!.Subsystem.Namespaces)
                     {
                         if (!each.TryAcquire(out int epoch)) continue;
+                        if (!each.IsVisibleTo(q.Controller.HostNqn)) { each.Release(epoch); continue; } // masked: not this host's
                         try { await each.Store.FlushAsync().ConfigureAwait(false); }
                         finally { each.Release(epoch); }
                     }

@@ -65,10 +65,10 @@ internal static partial class AdminCommands
     {
         ref var log = ref MemoryMarshal.AsRef<SmartHealthLog>(page);
         IEnumerable<Namespace> namespaces;
-        if (nsid is 0 or 0xFFFFFFFF) namespaces = c.Subsystem.Namespaces;
+        if (nsid is 0 or 0xFFFFFFFF) namespaces = c.Subsystem.Namespaces.Where(n => n.IsVisibleTo(c.HostNqn)); // the host's own namespaces
         else
         {
-            var ns = c.Subsystem.GetNamespace(nsid);
+            var ns = c.Subsystem.GetNamespace(nsid, c.HostNqn);
             if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
             namespaces = [ns];
         }
@@ -101,6 +101,9 @@ internal static partial class AdminCommands
         foreach (var op in new[] { AdminOpcode.GetLogPage, AdminOpcode.Identify, AdminOpcode.Abort, AdminOpcode.SetFeatures,
                      AdminOpcode.GetFeatures, AdminOpcode.AsyncEventRequest, AdminOpcode.KeepAlive })
             WriteU32(page, op * 4, Csupp);
+        // Namespace Attachment changes the namespace inventory: the Linux host rescans right after the passthrough command
+        // (nvme detach-ns / attach-ns) instead of waiting for the event. No LBCC: it would make the host freeze all I/O.
+        WriteU32(page, AdminOpcode.NamespaceAttachment * 4, Csupp | CommandEffectsLog.NamespaceCapabilityChange | CommandEffectsLog.NamespaceInventoryChange);
         WriteU32(page, CommandEffectsLog.IoOffset + IoOpcode.Flush * 4, Csupp);
         WriteU32(page, CommandEffectsLog.IoOffset + IoOpcode.Read * 4, Csupp);
         foreach (var op in new[] { IoOpcode.Write, IoOpcode.WriteZeroes, IoOpcode.DatasetManagement })

@@ -50,6 +50,20 @@ public sealed class Namespace
     public NamespaceIds Ids { get; }
     public NamespaceCounters Counters { get; } = new();
 
+    private NamespaceVisibility _visibility = NamespaceVisibility.Auto;
+
+    /// <summary>Which hosts have this namespace in their controllers' active lists (read lock-free on the I/O path).
+    /// Set it before attaching; while attached, <see cref="Subsystem.SetNamespaceVisibilityAsync"/> changes it with
+    /// the events and the drain.</summary>
+    public NamespaceVisibility Visibility
+    {
+        get => Volatile.Read(ref _visibility);
+        set => Volatile.Write(ref _visibility, value ?? throw new ArgumentNullException(nameof(value)));
+    }
+
+    /// <summary>Whether controllers of <paramref name="hostNqn"/> see this namespace (masking).</summary>
+    public bool IsVisibleTo(string hostNqn) => Visibility.Allows(hostNqn);
+
     /// <summary>Requests that hold this namespace right now.</summary>
     public int InFlight => Volatile.Read(ref _inflight[0]) + Volatile.Read(ref _inflight[1]);
     public bool IsAdmitting => _admitting;
@@ -77,7 +91,8 @@ public sealed class Namespace
     }
 
     /// <summary>Waits until every request admitted before this call has released (new ones keep flowing).
-    /// Callers serialise (the management gate does); used by a forced shrink after the new size is in place.</summary>
+    /// Callers serialise (the management gate does); used by a forced shrink after the new size is in place, and by
+    /// masking after a host lost the namespace (its requests check the mask after they took their reference).</summary>
     internal async Task<bool> WaitForEarlierRequestsAsync(TimeSpan timeout)
     {
         int old = Volatile.Read(ref _epoch);

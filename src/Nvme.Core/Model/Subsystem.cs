@@ -122,7 +122,8 @@ public sealed partial class Subsystem
     /// <summary>Active NSIDs in ascending order greater than <paramref name="after"/>.</summary>
     public IEnumerable<uint> ActiveNsids(uint after = 0) => Volatile.Read(ref _namespaces).Keys.Where(n => n > after);
 
-    /// <summary>Attaches a namespace and tells every controller (changed list + async event).</summary>
+    /// <summary>Attaches a namespace and tells every controller whose host sees it (<see cref="Namespace.Visibility"/>):
+    /// changed list + async event.</summary>
     public void AttachNamespace(Namespace ns)
     {
         if (Kind == SubsystemKind.Discovery) throw new InvalidOperationException("the discovery subsystem has no namespaces");
@@ -133,11 +134,11 @@ public sealed partial class Subsystem
             _namespaces = _namespaces.Add(ns.Nsid, ns);
             ctrls = [.. _controllers.Values];
         }
-        foreach (var c in ctrls) c.NotifyNamespaceChanged(ns.Nsid);
+        NotifySeeing(ctrls, ns);
     }
 
-    /// <summary>Detaches a namespace from every controller and sends the events. The caller drains and
-    /// disposes it (see <see cref="Namespace.StopAndDrainAsync"/>).</summary>
+    /// <summary>Detaches a namespace from every controller and sends the events to those that saw it. The caller
+    /// drains and disposes it (see <see cref="Namespace.StopAndDrainAsync"/>).</summary>
     public Namespace? DetachNamespace(uint nsid)
     {
         Namespace? ns;
@@ -148,7 +149,7 @@ public sealed partial class Subsystem
             _namespaces = _namespaces.Remove(nsid);
             ctrls = [.. _controllers.Values];
         }
-        foreach (var c in ctrls) c.NotifyNamespaceChanged(nsid);
+        NotifySeeing(ctrls, ns);
         return ns;
     }
 
@@ -226,7 +227,149 @@ public sealed partial class Subsystem
         }
         Controller[] ctrls;
         lock (_lock) ctrls = [.. _controllers.Values];
-        foreach (var c in ctrls) c.NotifyNamespaceChanged(nsid);
+        NotifySeeing(ctrls, ns);
+    }
+
+    /// <summary>The namespace event for the controllers whose host sees <paramref name="ns"/>; the others get nothing.</summary>
+    private static void NotifySeeing(Controller[] ctrls, Namespace ns)
+    {
+        var visibility = ns.Visibility;
+        foreach (var c in ctrls)
+            if (visibility.Allows(c.HostNqn)) c.NotifyNamespaceChanged(ns.Nsid);
+    }
+
+    // ---- masking and in-band attachment ----
+
+    private readonly SemaphoreSlim _visibilityGate = new(1, 1);
+    private ImmutableSortedSet<string> _attachHosts = ImmutableSortedSet.Create<string>(StringComparer.Ordinal);
+
+    /// <summary>How long an in-band detach (Namespace Attachment) waits for the host's in-flight I/O when the host process
+    /// set no <see cref="InBandAttachment"/> handler.</summary>
+    public static readonly TimeSpan DefaultDrainTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The namespace of <paramref name="nsid"/> if controllers of <paramref name="hostNqn"/> have it in their
+    /// active list (it exists and its visibility allows the host), else null. Lock-free: safe on the I/O path.</summary>
+    public Namespace? GetNamespace(uint nsid, string hostNqn) =>
+        GetNamespace(nsid) is { } ns && ns.IsVisibleTo(hostNqn) ? ns : null;
+
+    /// <summary>The NSIDs in a controller of <paramref name="hostNqn"/>'s active list, ascending, greater than <paramref name="after"/>.</summary>
+    public IEnumerable<uint> ActiveNsids(string hostNqn, uint after = 0) =>
+        Volatile.Read(ref _namespaces).Where(e => e.Key > after && e.Value.IsVisibleTo(hostNqn)).Select(e => e.Key);
+
+    /// <summary>
+    /// Masking: changes which hosts see a namespace. For exactly the controllers whose host gains or loses it this is a
+    /// hot-plug: the NSID enters their Changed Namespace List and each gets one Namespace Attribute Changed event (as
+    /// their async event configuration and masking allow); other controllers get nothing. A host that loses it gets
+    /// Invalid Namespace for new I/O at once; its in-flight I/O drains first (up to <paramref name="drainTimeout"/>,
+    /// then what is left of it is aborted, as a hot-remove does), and only then are the events sent. Hosts added to the
+    /// list must be allowed on the subsystem. <paramref name="commit"/> (saving the configuration) runs before anything
+    /// is live; if it throws, nothing changed. Returns false when the drain timed out.
+    /// </summary>
+    public async Task<bool> SetNamespaceVisibilityAsync(uint nsid, NamespaceVisibility visibility, TimeSpan drainTimeout, Action? commit = null)
+    {
+        ArgumentNullException.ThrowIfNull(visibility);
+        await _visibilityGate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            var ns = GetNamespace(nsid) ?? throw new KeyNotFoundException($"namespace {nsid} does not exist in {Nqn}");
+            var old = ns.Visibility;
+            if (CheckMaskHosts(old, visibility) is string error) throw new ArgumentException(error, nameof(visibility));
+            commit?.Invoke();
+            if (old.Equals(visibility)) return true;
+            return await ApplyVisibilityAsync(ns, old, visibility, drainTimeout).ConfigureAwait(false);
+        }
+        finally { _visibilityGate.Release(); }
+    }
+
+    /// <summary>Why <paramref name="next"/> may not follow <paramref name="current"/> (a host added that the subsystem does
+    /// not allow, or a malformed NQN), or null. Hosts already listed are not checked again: a host removed from the
+    /// allowed hosts keeps its entry (see <see cref="NamespaceVisibility"/>).</summary>
+    public string? CheckMaskHosts(NamespaceVisibility current, NamespaceVisibility next)
+    {
+        foreach (var h in next.Hosts.Except(current.Hosts))
+        {
+            if (ValidateNqn(h) is string bad) return bad;
+            if (!IsHostAllowed(h))
+                return $"host {h} is not allowed on {Nqn}, so it cannot be given a namespace: allow it on the subsystem first";
+        }
+        return null;
+    }
+
+    private async Task<bool> ApplyVisibilityAsync(Namespace ns, NamespaceVisibility old, NamespaceVisibility next, TimeSpan drainTimeout)
+    {
+        ns.Visibility = next; // new I/O of a host that lost it fails from here on (checked after it took its reference)
+        Controller[] ctrls;
+        lock (_lock) ctrls = [.. _controllers.Values];
+        var lost = ctrls.Where(c => old.Allows(c.HostNqn) && !next.Allows(c.HostNqn)).ToArray();
+        var gained = ctrls.Where(c => !old.Allows(c.HostNqn) && next.Allows(c.HostNqn)).ToArray();
+        bool inTime = true;
+        if (lost.Length > 0)
+        {
+            // Every request admitted before the mask changed, of any host, finishes first (other hosts' I/O keeps
+            // flowing); a request admitted later saw the new mask and was refused.
+            inTime = await ns.WaitForEarlierRequestsAsync(drainTimeout).ConfigureAwait(false);
+            if (!inTime)
+                foreach (var c in lost)
+                    foreach (var q in c.Queues)
+                        q.Transport.AbortRequests(r => r.Namespace == ns, NvmeStatus.AbortRequested);
+        }
+        foreach (var c in lost) c.NotifyNamespaceChanged(ns.Nsid);
+        foreach (var c in gained) c.NotifyNamespaceChanged(ns.Nsid);
+        return inTime;
+    }
+
+    /// <summary>Host NQNs that may attach and detach namespaces to and from their own controllers with the Namespace
+    /// Attachment command (none by default). An entry stays when the host is removed from the allowed hosts.</summary>
+    public IReadOnlySet<string> NamespaceAttachHosts => Volatile.Read(ref _attachHosts);
+
+    /// <summary>Whether controllers of <paramref name="hostNqn"/> may use Namespace Attachment (never the empty host NQN).</summary>
+    public bool MayAttachNamespaces(string hostNqn) => hostNqn.Length != 0 && Volatile.Read(ref _attachHosts).Contains(hostNqn);
+
+    /// <summary>Grants or takes the in-band attachment privilege. Granting needs the host allowed on the subsystem.</summary>
+    public void SetNamespaceAttachHost(string hostNqn, bool allowed)
+    {
+        if (allowed)
+        {
+            if (ValidateNqn(hostNqn) is string bad) throw new ArgumentException(bad, nameof(hostNqn));
+            if (!IsHostAllowed(hostNqn)) throw new ArgumentException($"host {hostNqn} is not allowed on {Nqn}: allow it on the subsystem first", nameof(hostNqn));
+        }
+        lock (_lock) Volatile.Write(ref _attachHosts, allowed ? _attachHosts.Add(hostNqn) : _attachHosts.Remove(hostNqn));
+    }
+
+    /// <summary>Runs an in-band attach or detach where the host process serialises and persists changes (TargetManager sets
+    /// it: it calls <see cref="ChangeAttachmentAsync"/> with a commit that saves the configuration). Null: the change is
+    /// made in the model only, with <see cref="DefaultDrainTimeout"/>.</summary>
+    public Func<uint, string, bool, Task<NvmeStatus>>? InBandAttachment { get; set; }
+
+    internal Task<NvmeStatus> RequestAttachmentAsync(uint nsid, string hostNqn, bool attach) =>
+        InBandAttachment is { } handler ? handler(nsid, hostNqn, attach) : ChangeAttachmentAsync(nsid, hostNqn, attach, DefaultDrainTimeout);
+
+    /// <summary>
+    /// In-band attachment, mapped onto masking: controllers are created on every connect (dynamic model), so an
+    /// attachment belongs to the host NQN. Attach adds the host to a restricted namespace's list, detach removes it —
+    /// with the same events, drain and order as <see cref="SetNamespaceVisibilityAsync"/> (i.e. a hot-remove for that
+    /// host). Every controller of that host NQN is affected. An auto namespace is attached to every controller by the
+    /// operator's choice: attaching it answers Namespace Already Attached, detaching it Invalid Field.
+    /// <paramref name="commit"/> gets the new visibility to save before it goes live.
+    /// </summary>
+    public async Task<NvmeStatus> ChangeAttachmentAsync(uint nsid, string hostNqn, bool attach, TimeSpan drainTimeout,
+        Action<NamespaceVisibility>? commit = null)
+    {
+        await _visibilityGate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (GetNamespace(nsid) is not { } ns) return NvmeStatus.InvalidNamespaceOrFormat;
+            var old = ns.Visibility;
+            bool attached = old.Allows(hostNqn);
+            if (attach && attached) return NvmeStatus.NamespaceAlreadyAttached;
+            if (!attach && !attached) return NvmeStatus.NamespaceNotAttached;
+            if (!old.Restricted) return NvmeStatus.InvalidField; // auto: only the operator changes who sees it
+            var next = attach ? old.WithHost(hostNqn) : old.WithoutHost(hostNqn);
+            commit?.Invoke(next);
+            await ApplyVisibilityAsync(ns, old, next, drainTimeout).ConfigureAwait(false);
+            return NvmeStatus.Success;
+        }
+        finally { _visibilityGate.Release(); }
     }
 
     // ---- controllers ----

@@ -63,6 +63,10 @@ public static class CommandEffectsLog
     public const int IoOffset = 1024;
     public const uint CommandSupported = 1u << 0;
     public const uint LogicalBlockContentChange = 1u << 1;
+    /// <summary>NCC: the command may change namespace capabilities.</summary>
+    public const uint NamespaceCapabilityChange = 1u << 2;
+    /// <summary>NIC: the command may change the namespace inventory (the Linux host rescans after such a passthrough command).</summary>
+    public const uint NamespaceInventoryChange = 1u << 3;
 }
 
 /// <summary>TRTYPE values (NVMe over Fabrics spec 5.3, Figure "Discovery Log Page Entry"; also the error log's

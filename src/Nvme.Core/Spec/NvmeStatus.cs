@@ -39,10 +39,18 @@ public enum NvmeStatus : ushort
     ConnectControllerBusy = 0x181,
     ConnectInvalidParameters = 0x182 | Dnr,
     ConnectInvalidHost = 0x184 | Dnr,
+    /// <summary>Namespace Attachment: the namespace is already attached to a controller in the list.</summary>
+    NamespaceAlreadyAttached = 0x118 | Dnr,
+    /// <summary>Namespace Attachment: the namespace is not attached to a controller in the list.</summary>
+    NamespaceNotAttached = 0x11A | Dnr,
+    /// <summary>Namespace Attachment: the controller list is malformed or names a controller that does not exist.</summary>
+    ControllerListInvalid = 0x11C | Dnr,
 
     // Media errors (SCT 2)
     UnrecoveredReadError = 0x281,
     WriteFault = 0x280,
+    /// <summary>Access Denied (SCT 2h, SC 86h): the host lacks the right (here: the namespace attachment privilege).</summary>
+    AccessDenied = 0x286 | Dnr,
 
     /// <summary>Do Not Retry.</summary>
     Dnr = 0x4000,

@@ -9,6 +9,7 @@ public static class AdminOpcode
     public const byte SetFeatures = 0x09;
     public const byte GetFeatures = 0x0A;
     public const byte AsyncEventRequest = 0x0C;
+    public const byte NamespaceAttachment = 0x15;
     public const byte KeepAlive = 0x18;
     public const byte Fabrics = 0x7F;
 }
@@ -45,6 +46,10 @@ public static class IdentifyCns
     public const byte IoCommandSetController = 0x06;
     public const byte IoCommandSetActiveNamespaceList = 0x07;
     public const byte CommandSetIndependentNamespace = 0x08;
+    /// <summary>Controller list: the controllers attached to the namespace in NSID, CNTLID at least CDW10.CNTID.</summary>
+    public const byte AttachedControllerList = 0x12;
+    /// <summary>Controller list: every controller in the NVM subsystem, CNTLID at least CDW10.CNTID.</summary>
+    public const byte ControllerList = 0x13;
 }
 
 /// <summary>Log page identifiers.</summary>
