@@ -247,6 +247,7 @@ public sealed class TargetHost : IAsyncDisposable
         try
         {
             foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc, storage));
+            sub.RestoreNamespaceAttachHosts(sc.NamespaceAttachHosts ?? []);
         }
         catch
         {
@@ -255,6 +256,10 @@ public sealed class TargetHost : IAsyncDisposable
         }
         return sub;
     }
+
+    /// <summary>A namespace's masking as configured ("visibility" and "hosts").</summary>
+    public static NamespaceVisibility VisibilityOf(NamespaceConfig nc) =>
+        NamespaceVisibility.Of(nc.Visibility == NamespaceConfig.VisibilityRestricted, nc.Hosts);
 
     /// <summary>Opens a namespace's store: memory, or a file or block device allowed by <paramref name="storage"/>.</summary>
     public static Namespace OpenNamespace(string subsystemNqn, NamespaceConfig nc, StoragePolicy storage)
@@ -269,7 +274,7 @@ public sealed class TargetHost : IAsyncDisposable
         };
         try
         {
-            return new Namespace(nc.Nsid, store, nc.BlockSize, NamespaceIds.Derive(subsystemNqn, nc.Nsid, nc.Uuid));
+            return new Namespace(nc.Nsid, store, nc.BlockSize, NamespaceIds.Derive(subsystemNqn, nc.Nsid, nc.Uuid)) { Visibility = VisibilityOf(nc) };
         }
         catch (ArgumentException e)
         {

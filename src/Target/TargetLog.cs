@@ -131,6 +131,17 @@ internal static partial class TargetLog
         Message = "Management API refused {Method} {Path}: Host header '{Host}' names no address of this target (DNS rebinding?)")]
     public static partial void ApiHostRefused(this ILogger log, string host, string method, string path);
 
+    [LoggerMessage(EventId = 430, Level = LogLevel.Information,
+        Message = "Namespace {Nsid} of {Nqn} is now {Visibility}; {Concerned} controller(s) concerned got the namespace event")]
+    public static partial void NamespaceVisibilityChanged(this ILogger log, uint nsid, string nqn, string visibility, int concerned);
+
+    [LoggerMessage(EventId = 431, Level = LogLevel.Warning,
+        Message = "Namespace {Nsid} of {Nqn}: I/O of a host masked out did not finish within {Timeout}; it was aborted and the host detached")]
+    public static partial void NamespaceMaskedWithStuckIo(this ILogger log, uint nsid, string nqn, TimeSpan timeout);
+
+    [LoggerMessage(EventId = 432, Level = LogLevel.Information, Message = "Subsystem {Nqn}: host {Host} {Change} the namespace attachment privilege")]
+    public static partial void AttachPrivilegeChanged(this ILogger log, string nqn, string host, string change);
+
     [LoggerMessage(EventId = 410, Level = LogLevel.Error, Message = "Management API request {Method} {Path} failed")]
     public static partial void ApiRequestFailed(this ILogger log, Exception e, string method, string path);
 }

@@ -33,7 +33,7 @@ public static partial class ClientCli
     private static readonly Dictionary<string, string> CommandSummaries = new()
     {
         ["subsys"] = "NVM subsystems",
-        ["ns"] = "namespaces: hot-add, hot-remove, resize (connected hosts are notified)",
+        ["ns"] = "namespaces: hot-add, hot-remove, resize, masking (connected hosts are notified)",
         ["hosts"] = "host NQNs allowed to connect to a subsystem",
         ["ctrl"] = "connected controllers and their queues",
     };
@@ -67,6 +67,9 @@ public static partial class ClientCli
                 new("--allow-any-host", "on|off", "on: any host NQN may connect; off: only the allowed hosts (the others are disconnected)."),
                 new("--port", "ID", "Reachable only on this port id, repeatable (controllers that came in elsewhere are disconnected).", true),
                 new("--all-ports", null, "Reachable on every port."),
+                new("--attach-host", "HOSTNQN", "Give a host the in-band namespace attachment privilege (nvme attach-ns / detach-ns\n" +
+                    "of its own controllers), repeatable.", true),
+                new("--no-attach-host", "HOSTNQN", "Take that privilege from a host, repeatable.", true),
             ], SubsysSetAsync),
         new("subsys", "delete", "Delete a subsystem: its controllers are disconnected, its namespaces released.",
             ["nvme-tcp-target subsys delete --nqn nqn.2026-01.io.example:db"],
@@ -91,6 +94,20 @@ public static partial class ClientCli
         new("ns", "remove", "Hot-remove a namespace: new I/O is refused, in-flight I/O drains, hosts are notified.",
             ["nvme-tcp-target ns remove --nqn NQN --nsid 2"],
             [NqnOpt, new("--nsid", "N", "NSID of the namespace (required).")], NsRemoveAsync),
+        new("ns", "visibility", "Masking: auto (every allowed host sees the namespace) or restricted (only its hosts: ns hosts add).",
+            ["nvme-tcp-target ns visibility --nqn NQN --nsid 2 restricted", "nvme-tcp-target ns visibility --nqn NQN --nsid 2 auto"],
+            [
+                NqnOpt,
+                new("--nsid", "N", "NSID of the namespace (required)."),
+                new("<auto|restricted>", null, "auto: every host allowed on the subsystem; restricted: only the namespace's hosts.\n" +
+                    "Hosts that gain or lose it get a namespace-changed event; one that loses it is drained first."),
+            ], NsVisibilityAsync),
+        new("ns", "hosts add", "Let a host see a restricted namespace (it appears on that host only). The host must be allowed on the subsystem.",
+            ["nvme-tcp-target ns hosts add --nqn NQN --nsid 2 --host nqn.2014-08.org.nvmexpress:uuid:..."],
+            [NqnOpt, new("--nsid", "N", "NSID of the namespace (required)."), new("--host", "HOSTNQN", "Host NQN (required).")], NsHostsAddAsync),
+        new("ns", "hosts remove", "Take a host off a namespace's list (if restricted: its I/O drains, the namespace goes from that host only).",
+            ["nvme-tcp-target ns hosts remove --nqn NQN --nsid 2 --host nqn.2014-08.org.nvmexpress:uuid:..."],
+            [NqnOpt, new("--nsid", "N", "NSID of the namespace (required)."), new("--host", "HOSTNQN", "Host NQN (required).")], NsHostsRemoveAsync),
         new("ns", "resize", "Grow a namespace (shrinking needs --force); hosts are notified and rescan.",
             ["nvme-tcp-target ns resize --nqn NQN --nsid 1 --size 2G"],
             [
@@ -160,6 +177,9 @@ public static partial class ClientCli
             return args.Length == 1 ? UsageError : Ok;
         }
         var verb = Verbs.FirstOrDefault(v => v.Command == command && v.Action == args[1]);
+        int first = 2; // where the options start: after "ns add", or after a two-word action ("ns hosts add")
+        if (verb is null && args.Length > 2 && Verbs.FirstOrDefault(v => v.Command == command && v.Action == args[1] + " " + args[2]) is { } twoWords)
+            (verb, first) = (twoWords, 3);
         if (verb is null)
         {
             stderr.WriteLine($"error: '{command} {args[1]}' is not a command; {command} takes: {string.Join(", ", Verbs.Where(v => v.Command == command).Select(v => v.Action))}");
@@ -173,7 +193,7 @@ public static partial class ClientCli
         string? token;
         try
         {
-            values = Parse(verb, args.AsSpan(2));
+            values = Parse(verb, args.AsSpan(first));
             if (values.ContainsKey("--help"))
             {
                 stdout.Write(VerbHelp(verb));
@@ -235,6 +255,12 @@ public static partial class ClientCli
             int eq = a.IndexOf('=');
             if (a.StartsWith("--", StringComparison.Ordinal) && eq > 0) { inline = a[(eq + 1)..]; a = a[..eq]; }
             if (a == "-h") a = "--help";
+            // A positional argument (an option named <word>, e.g. ns visibility's <auto|restricted>), given once.
+            if (!a.StartsWith('-') && options.FirstOrDefault(x => x.Name.StartsWith('<') && !values.ContainsKey(x.Name)) is { } positional)
+            {
+                values[positional.Name] = [a];
+                continue;
+            }
             var o = options.FirstOrDefault(x => x.Name == a)
                 ?? throw new UsageException(a.StartsWith('-') ? $"unknown option '{args[i]}'" : $"unexpected argument '{args[i]}'");
             string value = "";

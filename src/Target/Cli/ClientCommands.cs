@@ -69,9 +69,15 @@ public static partial class ClientCli
         if (r.Has("--port") && r.Has("--all-ports")) throw new UsageException("give --port or --all-ports, not both");
         if (r.Has("--port")) patch.Ports = [.. r.All("--port").Select(PortId)];
         if (r.Has("--all-ports")) patch.AllPorts = true;
-        if (patch.AllowAnyHost is null && patch.Ports is null && patch.AllPorts is null)
-            throw new UsageException("nothing to change: give --allow-any-host on|off, --port ID or --all-ports");
+        bool attachHosts = r.Has("--attach-host") || r.Has("--no-attach-host");
+        if (patch.AllowAnyHost is null && patch.Ports is null && patch.AllPorts is null && !attachHosts)
+            throw new UsageException("nothing to change: give --allow-any-host on|off, --port ID, --all-ports, --attach-host or --no-attach-host");
         var nqn = await r.NqnAsync().ConfigureAwait(false);
+        if (attachHosts)
+        {
+            await SetAttachHostsAsync(r, nqn).ConfigureAwait(false);
+            if (patch.AllowAnyHost is null && patch.Ports is null && patch.AllPorts is null) return Ok;
+        }
         var before = (await r.Api.GetAsync<SubsystemInfo>(Path(nqn)).ConfigureAwait(false)).Value.Controllers;
         var raw = await r.Api.SendAsync(HttpMethod.Patch, Path(nqn), patch).ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
@@ -79,6 +85,22 @@ public static partial class ClientCli
         var where = patch.Ports is null && patch.AllPorts is null ? "" : s.Ports is null ? " Reachable on every port." : $" Reachable on port(s) {string.Join(", ", s.Ports)}.";
         r.Out.WriteLine($"{s.Nqn}: {Access(s)}{where}" + (before > s.Controllers ? $" Disconnected {Plural(before - s.Controllers, "controller")} no longer allowed there." : ""));
         return Ok;
+    }
+
+    /// <summary>subsys set --attach-host / --no-attach-host: the in-band namespace attachment privilege.</summary>
+    private static async Task SetAttachHostsAsync(Run r, string nqn)
+    {
+        foreach (var host in r.All("--attach-host"))
+        {
+            var raw = await r.Api.SendAsync(HttpMethod.Post, Path(nqn) + "/attach-hosts", new HostNqnEntry { HostNqn = host }).ConfigureAwait(false);
+            if (r.Json) r.Out.WriteLine(ApiClient.Pretty(raw));
+            else r.Out.WriteLine($"{nqn}: host {host} may now attach and detach namespaces to and from its own controllers (nvme attach-ns / detach-ns).");
+        }
+        foreach (var host in r.All("--no-attach-host"))
+        {
+            await r.Api.SendAsync(HttpMethod.Delete, $"{Path(nqn)}/attach-hosts/{ApiClient.Segment(host)}").ConfigureAwait(false);
+            if (!r.Json) r.Out.WriteLine($"{nqn}: host {host} no longer may attach or detach namespaces.");
+        }
     }
 
     private static async Task<int> SubsysDeleteAsync(Run r)
@@ -97,12 +119,65 @@ public static partial class ClientCli
         var (list, raw) = await r.Api.GetAsync<List<NamespaceInfo>>(Path(nqn) + "/namespaces").ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
         if (list.Count == 0) { r.Out.WriteLine($"No namespaces in {nqn}."); return Ok; }
-        TextTable.Write(r.Out, ["NSID", "BACKEND", "SIZE", "BLOCK", "BLOCKS", "UUID", "PATH"],
+        TextTable.Write(r.Out, ["NSID", "BACKEND", "SIZE", "BLOCK", "BLOCKS", "UUID", "VISIBILITY", "HOSTS", "PATH"],
             list.Select(n => new[]
             {
                 n.Nsid.ToString(Inv), n.Backend, FormatSize(n.SizeBytes), n.BlockSize.ToString(Inv), n.Blocks.ToString(Inv),
-                n.Uuid.ToString(), n.Path ?? "-",
+                n.Uuid.ToString(), n.Visibility, MaskHosts(n), n.Path ?? "-",
             }));
+        return Ok;
+    }
+
+    /// <summary>The HOSTS column: who sees the namespace ("all" for auto); a listed host the subsystem no longer allows is
+    /// marked; hosts kept while auto are shown in parentheses.</summary>
+    private static string MaskHosts(NamespaceInfo n)
+    {
+        var hosts = (n.Hosts ?? []).Select(h => n.HostsNotAllowed?.Contains(h) == true ? h + " (not allowed)" : h).ToList();
+        if (n.Visibility != NamespaceConfig.VisibilityRestricted) return hosts.Count == 0 ? "all" : $"all (listed: {string.Join(",", hosts)})";
+        return hosts.Count == 0 ? "none" : string.Join(",", hosts);
+    }
+
+    private static async Task<int> NsVisibilityAsync(Run r)
+    {
+        var nsid = r.Nsid();
+        var mode = r.Get("<auto|restricted>") ?? throw new UsageException("give the visibility: auto or restricted");
+        if (mode is not (NamespaceConfig.VisibilityAuto or NamespaceConfig.VisibilityRestricted))
+            throw new UsageException($"'{mode}' is not auto or restricted");
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Put, $"{Path(nqn)}/namespaces/{nsid}/visibility", new VisibilityRequest { Visibility = mode }).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var n = ApiClient.Parse<NamespaceInfo>(raw);
+        r.Out.WriteLine(n.Visibility == NamespaceConfig.VisibilityAuto
+            ? $"Namespace {nsid} of {nqn} is visible to every allowed host."
+            : $"Namespace {nsid} of {nqn} is restricted to: {MaskHosts(n)}.");
+        return Ok;
+    }
+
+    private static async Task<int> NsHostsAddAsync(Run r)
+    {
+        var nsid = r.Nsid();
+        var host = r.Require("--host");
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Post, $"{Path(nqn)}/namespaces/{nsid}/hosts", new HostNqnEntry { HostNqn = host }).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var n = ApiClient.Parse<NamespaceInfo>(raw);
+        r.Out.WriteLine(n.Visibility == NamespaceConfig.VisibilityRestricted
+            ? $"Host {host} now sees namespace {nsid} of {nqn}."
+            : $"Listed host {host} for namespace {nsid} of {nqn}; the namespace is auto (every allowed host sees it) until: nvme-tcp-target ns visibility --nqn {nqn} --nsid {nsid} restricted");
+        return Ok;
+    }
+
+    private static async Task<int> NsHostsRemoveAsync(Run r)
+    {
+        var nsid = r.Nsid();
+        var host = r.Require("--host");
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Delete, $"{Path(nqn)}/namespaces/{nsid}/hosts/{ApiClient.Segment(host)}").ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var n = ApiClient.Parse<NamespaceInfo>(raw);
+        r.Out.WriteLine(n.Visibility == NamespaceConfig.VisibilityRestricted
+            ? $"Host {host} no longer sees namespace {nsid} of {nqn}."
+            : $"Unlisted host {host} for namespace {nsid} of {nqn} (the namespace is auto: every allowed host still sees it).");
         return Ok;
     }
 

@@ -102,6 +102,7 @@ public static class ConfigValidator
         foreach (var ns in s.Namespaces) e.AddRange(ValidateNamespace(ns, $"subsystem {name} namespace {ns.Nsid}", 1024));
         foreach (var dup in s.Namespaces.GroupBy(n => n.Nsid).Where(g => g.Count() > 1))
             e.Add($"subsystem {name}: NSID {dup.Key} is used by {dup.Count()} namespaces");
+        e.AddRange(ValidateHostList(s.NamespaceAttachHosts, $"subsystem {name}: namespaceAttachHosts"));
         return e;
     }
 
@@ -134,6 +135,19 @@ public static class ConfigValidator
                 break;
         }
         if (ns.Preallocate == true && ns.Backend != "file") e.Add($"{where}: preallocate is for file namespaces only");
+        if (ns.Visibility is not (null or NamespaceConfig.VisibilityAuto or NamespaceConfig.VisibilityRestricted))
+            e.Add($"{where}: visibility '{ns.Visibility}' is not auto or restricted");
+        e.AddRange(ValidateHostList(ns.Hosts, $"{where}: hosts"));
         return e;
+    }
+
+    /// <summary>A list of host NQNs (a namespace's hosts, the attach privilege): well-formed, none twice. Whether the
+    /// subsystem allows them is checked when they are added at run time; an entry whose host was removed from the
+    /// allowed hosts later stays (see NamespaceVisibility), so it is not an error here.</summary>
+    private static IEnumerable<string> ValidateHostList(List<string>? hosts, string where)
+    {
+        foreach (var h in hosts ?? [])
+            if (Subsystem.ValidateNqn(h) is string bad) yield return $"{where}: {bad}";
+        foreach (var dup in (hosts ?? []).GroupBy(h => h).Where(g => g.Count() > 1)) yield return $"{where}: {dup.Key} is listed twice";
     }
 }

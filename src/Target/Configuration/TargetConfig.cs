@@ -165,6 +165,9 @@ public sealed class SubsystemConfig
     /// <summary>Port ids ("ports" entries) the subsystem is reachable on; null (absent) = every port.</summary>
     public List<ushort>? Ports { get; set; }
     public List<NamespaceConfig> Namespaces { get; set; } = [];
+    /// <summary>Host NQNs that may attach and detach namespaces to and from their own controllers in-band (Namespace
+    /// Attachment, e.g. nvme attach-ns / detach-ns); absent or empty: none may (the default).</summary>
+    public List<string>? NamespaceAttachHosts { get; set; }
 }
 
 public sealed class NamespaceConfig
@@ -182,6 +185,13 @@ public sealed class NamespaceConfig
     /// <summary>File namespaces: allocate the whole file when it is created (and the new range when it grows), so
     /// a full disk is found then rather than by a host's write.</summary>
     public bool? Preallocate { get; set; }
+    /// <summary>Namespace masking: "auto" (absent; every host allowed on the subsystem sees it) or "restricted" (only
+    /// <see cref="Hosts"/>).</summary>
+    public string? Visibility { get; set; }
+    /// <summary>The host NQNs that see a restricted namespace (kept, without effect, while it is auto).</summary>
+    public List<string>? Hosts { get; set; }
+
+    public const string VisibilityAuto = "auto", VisibilityRestricted = "restricted";
 }
 
 /// <summary>Reads a size given as a string ("1G") or as a number of bytes; writes a string.</summary>

@@ -51,7 +51,7 @@ public sealed class SubsystemPatch
 /// are served by Transport.Tcp's socket listener). Every endpoint delegates to <see cref="TargetManager"/>; every error is an
 /// RFC 7807 problem (application/problem+json) whose detail is meant for the operator.
 /// </summary>
-public static class ManagementApi
+public static partial class ManagementApi
 {
     public const string Prefix = "/api/v1";
     public const string OpenApiPath = "/openapi/v1.json";
@@ -172,6 +172,8 @@ public static class ManagementApi
             .WithName("RemoveHost")
             .WithSummary("Removes a host NQN from the allowed list and disconnects its controllers; the last one removed leaves the subsystem closed.")
             .ProducesProblem(404);
+
+        MapMasking(api, m);
 
         api.MapGet("/controllers", () => m.ListControllers()).WithTags("Controllers")
             .WithName("ListControllers").WithSummary("Connected controllers (admin and discovery) and their queues.");

@@ -37,6 +37,7 @@ public sealed partial class TargetManager
         // live ones: --listen, --advertise or limit options given for this run never end up in the file.
         if (configPath != null)
             _fileConfig = System.Text.Json.JsonSerializer.Deserialize<TargetConfig>(File.ReadAllText(configPath), TargetConfig.Json);
+        foreach (var s in target.Subsystems) HookInBandAttachment(s);
     }
 
     /// <summary>Where accepted changes are persisted; null when the target runs without a configuration file.</summary>
@@ -89,12 +90,17 @@ public sealed partial class TargetManager
             if (_target.FindSubsystem(sc.Nqn) != null) throw new ManagementException(ManagementError.Conflict, $"subsystem {sc.Nqn} already exists");
             using var memory = ReserveMemory(MemoryNamespaceLimit.SizeOf([sc]));
             var built = Open(() => TargetHost.BuildSubsystem(sc, Storage)); // opens the namespaces' stores
-            try { Persist(() => _config.Subsystems.Add(sc), () => _config.Subsystems.Remove(sc)); }
+            try
+            {
+                if (CheckHostsAllowed(built) is string notAllowed) throw new ManagementException(ManagementError.Invalid, notAllowed);
+                Persist(() => _config.Subsystems.Add(sc), () => _config.Subsystems.Remove(sc));
+            }
             catch
             {
                 foreach (var ns in built.Namespaces) Discard(ns);
                 throw;
             }
+            HookInBandAttachment(built);
             _target.AddSubsystem(built); // cannot collide: creation is serialised and the NQN was free
             _log.SubsystemCreated(sc.Nqn, sc.Namespaces.Count);
             return Describe(built);
@@ -136,6 +142,8 @@ public sealed partial class TargetManager
         var errors = ConfigValidator.ValidateNamespace(nc, $"namespace {nc.Nsid}", _target.Limits.MaxNamespaces);
         if (errors.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", errors));
         if (s.GetNamespace(nc.Nsid) != null) throw new ManagementException(ManagementError.Conflict, $"NSID {nc.Nsid} is already in use in {nqn}");
+        if (s.CheckMaskHosts(NamespaceVisibility.Auto, TargetHost.VisibilityOf(nc)) is string notAllowed)
+            throw new ManagementException(ManagementError.Invalid, notAllowed);
         // A fresh identity (persisted with the namespace): a host must not mistake it for one removed earlier.
         nc.Uuid ??= Guid.NewGuid();
         using var memory = ReserveMemory(MemoryNamespaceLimit.SizeOf(nc));
@@ -351,12 +359,14 @@ public sealed partial class TargetManager
 
     private static SubsystemInfo Describe(Subsystem s) => new(s.Nqn, s.Serial, s.Model, s.FirmwareRevision, s.AllowAnyHost,
         [.. s.AllowedHosts.Order(StringComparer.Ordinal)], s.Namespaces.OrderBy(n => n.Nsid).Select(n => Describe(s, n)).ToList(), s.Controllers.Count,
-        s.PortIds is { } ports ? [.. ports.Order()] : null);
+        s.PortIds is { } ports ? [.. ports.Order()] : null, [.. s.NamespaceAttachHosts]);
 
     private static NamespaceInfo Describe(Subsystem s, Namespace ns)
     {
         string backend = ns.Store switch { MemoryBlockStore => "memory", FileBlockStore f when f.Description.StartsWith("block", StringComparison.Ordinal) => "block", _ => "file" };
         return new NamespaceInfo(ns.Nsid, backend, (ns.Store as FileBlockStore)?.Path, (long)ns.BlockCount << ns.BlockShift, ns.BlockSize, ns.BlockCount,
-            ns.Ids.Uuid, Convert.ToHexStringLower(ns.Ids.Nguid), Convert.ToHexStringLower(ns.Ids.Eui64), ns.InFlight);
+            ns.Ids.Uuid, Convert.ToHexStringLower(ns.Ids.Nguid), Convert.ToHexStringLower(ns.Ids.Eui64), ns.InFlight,
+            ns.Visibility.Restricted ? NamespaceConfig.VisibilityRestricted : NamespaceConfig.VisibilityAuto, [.. ns.Visibility.Hosts],
+            [.. ns.Visibility.Hosts.Where(h => !s.IsHostAllowed(h))]);
     }
 }

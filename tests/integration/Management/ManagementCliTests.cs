@@ -51,7 +51,7 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
             var table = await OkAsync(t, "ns", "list", "--nqn", ApiTarget.Nqn);
             var lines = table.TrimEnd().Split('\n');
             Assert.Equal(4, lines.Length);
-            Assert.Matches(@"^NSID +BACKEND +SIZE +BLOCK +BLOCKS +UUID +PATH$", lines[0]);
+            Assert.Matches(@"^NSID +BACKEND +SIZE +BLOCK +BLOCKS +UUID +VISIBILITY +HOSTS +PATH$", lines[0]);
             Assert.Equal(lines[0].IndexOf("BACKEND", StringComparison.Ordinal), lines[3].IndexOf("file", StringComparison.Ordinal)); // aligned
             Assert.Equal(["2", "memory", "16", "MiB", "512", "32768"], Row(table, "2")[..6]);
             Assert.Equal(["5", "file", "8", "MiB", "4096", "2048"], Row(table, "5")[..6]);
