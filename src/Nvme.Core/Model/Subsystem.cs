@@ -336,6 +336,13 @@ public sealed partial class Subsystem
         lock (_lock) Volatile.Write(ref _attachHosts, allowed ? _attachHosts.Add(hostNqn) : _attachHosts.Remove(hostNqn));
     }
 
+    /// <summary>The privilege list as saved in a configuration: no allowed-host check, since an entry outlives its host's
+    /// removal from the allowed hosts.</summary>
+    public void RestoreNamespaceAttachHosts(IEnumerable<string> hosts)
+    {
+        lock (_lock) Volatile.Write(ref _attachHosts, hosts.ToImmutableSortedSet(StringComparer.Ordinal));
+    }
+
     /// <summary>Runs an in-band attach or detach where the host process serialises and persists changes (TargetManager sets
     /// it: it calls <see cref="ChangeAttachmentAsync"/> with a commit that saves the configuration). Null: the change is
     /// made in the model only, with <see cref="DefaultDrainTimeout"/>.</summary>
