@@ -162,8 +162,10 @@ public sealed partial class HotPlugLinuxTests
         }
         Check(Section(s, "a-detach", vm).Rc == 0, $"detach-ns of host A's own controller failed: {Section(s, "a-detach", vm).Output}", vm);
         Check(Section(s, "a-attach", vm).Rc == 0, $"attach-ns of host A's own controller failed: {Section(s, "a-attach", vm).Output}", vm);
-        static string[] Listed(string output) => [.. Regex.Matches(output, @"\b0x([0-9a-f]+)\b|^\s*\[\s*\d+\]:\s*(\d+|0x[0-9a-f]+)", RegexOptions.Multiline)
-            .Select(x => x.Groups[1].Success ? Convert.ToInt32(x.Groups[1].Value, 16).ToString() : x.Groups[2].Value.StartsWith("0x") ? Convert.ToInt32(x.Groups[2].Value[2..], 16).ToString() : x.Groups[2].Value)];
+        // nvme list-ctrl prints "[   0]:0x1" per controller (hexadecimal); sysfs cntlid is decimal.
+        static string[] Listed(string output) => [.. Regex.Matches(output, @"\]:\s*(0x[0-9a-fA-F]+|\d+)").Select(x => x.Groups[1].Value)
+            .Select(v => (v.StartsWith("0x", StringComparison.Ordinal) ? Convert.ToInt32(v[2..], 16) : int.Parse(v, System.Globalization.CultureInfo.InvariantCulture))
+                .ToString(System.Globalization.CultureInfo.InvariantCulture))];
         var all = Listed(Section(s, "list-ctrl-all", vm).Output);
         Check(all.Contains(ia) && all.Contains(ib), $"nvme list-ctrl (Identify CNS 13h) does not list both controllers {ia} and {ib}: {Section(s, "list-ctrl-all", vm).Output}", vm);
         var before = Listed(Section(s, "list-ctrl-ns2", vm).Output);
