@@ -5,8 +5,9 @@ using System.Text.RegularExpressions;
 namespace Integration.Tests.LinuxHost;
 
 /// <summary>
-/// Boots the Debian guest kernel under QEMU (tests/integration/guest/run-guest.sh) with a test script and
-/// collects its console. QEMU is killed on every exit path: timeout, dispose, test-runner abort.
+/// Boots a Debian guest kernel (<see cref="GuestKernel"/>: 6.1 or 6.12) under QEMU
+/// (tests/integration/guest/run-guest.sh) with a test script and collects its console. QEMU is killed on
+/// every exit path: timeout, dispose, test-runner abort.
 /// </summary>
 public sealed partial class GuestVm : IAsyncDisposable
 {
@@ -40,8 +41,9 @@ public sealed partial class GuestVm : IAsyncDisposable
     public string Console { get { lock (_lock) return _console.ToString(); } }
     public int ProcessId => _process.Id;
 
-    /// <summary>Starts the guest with <paramref name="script"/> as /test.sh.</summary>
-    public static GuestVm Start(string script, TimeSpan timeout, int smp = 2, int memoryMiB = 1024)
+    /// <summary>Starts the guest with <paramref name="script"/> as /test.sh, on <paramref name="kernel"/>
+    /// (run-guest.sh has prepare.sh build or find that kernel's cached image).</summary>
+    public static GuestVm Start(string script, TimeSpan timeout, int smp = 2, int memoryMiB = 1024, GuestKernel kernel = GuestKernel.Linux61)
     {
         var scriptPath = Path.Combine(Path.GetTempPath(), $"guest-{Guid.NewGuid():N}.sh");
         File.WriteAllText(scriptPath, script.Replace("\r\n", "\n"));
@@ -53,7 +55,7 @@ public sealed partial class GuestVm : IAsyncDisposable
         };
         foreach (var a in new[] { Path.Combine(GuestDir, "run-guest.sh"), "--script", scriptPath, "--timeout", ((int)timeout.TotalSeconds).ToString(),
                      "--smp", smp.ToString(), "--mem", memoryMiB.ToString(), "--append", "guest.loglevel=4",
-                     "--console", Path.ChangeExtension(scriptPath, ".console.log") })
+                     "--console", Path.ChangeExtension(scriptPath, ".console.log"), "--kernel", kernel.Series() })
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi) ?? throw new InvalidOperationException("cannot start run-guest.sh");
         var vm = new GuestVm(p, scriptPath);

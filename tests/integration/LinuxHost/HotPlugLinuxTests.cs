@@ -12,7 +12,8 @@ using static Integration.Tests.LinuxHost.GuestAssert;
 namespace Integration.Tests.LinuxHost;
 
 /// <summary>
-/// Namespace hot-add, hot-remove and resize against the real Linux 6.1 host: the kernel must rescan on the
+/// Namespace hot-add, hot-remove and resize against the real Linux host (6.1; the tests over
+/// <see cref="GuestKernels.Both"/> on 6.12 too, <see cref="GuestKernel"/>): the kernel must rescan on the
 /// Namespace Attribute Changed event and create, delete or resize block devices live, while fio verifies
 /// data on another namespace. The guest prints "@@MARK name@@" when it is ready for the next change; the test
 /// makes the change through <see cref="TargetHost.Manager"/>; the guest waits for its effect by polling sysfs
@@ -68,8 +69,9 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 
     // ------------------------------------------------------------------ 1. add / remove / resize under fio
 
-    [Fact]
-    public async Task HotAdd_Remove_Resize_WhileFioVerifiesNs1()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
+    public async Task HotAdd_Remove_Resize_WhileFioVerifiesNs1(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
         await using var host = await TargetHost.StartAsync(LinuxTarget.Config(), logs);
@@ -98,7 +100,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
             sec dmesg dmesg
             sec disconnect nvme disconnect -n $N
             """;
-        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout);
+        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout, kernel: kernel);
 
         await MarkAsync(vm, "add-ns2");
         await StepAsync(vm, "hot-add NSID 2", () => m.AddNamespaceAsync(Nqn, Memory(2, "64M")));
@@ -135,8 +137,9 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 
     private const int StressCycles = 50;
 
-    [Fact]
-    public async Task Stress_50AddRemoveCycles_WhileFioVerifiesNs1()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    public async Task Stress_50AddRemoveCycles_WhileFioVerifiesNs1(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
         await using var host = await TargetHost.StartAsync(LinuxTarget.Config(), logs);
@@ -165,7 +168,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
             sec dmesg dmesg
             sec disconnect nvme disconnect -n $N
             """;
-        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout);
+        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout, kernel: kernel);
         var created = new List<Namespace>();
         var clock = new Stopwatch();
         for (int i = 1; i <= StressCycles; i++)
@@ -212,8 +215,9 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 
     // ------------------------------------------------------------------ 3. remove the namespace fio uses
 
-    [Fact]
-    public async Task RemoveNamespaceUnderFio_FioFails_TargetHealthy_ReAddBringsItBack()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    public async Task RemoveNamespaceUnderFio_FioFails_TargetHealthy_ReAddBringsItBack(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
         await using var host = await TargetHost.StartAsync(LinuxTarget.Config(configure: c => c.Namespaces.Add(Memory(2, "64M"))), logs);
@@ -246,7 +250,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
             sec dmesg dmesg
             sec disconnect nvme disconnect -n $N
             """;
-        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout);
+        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout, kernel: kernel);
         await MarkAsync(vm, "remove-ns2");
         var sub = host.Target.FindSubsystem(Nqn)!;
         var victim = sub.GetNamespace(2)!;
@@ -282,8 +286,9 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 
     // ------------------------------------------------------------------ 4. two controllers of one host
 
-    [Fact]
-    public async Task TwoControllers_DifferentHostNqns_BothSeeAddAndRemove()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
+    public async Task TwoControllers_DifferentHostNqns_BothSeeAddAndRemove(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
         await using var host = await TargetHost.StartAsync(LinuxTarget.Config(), logs);
@@ -312,7 +317,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
             sec dmesg dmesg
             sec disconnect nvme disconnect -n $N
             """;
-        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout);
+        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout, kernel: kernel);
         await MarkAsync(vm, "add-ns2");
         var ctrls = m.ListControllers().Where(c => c.Subsystem == Nqn).ToList();
         Check(ctrls.Count == 2 && ctrls.Select(c => c.HostNqn).ToHashSet().SetEquals([GuestVm.HostNqn, SecondHostNqn]),

@@ -9,7 +9,8 @@ using static Integration.Tests.LinuxHost.GuestAssert;
 namespace Integration.Tests.LinuxHost;
 
 /// <summary>
-/// A real Linux 6.1 kernel NVMe/TCP initiator (Debian kernel under QEMU, nvme-cli, fio) against the target
+/// A real Linux kernel NVMe/TCP initiator (Debian 6.1, and 6.12 for the tests over <see cref="GuestKernels.Both"/>;
+/// a Debian kernel under QEMU, nvme-cli, fio) against the target
 /// built from this commit. Each test boots one guest; steps are grouped to keep boots few.
 /// </summary>
 public sealed partial class LinuxHostTests(ITestOutputHelper output)
@@ -29,8 +30,9 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
     }
 
 
-    [Fact]
-    public async Task Discovery_NvmeCli_DataVerify_Digests_Limits_InvalidInput()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
+    public async Task Discovery_NvmeCli_DataVerify_Digests_Limits_InvalidInput(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
         await using var host = await TargetHost.StartAsync(LinuxTarget.Config(), logs);
@@ -85,7 +87,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
             sec healthy-after healthy
             sec dmesg-invalid dmesg
             """;
-        await using var vm = GuestVm.Start(Script(port, body), GuestTimeout);
+        await using var vm = GuestVm.Start(Script(port, body), GuestTimeout, kernel: kernel);
         int rc = await vm.WaitForExitAsync(GuestTimeout + TimeSpan.FromMinutes(1));
         Check(rc == 0, $"guest script exited {rc}", vm);
         var s = GuestVm.Sections(vm.Console);
@@ -175,8 +177,9 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         Assert.Equal(0, host.Target.QueueCount);
     }
 
-    [Fact]
-    public async Task DataPersistsAcrossTargetRestart_FileNamespace()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    public async Task DataPersistsAcrossTargetRestart_FileNamespace(GuestKernel kernel)
     {
         var dir = Directory.CreateTempSubdirectory("nvmet-persist-");
         try
@@ -199,7 +202,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
                     sec sha sha256sum /tmp/p
                     sec disconnect nvme disconnect -n $N
                     """;
-                await using var vm = GuestVm.Start(Script(port, body), GuestTimeout);
+                await using var vm = GuestVm.Start(Script(port, body), GuestTimeout, kernel: kernel);
                 Check(await vm.WaitForExitAsync(GuestTimeout + TimeSpan.FromMinutes(1)) == 0, "guest script failed", vm);
                 var s = GuestVm.Sections(vm.Console);
                 Check(Section(s, "write", vm).Rc == 0 && Section(s, "flush", vm).Rc == 0, "write/flush failed", vm);
@@ -218,7 +221,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
                     sec sha sh -c "dd if=$D bs=1M skip=1 count=8 iflag=direct 2>/dev/null | sha256sum"
                     sec disconnect nvme disconnect -n $N
                     """;
-                await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout);
+                await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout, kernel: kernel);
                 Check(await vm.WaitForExitAsync(GuestTimeout + TimeSpan.FromMinutes(1)) == 0, "guest script failed", vm);
                 var read = Section(GuestVm.Sections(vm.Console), "sha", vm).Output.Trim().Split(' ')[0];
                 Check(read == written, $"read back {read}, wrote {written}", vm);
@@ -230,8 +233,9 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         }
     }
 
-    [Fact]
-    public async Task KeepAlive_FrozenHostControllerIsFreedAfterKato()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    public async Task KeepAlive_FrozenHostControllerIsFreedAfterKato(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
         await using var host = await TargetHost.StartAsync(LinuxTarget.Config(), logs);
@@ -241,7 +245,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
             echo "@@CONNECTED@@"
             sleep 600
             """;
-        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout);
+        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout, kernel: kernel);
         await vm.WaitForLineAsync("^@@CONNECTED@@", GuestTimeout);
         var ctrl = host.Target.Controllers.SingleOrDefault(c => c.HostNqn == GuestVm.HostNqn && !c.IsDiscovery);
         Check(ctrl != null && ctrl.KeepAliveTimeoutMs == 5000 && ctrl.IoQueueCount == 2, "the guest's controller (KATO 5000, 2 I/O queues) is not there", vm);
@@ -259,8 +263,9 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
     /// <summary>The polling mode (<c>--poll</c>, two reactors) under the real Linux host: its admin and two I/O
     /// connections spread over the reactors, fio's crc32c verify at 4 KiB, 128 KiB and 1 MiB at QD32, without and
     /// with header and data digests, and nothing left on the reactors after the disconnect.</summary>
-    [Fact]
-    public async Task PollingMode_DataVerify_WithAndWithoutDigests()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    public async Task PollingMode_DataVerify_WithAndWithoutDigests(GuestKernel kernel)
     {
         var config = LinuxTarget.Config();
         config.Polling = new Target.Configuration.PollingConfig { Enabled = true, Reactors = 2 };
@@ -279,7 +284,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
             for bs in 4k 128k 1m; do sec fio-dg-$bs verify $D $bs 32 8M $off; off=$((off+8388608)); done
             sec disconnect-dg nvme disconnect -n $N
             """;
-        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout);
+        await using var vm = GuestVm.Start(Script(host.Endpoints[0].Port, body), GuestTimeout, kernel: kernel);
         await vm.WaitForLineAsync("^@@CONNECTED@@", GuestTimeout);
         var spread = host.ReactorConnections.ToArray(); // fio is still to run: the host is connected
         Check(spread.Length == 2 && spread.Sum() == 3 && spread.Min() >= 1, $"admin + 2 I/O connections over 2 reactors, got [{string.Join(",", spread)}]", vm);

@@ -16,8 +16,9 @@ public sealed class ReferenceComparisonTests(ITestOutputHelper output)
 {
     private const string RefNqn = "nqn.2026-01.io.reference:nvmet";
 
-    [Fact]
-    public async Task SameCommands_AgainstKernelNvmetAndOurs_HostSeesTheSame()
+    [Theory]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
+    public async Task SameCommands_AgainstKernelNvmetAndOurs_HostSeesTheSame(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(output.WriteLine);
         await using var host = await TargetHost.StartAsync(LinuxTarget.Config(), logs);
@@ -54,7 +55,7 @@ public sealed class ReferenceComparisonTests(ITestOutputHelper output)
             runall ref 127.0.0.1 4420 $REF
             runall ours 10.0.2.2 $P $N
             """;
-        await using var vm = GuestVm.Start(script, TimeSpan.FromMinutes(6));
+        await using var vm = GuestVm.Start(script, TimeSpan.FromMinutes(6), kernel: kernel);
         int rc = await vm.WaitForExitAsync(TimeSpan.FromMinutes(7));
         Check(rc == 0, $"guest script exited {rc}", vm);
         var s = GuestVm.Sections(vm.Console);

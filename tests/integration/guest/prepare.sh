@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # prepare.sh — build (once) and cache the guest kernel + initramfs used by run-guest.sh.
 #
-# Usage: prepare.sh [--no-smoke]
+# Usage: prepare.sh [--kernel 6.1|6.12] [--no-smoke]
 #   Prints the cache directory (holding `kernel` and `initramfs.cpio`) on the LAST stdout line;
 #   all progress goes to stderr. Idempotent; concurrent callers are serialised with flock.
-#   --no-smoke  skip the one-off boot test done after a cold build.
+#   --kernel 6.1   Debian 12's own kernel (default): linux-image-amd64 from bookworm
+#   --kernel 6.12  bookworm-backports' linux-image-amd64 (NVMe in-band auth, TLS); downloaded through a
+#                  private apt source list under the cache root, never added to the host's apt sources
+#   --no-smoke     skip the one-off boot test done after a cold build.
 # Env:
 #   NVMET_GUEST_CACHE   cache root (default /var/cache/nvmetcp-guest)
+#   NVMET_GUEST_KERNEL  default for --kernel (6.1)
 #   NVMET_GUEST_KERNEL_PKG  kernel package to use (default: what linux-image-amd64 depends on)
 #   CI=true             missing prerequisites are a hard failure (exit 1) instead of exit 77 (skip)
 # Exit codes: 0 ok; 1 build failure (or prerequisites missing with CI=true); 77 prerequisites
@@ -19,13 +23,19 @@ log() { echo "$PROG: $*" >&2; }
 die() { echo "$PROG: ERROR: $*" >&2; exit 1; }
 
 SMOKE=1
+KFLAVOUR="${NVMET_GUEST_KERNEL:-6.1}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-smoke) SMOKE=0; shift ;;
-        -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" >&2; exit 0 ;;
+        --kernel) [ $# -ge 2 ] || die "--kernel needs a value (6.1 or 6.12)"; KFLAVOUR="$2"; shift 2 ;;
+        -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" >&2; exit 0 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
+case "$KFLAVOUR" in
+    6.1|6.12) ;;
+    *) die "--kernel must be 6.1 or 6.12 (got '$KFLAVOUR')" ;;
+esac
 
 CACHE_ROOT="${NVMET_GUEST_CACHE:-/var/cache/nvmetcp-guest}"
 mkdir -p "$CACHE_ROOT" || { echo "$PROG: ERROR: cannot create cache dir $CACHE_ROOT" >&2; exit 1; }
@@ -81,26 +91,53 @@ done
 # ---------------------------------------------------------------------------------------------
 # 2. Cache key.
 # ---------------------------------------------------------------------------------------------
+# 6.1: the host's own apt sources (bookworm). 6.12: only bookworm-backports, through a private source
+# list and package lists under the cache root, so the host's apt never sees backports (nothing can be
+# installed from it by accident) and its package cache is not touched. APT_OPTS goes to every apt call.
+APT_OPTS=()
+if [ "$KFLAVOUR" = 6.12 ]; then
+    BPO="$CACHE_ROOT/.apt-bookworm-backports"
+    mkdir -p "$BPO/lists/partial"
+    bpo_line='deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main'
+    [ "$(cat "$BPO/sources.list" 2>/dev/null)" = "$bpo_line" ] || printf '%s\n' "$bpo_line" > "$BPO/sources.list"
+    [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || prereq_fail "no /usr/share/keyrings/debian-archive-keyring.gpg (package debian-archive-keyring)"
+    APT_OPTS=(-o "Dir::Etc::sourcelist=$BPO/sources.list" -o Dir::Etc::sourceparts=- -o "Dir::State::Lists=$BPO/lists"
+              -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Get::List-Cleanup=0)
+    bpo_update() { apt-get "${APT_OPTS[@]}" update -q >&2 || log "WARNING: apt-get update of bookworm-backports failed"; }
+    # Lists older than a day may name a kernel the mirror no longer has: refresh them (about 1 s).
+    if [ -z "$(find "$BPO/lists" -maxdepth 1 -name '*_InRelease' -mmin -1440 2>/dev/null)" ]; then
+        log "refreshing the bookworm-backports package lists ($BPO)"
+        bpo_update
+    fi
+fi
 # One apt-cache call (~0.7 s without pkgcache.bin): the metapackage pins the exact version,
 # e.g. "Depends: linux-image-6.1.0-56-amd64 (= 6.1.192-2)".
 resolve_kernel_pkg() {
     if [ -n "${NVMET_GUEST_KERNEL_PKG:-}" ]; then
-        apt-cache show --no-all-versions "$NVMET_GUEST_KERNEL_PKG" 2>/dev/null |
+        apt-cache "${APT_OPTS[@]+"${APT_OPTS[@]}"}" show --no-all-versions "$NVMET_GUEST_KERNEL_PKG" 2>/dev/null |
             awk -v p="$NVMET_GUEST_KERNEL_PKG" '/^Version:/ {print p, $2; exit}'
     else
-        apt-cache show --no-all-versions linux-image-amd64 2>/dev/null |
+        apt-cache "${APT_OPTS[@]+"${APT_OPTS[@]}"}" show --no-all-versions linux-image-amd64 2>/dev/null |
             sed -n 's/^Depends:.*\(linux-image-[0-9][^ ,]*\) (= \([^)]*\)).*/\1 \2/p' | head -n 1
     fi
 }
 KPKG_LINE="$(resolve_kernel_pkg || true)"
 if [ -z "$KPKG_LINE" ]; then
     log "kernel package unknown to apt; running apt-get update"
-    apt-get -o DPkg::Lock::Timeout=600 update -q >&2 || true
+    if [ "$KFLAVOUR" = 6.12 ]; then
+        bpo_update
+    else
+        apt-get -o DPkg::Lock::Timeout=600 update -q >&2 || true
+    fi
     KPKG_LINE="$(resolve_kernel_pkg || true)"
 fi
 [ -n "$KPKG_LINE" ] || prereq_fail "cannot resolve the kernel package (${NVMET_GUEST_KERNEL_PKG:-behind linux-image-amd64}); apt lists missing?"
 read -r KPKG KPKG_VER <<< "$KPKG_LINE"
 KVER="${KPKG#linux-image-}"          # e.g. 6.1.0-56-amd64 (the modules directory name)
+case "$KVER" in
+    "$KFLAVOUR".*) ;;
+    *) die "kernel $KPKG is not a $KFLAVOUR kernel (--kernel $KFLAVOUR)" ;;
+esac
 
 ver() { dpkg-query -W -f='${Version}' "$1"; }
 KEY_TEXT="kernel=$KPKG=$KPKG_VER nvme-cli=$(ver nvme-cli) fio=$(ver fio) busybox=$(ver busybox-static) kmod=$(ver kmod) libc=$(ver libc6)
@@ -137,7 +174,7 @@ trap 'rm -rf "$BUILD"' EXIT
 trap 'exit 130' INT; trap 'exit 143' TERM; trap 'exit 129' HUP
 
 # 3a. Kernel package: download + unpack only (never installed on the host).
-( cd "$BUILD/deb" && chmod 777 . && apt-get download -q "$KPKG=$KPKG_VER" >&2 ) ||
+( cd "$BUILD/deb" && chmod 777 . && apt-get "${APT_OPTS[@]+"${APT_OPTS[@]}"}" download -q "$KPKG=$KPKG_VER" >&2 ) ||
     die "apt-get download $KPKG=$KPKG_VER failed"
 deb="$(ls "$BUILD"/deb/*.deb)"
 dpkg-deb -x "$deb" "$BUILD/kroot"
@@ -148,12 +185,20 @@ vmlinuz="$KROOT/boot/vmlinuz-$KVER"
 depmod -b "$KROOT" "$KVER"
 
 # 3b. Uncompressed vmlinux (ELF with a PVH note): QEMU boots it directly, skipping the in-guest
-#     decompression (~6 s under TCG). Debian 6.1 bzImages are xz-compressed.
+#     decompression (~6 s under TCG). Debian 6.1 bzImages are xz-compressed, the 6.12 ones zstd.
 extract_vmlinux() {
     local img="$1" out="$2" off
     for off in $(LC_ALL=C grep -abo $'\xfd7zXZ' "$img" | cut -d: -f1); do
         # (tail gets SIGPIPE when xz stops after the first stream: judge by the result only)
         { tail -c "+$((off + 1))" "$img" | xz -dc --single-stream > "$out"; } 2>/dev/null || true
+        if [ -s "$out" ] && [ "$(head -c 4 "$out" | od -An -tx1 | tr -d ' ')" = "7f454c46" ]; then
+            return 0
+        fi
+    done
+    command -v zstd >/dev/null || return 1
+    for off in $(LC_ALL=C grep -abo $'\x28\xb5\x2f\xfd' "$img" | cut -d: -f1); do
+        # (zstd complains about the bytes after the frame: judge by the result only)
+        { tail -c "+$((off + 1))" "$img" | zstd -dcq > "$out"; } 2>/dev/null || true
         if [ -s "$out" ] && [ "$(head -c 4 "$out" | od -An -tx1 | tr -d ' ')" = "7f454c46" ]; then
             return 0
         fi
@@ -207,6 +252,11 @@ ldconfig -r "$R"
 # Kernel modules (+ their modules.dep closure).
 MODULES=(configfs nvme-core nvme-fabrics nvme-tcp nvmet nvmet-tcp brd
          virtio_pci virtio_net e1000 crc32c_generic crc32c-intel libcrc32c)
+# 6.12: in-band authentication (nvme-auth; nvmet's side is built into nvmet with
+# CONFIG_NVME_TARGET_AUTH) and what it hashes and exchanges with: hmac, sha256 (SHA-256), sha512
+# (SHA-384/512) and dh_generic with the RFC 7919 ffdhe groups (CONFIG_CRYPTO_DH_RFC7919_GROUPS) -- the
+# Debian 6.12 kernel has the crypto ones built in ("builtin" lines below); tls for NVMe/TCP TLS.
+[ "$KFLAVOUR" = 6.12 ] && MODULES+=(nvme-auth nvme-keyring hmac sha256_generic sha512_generic dh_generic tls)
 MROOT="lib/modules/$KVER"
 mkdir -p "$R/usr/$MROOT"
 for m in "${MODULES[@]}"; do
@@ -215,7 +265,12 @@ for m in "${MODULES[@]}"; do
     while read -r kind path _; do
         [ "$kind" = insmod ] || continue
         rel="${path#"$KROOT"/}"
-        [ -e "$R/$rel" ] || install -D -m 0644 "$path" "$R/$rel"
+        case "$rel" in
+            # 6.12 ships xz-compressed modules: unpack them here, not at every modprobe under TCG.
+            *.ko.xz) rel="${rel%.xz}"
+                     [ -e "$R/$rel" ] || { install -d "$R/$(dirname "$rel")" && xz -dc "$path" > "$R/$rel"; } ;;
+            *)       [ -e "$R/$rel" ] || install -D -m 0644 "$path" "$R/$rel" ;;
+        esac
     done < "$BUILD/deps.txt"
 done
 for f in modules.order modules.builtin modules.builtin.modinfo; do
@@ -253,6 +308,10 @@ nvme version
 fio --version
 echo smoke-ok
 EOF
+    if [ "$KFLAVOUR" = 6.12 ]; then
+        # 6.12: the host side of in-band authentication is there (fabrics option, nvme-cli's key generator).
+        printf '%s\n' 'grep -q dhchap_ctrl_secret /dev/nvme-fabrics' 'nvme gen-dhchap-key -n nqn.2014-08.org.nvmexpress:smoke' 'echo smoke-auth-ok' >> "$smoke"
+    fi
     smoke_boot() {
         "$SCRIPT_DIR/run-guest.sh" --cache-dir "$BUILD/out" --script "$smoke" --timeout 180 \
             --console "$BUILD/smoke-console.txt" >/dev/null 2>&1
@@ -276,8 +335,9 @@ fi
 touch "$BUILD/out/.complete"
 rm -rf "$OUT"
 mv "$BUILD/out" "$OUT"
-# Drop stale builds of other keys (they are ~200 MB each); keep at most the 2 newest.
-ls -1dt "$CACHE_ROOT"/*/ 2>/dev/null | tail -n +3 | while read -r old; do
+# Drop stale builds of other keys (they are ~200 MB each); keep at most the 2 newest of this
+# kernel series (a 6.12 build never evicts the 6.1 one, nor the other way round).
+ls -1dt "$CACHE_ROOT/$KFLAVOUR".*/ 2>/dev/null | tail -n +3 | while read -r old; do
     [ -f "$old/.complete" ] && [ "${old%/}" != "$OUT" ] && { log "removing old cache $old"; rm -rf "$old"; }
 done || true
 log "built $OUT in $(( $(date +%s) - T0 )) s"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-guest.sh — boot the cached Linux 6.1 guest under QEMU (TCG) and run one script in it.
+# run-guest.sh — boot the cached Linux guest (6.1, or 6.12) under QEMU (TCG) and run one script in it.
 #
 # Usage: run-guest.sh --script FILE [options]
 #   --script FILE        guest script, run as `sh /test.sh` after networking is up (required)
@@ -13,6 +13,7 @@
 #   --nic virtio|e1000   guest NIC model (default virtio)
 #   --hostfwd SPEC       add a QEMU user-net hostfwd, e.g. tcp:127.0.0.1:14420-:4420 (repeatable)
 #   --cache-dir DIR      use this prepared image dir instead of calling prepare.sh
+#   --kernel 6.1|6.12    guest kernel prepare.sh builds/finds (default 6.1; ignored with --cache-dir)
 # Networking: QEMU user mode; guest is 10.0.2.15/24, the host's 127.0.0.1:PORT is 10.0.2.2:PORT.
 # Output: the full serial console goes to stdout (live).
 # Exit codes: the guest script's exit code (from the "@@GUEST-EXIT@@ N" console marker);
@@ -24,11 +25,11 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PROG="run-guest.sh"
 log() { echo "$PROG: $*" >&2; }
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 die_usage() { echo "$PROG: ERROR: $*" >&2; exit 2; }
 die_harness() { echo "$PROG: ERROR: $*" >&2; exit 126; }
 
-SCRIPT="" TIMEOUT=300 SMP=2 MEM=1024 CONSOLE="" APPEND="" NIC=virtio CACHE_DIR=""
+SCRIPT="" TIMEOUT=300 SMP=2 MEM=1024 CONSOLE="" APPEND="" NIC=virtio CACHE_DIR="" KERNEL_SERIES=""
 FILES=() ENVS=() HOSTFWDS=()
 need() { [ $# -ge 2 ] || die_usage "option $1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -44,6 +45,7 @@ while [ $# -gt 0 ]; do
         --nic)       need "$@"; NIC="$2"; shift 2 ;;
         --hostfwd)   need "$@"; HOSTFWDS+=("$2"); shift 2 ;;
         --cache-dir) need "$@"; CACHE_DIR="$2"; shift 2 ;;
+        --kernel)    need "$@"; KERNEL_SERIES="$2"; shift 2 ;;
         -h|--help)   usage ;;
         *) die_usage "unknown argument: $1 (see --help)" ;;
     esac
@@ -100,7 +102,7 @@ trap 'log "hangup"; exit 129' HUP
 # ---------------------------------------------------------------------------------------------
 if [ -z "$CACHE_DIR" ]; then
     set +e
-    "$SCRIPT_DIR/prepare.sh" > "$WORK/prepare.out"
+    "$SCRIPT_DIR/prepare.sh" ${KERNEL_SERIES:+--kernel "$KERNEL_SERIES"} > "$WORK/prepare.out"
     prc=$?
     set -e
     [ "$prc" = 0 ] || { [ "$prc" = 77 ] && exit 77; die_harness "prepare.sh failed (exit $prc)"; }
