@@ -40,7 +40,8 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         var body = """
             sec discover nvme discover -t tcp -a $T -s $P
             loop10() { i=0; while [ $i -lt 10 ]; do nvme connect -t tcp -a $T -s $P -n $N >/dev/null || return 1; nsdev 1 >/dev/null || return 2; nvme list | grep -q nvme || return 3; nvme disconnect -n $N >/dev/null || return 4; nodevs || return 5; i=$((i+1)); done; echo cycles=$i; }
-            qsize() { nvme connect -t tcp -a $T -s $P -n $N --queue-size=$1 || return 1; D=$(nsdev 1) || return 2; dd if=$D of=/dev/null bs=4k count=16 iflag=direct || return 3; cat /sys/block/$(basename $D)/queue/nr_requests; nvme disconnect -n $N; }
+            qsize() { nvme connect -t tcp -a $T -s $P -n $N --queue-size=$1 || return 1; D=$(nsdev 1) || return 2; dd if=$D of=/dev/null bs=4k count=16 iflag=direct || return 3; cat /sys/block/$(basename $D)/queue/nr_requests 2>/dev/null || cat /sys/block/nvme*c*n1/queue/nr_requests; nvme disconnect -n $N; }
+            # (6.12's multipath head, bio-based, has no nr_requests: then the path device's, nvme0c0n1)
             healthy() { nvme connect -t tcp -a $T -s $P -n $N || return 1; D=$(nsdev 1) || return 2; verify $D 4k 8 1M || return 3; nvme disconnect -n $N; }
             mdtsio() { dd if=/dev/urandom of=/tmp/a bs=1M count=4 2>/dev/null && dd if=/tmp/a of=$1 bs=1M count=4 oflag=direct 2>/dev/null && dd if=$1 of=/tmp/b bs=1M count=4 iflag=direct 2>/dev/null && cmp /tmp/a /tmp/b && echo identical; }
             sec connect-loop loop10
@@ -152,7 +153,9 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         Check(Section(s, "mdts-io", vm).Output.Contains("identical"), "1 MiB direct I/O round trip", vm);
         Check(Section(s, "qsize-mqes", vm).Rc == 0, "connect --queue-size=128 failed", vm);
         var over = Section(s, "qsize-over", vm);
-        Check(over.Rc == 0 && over.Output.Contains("128"), "connect --queue-size=1024 failed or the queue was not clamped to 128", vm);
+        // the block layer's depth: MQES+1 = 128 on 6.1; 6.12's tag set is sqsize (0's based), one fewer
+        string depth = kernel == GuestKernel.Linux61 ? "128" : "127";
+        Check(over.Rc == 0 && over.Output.Split('\n').Any(l => l.Trim() == depth), $"connect --queue-size=1024 failed or the queue depth is not {depth} (clamped to MQES+1)", vm);
         var dmesgMain = Section(s, "dmesg-main", vm).Output;
         Check(dmesgMain.Contains("queue_size 1024 > ctrl sqsize 128, clamping down"), "host did not clamp the queue size to MQES+1", vm);
         Check(dmesgMain.Contains("nvme nvme0: creating 2 I/O queues.") && dmesgMain.Contains("mapped 2/0/0 default/read/poll queues"), "a 2-CPU host should get 2 I/O queues", vm);
