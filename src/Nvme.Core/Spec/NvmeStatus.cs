@@ -39,6 +39,8 @@ public enum NvmeStatus : ushort
     ConnectControllerBusy = 0x181,
     ConnectInvalidParameters = 0x182 | Dnr,
     ConnectInvalidHost = 0x184 | Dnr,
+    /// <summary>The queue must authenticate first (Fabrics command specific 91h; nvmet answers it with DNR).</summary>
+    AuthenticationRequired = 0x191 | Dnr,
 
     // Media errors (SCT 2)
     UnrecoveredReadError = 0x281,
