@@ -229,7 +229,7 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}", ["get", "delete"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/resize", ["post"]),
             ("/api/v1/subsystems/{nqn}/hosts", ["get", "post"]),
-            ("/api/v1/subsystems/{nqn}/hosts/{hostNqn}", ["delete"]),
+            ("/api/v1/subsystems/{nqn}/hosts/{hostNqn}", ["delete", "put"]),
             ("/api/v1/controllers", ["get"]),
         };
         Assert.Equal(expected.Select(e => e.Path).Order(), paths.EnumerateObject().Select(p => p.Name).Order());
