@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using Nvme.Core.Auth;
 using Nvme.Core.Commands;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
@@ -40,6 +41,10 @@ public sealed class FabricQueue
     /// <summary>The host disabled SQ flow control in Connect (CATTR bit 2).</summary>
     public bool SqFlowControlDisabled { get; internal set; }
     internal TargetLimits Limits => Target.Limits;
+    /// <summary>DH-HMAC-CHAP state of a queue whose controller requires authentication (null otherwise).</summary>
+    internal QueueAuthentication? Auth { get; set; }
+    /// <summary>The queue must authenticate and has not (yet): it gets nothing but Authentication Send/Receive.</summary>
+    public bool AwaitsAuthentication => Auth is { Authenticated: false };
     /// <summary>The admin queue of a live controller that still has I/O queues: closing it destroys the controller
     /// under them, so a graceful close (shutdown) waits until this is false.</summary>
     public bool HoldsIoQueues => QueueId == 0 && Controller is { IsDestroyed: false } c && c.IoQueueCount > 0;
@@ -83,6 +88,7 @@ public sealed class FabricQueue
         if (opcode == AdminOpcode.Fabrics) return FabricsCommands.Prepare(this, req);
         var ctrl = Controller;
         if (ctrl is null) return NvmeStatus.CommandSequenceError; // nothing but Connect before Connect
+        if (AwaitsAuthentication) return NvmeStatus.AuthenticationRequired; // nvmet_check_auth_status
         ctrl.Touch();
         return QueueId == 0 ? AdminCommands.Prepare(this, ctrl, req) : IoCommands.Prepare(this, ctrl, req);
     }

@@ -166,8 +166,13 @@ public sealed class NvmeTarget : IDisposable
     public void CheckKeepAlives()
     {
         long now = Environment.TickCount64;
+        long authTimeout = (long)Limits.AuthenticationTimeout.TotalMilliseconds;
         foreach (var c in Controllers)
         {
+            if (c.RequiresAuthentication)
+                foreach (var q in c.Queues)
+                    if (q.Auth?.Expire(now, authTimeout) is string why)
+                        q.Transport.Terminate($"DH-HMAC-CHAP: {why} (queue {q.QueueId} of controller {c.Cntlid})");
             if (c.KeepAliveExpired(now))
             {
                 Log.KeepAliveExpired(c.Cntlid, c.Subsystem.Nqn, c.HostNqn, c.KeepAliveTimeoutMs);
@@ -203,6 +208,14 @@ internal static partial class CoreLog
 
     [LoggerMessage(EventId = 104, Level = LogLevel.Error, Message = "I/O error on namespace {Nsid} ({Store}), answered {Status}: {Error}")]
     public static partial void StoreError(this ILogger log, uint nsid, string store, string status, string error);
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning,
+        Message = "DH-HMAC-CHAP failed for host {HostNqn} at {Peer} on {SubNqn} (controller {Cntlid}, queue {Qid}): {Reason}")]
+    public static partial void AuthenticationFailed(this ILogger log, string hostNqn, string peer, string subNqn, ushort cntlid, ushort qid, string reason);
+
+    [LoggerMessage(EventId = 107, Level = LogLevel.Information,
+        Message = "DH-HMAC-CHAP authenticated host {HostNqn} at {Peer} on {SubNqn} (controller {Cntlid}, queue {Qid}, {Hash}, DH group {DhGroup}, {Direction})")]
+    public static partial void AuthenticationSucceeded(this ILogger log, string hostNqn, string peer, string subNqn, ushort cntlid, ushort qid, string hash, string dhGroup, string direction);
 
     [LoggerMessage(EventId = 105, Level = LogLevel.Debug, Message = "Controller {Cntlid}: I/O queue {Qid} connected (size {Size})")]
     public static partial void IoQueueConnected(this ILogger log, ushort cntlid, ushort qid, int size);

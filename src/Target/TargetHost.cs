@@ -187,6 +187,7 @@ public sealed class TargetHost : IAsyncDisposable
             MemoryNamespaceLimit = MemoryNamespaceLimit.Resolve(l.MemoryNamespaces),
             MaxControllersPerHost = l.MaxControllersPerHost ?? defaults.MaxControllersPerHost,
             HostBufferShare = l.HostBufferShare ?? defaults.HostBufferShare,
+            AuthenticationTimeout = l.AuthTimeout is double authTimeout ? TimeSpan.FromSeconds(authTimeout) : defaults.AuthenticationTimeout,
         };
         if (MemoryNamespaceLimit.Check(limits.MemoryNamespaceLimit, 0, MemoryNamespaceLimit.SizeOf(config.Subsystems)) is string tooMuch)
             throw new StoreException(tooMuch);
@@ -246,6 +247,7 @@ public sealed class TargetHost : IAsyncDisposable
             portIds: sc.Ports);
         try
         {
+            foreach (var (host, auth) in sc.AllowedHosts.Auth) sub.SetHostAuthentication(host, auth.ToCore());
             foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc, storage));
             sub.RestoreNamespaceAttachHosts(sc.NamespaceAttachHosts ?? []);
         }

@@ -109,6 +109,9 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 405, Level = LogLevel.Information, Message = "Resized namespace {Nsid} of {Nqn} from {Before} to {After} blocks")]
     public static partial void NamespaceResized(this ILogger log, uint nsid, string nqn, ulong before, ulong after);
 
+    [LoggerMessage(EventId = 420, Level = LogLevel.Information, Message = "DH-HMAC-CHAP settings of host {Host} on {Nqn} changed (now {Mode}); new controllers use them, live ones when they re-authenticate")]
+    public static partial void HostAuthChanged(this ILogger log, string host, string nqn, string mode);
+
     [LoggerMessage(EventId = 406, Level = LogLevel.Information, Message = "Allowed host {Host} on {Nqn}")]
     public static partial void HostAllowed(this ILogger log, string host, string nqn);
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Nvme.Core.Auth;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
 using Nvme.Core.Telemetry;
@@ -19,6 +20,8 @@ internal static class FabricsCommands
             return NvmeStatus.Success;
         }
         if (!q.IsConnected) return NvmeStatus.CommandSequenceError;
+        if (type is FabricsType.AuthenticationSend or FabricsType.AuthenticationReceive) return AuthCommands.Prepare(q, req);
+        if (q.AwaitsAuthentication) return NvmeStatus.AuthenticationRequired; // Property Get/Set and Disconnect too
         q.Controller!.Touch();
         // Property Get/Set and Disconnect carry no data (nvmet_check_transfer_len(req, 0) in the kernel target).
         return type switch
@@ -35,6 +38,7 @@ internal static class FabricsCommands
         FabricsType.PropertyGet => PropertyGet(q.Controller!, req),
         FabricsType.PropertySet => PropertySet(q.Controller!, req),
         FabricsType.Disconnect => Disconnect(req),
+        FabricsType.AuthenticationSend or FabricsType.AuthenticationReceive => AuthCommands.Execute(q, req),
         _ => NvmeStatus.InvalidOpcode,
     };
 
@@ -89,6 +93,8 @@ internal static class FabricsCommands
             req.Cqe.Dword0 = ConnectCommand.IattrData | ConnectData.HostNqnOffset;
             return NvmeStatus.ConnectInvalidHost;
         }
+        // DH-HMAC-CHAP: a host with secrets here must authenticate, wherever it may connect from (never on discovery).
+        var auth = subsystem.Kind == SubsystemKind.Nvm ? subsystem.GetHostAuthentication(hostNqn) : null;
         if (sqsize == 0 || sqsize > q.Limits.MaxQueueEntries)
             return Invalid(ConnectCommand.SqsizeOffset, $"SQSIZE {sqsize} outside 1..{q.Limits.MaxQueueEntries} (MQES)");
 
@@ -112,6 +118,8 @@ internal static class FabricsCommands
                 q.Target.ReleaseHostController(account);
                 return NvmeStatus.ConnectControllerBusy;
             }
+            ctrl.Authentication = auth;
+            ctrl.RequiresAuthentication = auth != null;
             ctrl.BindQueue(0, q);
             log.ControllerCreated(ctrl.IsDiscovery ? "discovery" : "NVM", ctrl.Cntlid, subNqn, hostNqn, q.Transport.PeerAddress, ctrl.KeepAliveTimeoutMs);
         }
@@ -122,6 +130,13 @@ internal static class FabricsCommands
             if (ctrl is null || ctrl.IsDestroyed) return Invalid(ConnectCommand.IattrData | ConnectData.CntlidOffset, $"no controller {data.Cntlid}");
             if (ctrl.HostNqn != hostNqn || ctrl.HostId != hostId)
                 return Invalid(ConnectCommand.IattrData | ConnectData.HostNqnOffset, $"controller {data.Cntlid} belongs to another host");
+            if (!ctrl.IsAuthenticated)
+            {
+                // Unreachable through the admin queue's own gate (CC.EN needs an authenticated queue), kept explicit.
+                rejection = ConnectRejection.AuthenticationRequired;
+                log.ConnectRejected(hostNqn, q.Transport.PeerAddress, subNqn, $"controller {ctrl.Cntlid} has not authenticated");
+                return NvmeStatus.AuthenticationRequired;
+            }
             if (!ctrl.IsReady) return NvmeStatus.CommandSequenceError;
             if (qid > ctrl.AllocatedIoQueues) return Invalid(ConnectCommand.QidOffset, $"QID {qid} above the {ctrl.AllocatedIoQueues} allocated I/O queues");
             if (ctrl.BindQueue(qid, q) != NvmeStatus.Success)
@@ -139,6 +154,13 @@ internal static class FabricsCommands
         q.Controller = ctrl;
         req.Cqe.SqId = qid;
         req.Cqe.Dword0 = ctrl.Cntlid;
+        if (ctrl.RequiresAuthentication)
+        {
+            // AUTHREQ.ATR: every queue of the controller authenticates before anything else (the Linux host
+            // starts DH-HMAC-CHAP on the queue when it sees this bit).
+            q.Auth = new QueueAuthentication(q, ctrl);
+            req.Cqe.Dword0 |= ConnectCommand.AuthreqAtr;
+        }
         q.Transport.QueueInstalled(qid, q.QueueSize, q.SqFlowControlDisabled); // before the response is queued
         return NvmeStatus.Success;
     }

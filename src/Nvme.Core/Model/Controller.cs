@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Nvme.Core.Auth;
 using Nvme.Core.Spec;
 
 namespace Nvme.Core.Model;
@@ -80,6 +81,14 @@ public sealed class Controller
 
     /// <summary>The queues bound right now (admin queue first).</summary>
     public IReadOnlyList<FabricQueue> Queues { get { lock (_lock) return _queues.Where(q => q != null).ToArray()!; } }
+
+    // ---- DH-HMAC-CHAP ----
+    /// <summary>The host's secrets this controller authenticates with: taken at the admin Connect, taken again when
+    /// the admin queue re-authenticates (so a rotated secret applies from then on). Null = no authentication.</summary>
+    internal HostAuthentication? Authentication { get; set; }
+    /// <summary>The controller requires authentication and its admin queue has it: only then may I/O queues connect.</summary>
+    public bool RequiresAuthentication { get; internal set; }
+    public bool IsAuthenticated => !RequiresAuthentication || AdminQueue?.Auth?.Authenticated == true;
 
     // ---- keep-alive ----
     /// <summary>Any command counts as keep-alive traffic (CTRATT TBKAS).</summary>

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using Nvme.Core.Auth;
 using Nvme.Core.Spec;
 
 namespace Nvme.Core.Model;
@@ -55,11 +56,44 @@ public sealed partial class Subsystem
 
     public void AllowHost(string hostNqn) { lock (_lock) _allowedHosts = _allowedHosts.Add(hostNqn); Changed?.Invoke(this); }
 
+    // ---- DH-HMAC-CHAP ----
+
+    private ImmutableDictionary<string, HostAuthentication> _hostAuth = ImmutableDictionary<string, HostAuthentication>.Empty.WithComparers(StringComparer.Ordinal);
+
+    /// <summary>The DH-HMAC-CHAP secrets of a host, or null (no authentication). A host with secrets must
+    /// authenticate even where any host may connect (SPDK looks the host up then too); the discovery subsystem
+    /// never asks.</summary>
+    public HostAuthentication? GetHostAuthentication(string hostNqn) =>
+        hostNqn.Length == 0 ? null : Volatile.Read(ref _hostAuth).GetValueOrDefault(hostNqn);
+
+    /// <summary>Hosts that have secrets here.</summary>
+    public IReadOnlyDictionary<string, HostAuthentication> HostAuthentications => Volatile.Read(ref _hostAuth);
+
+    /// <summary>Sets, replaces (key rotation) or with null removes a host's secrets. Controllers that exist keep the
+    /// secrets they authenticated with (their I/O queues too) until the host re-authenticates on the admin queue;
+    /// new controllers use the new ones.</summary>
+    public void SetHostAuthentication(string hostNqn, HostAuthentication? auth)
+    {
+        if (ValidateNqn(hostNqn) is string bad) throw new ArgumentException(bad, nameof(hostNqn));
+        lock (_lock) _hostAuth = auth is null ? _hostAuth.Remove(hostNqn) : _hostAuth.SetItem(hostNqn, auth);
+    }
+
+    /// <summary>Allows a host and sets its secrets in one step.</summary>
+    public void AllowHost(string hostNqn, HostAuthentication? auth)
+    {
+        SetHostAuthentication(hostNqn, auth);
+        AllowHost(hostNqn);
+    }
+
     /// <summary>Takes a host off the allowed list and destroys the controllers it holds here, unless the subsystem
     /// admits any host. Returns the controllers destroyed.</summary>
     public int DisallowHost(string hostNqn)
     {
-        lock (_lock) _allowedHosts = _allowedHosts.Remove(hostNqn);
+        lock (_lock)
+        {
+            _allowedHosts = _allowedHosts.Remove(hostNqn);
+            _hostAuth = _hostAuth.Remove(hostNqn);
+        }
         Changed?.Invoke(this);
         return DisconnectHostsNotAllowed($"host {hostNqn} was removed from the allowed hosts of {Nqn}");
     }

@@ -40,6 +40,11 @@ public sealed record TargetLimits
     /// Connect Controller Busy.</summary>
     public int MaxControllersPerHost { get; init; } = 64;
 
+    /// <summary>How long a DH-HMAC-CHAP exchange may sit between two steps, and a queue that must authenticate may go
+    /// without doing so after its Connect, before the target drops the exchange (and closes the queue if it is not
+    /// authenticated). The kernel target uses KATO (120 s without); 10 s is plenty for a host that means it.</summary>
+    public TimeSpan AuthenticationTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Largest transfer of one command in bytes (MDTS; 0 = unlimited is capped at 16 MiB internally).</summary>
     public int MaxTransferBytes => Mdts == 0 ? 16 << 20 : 4096 << Mdts;
 }

@@ -144,4 +144,7 @@ public static class ConnectCommand
     public const byte CattrDisableSqFlowControl = 1 << 2;
     /// <summary>IATTR bit 16 of the result: the invalid parameter is in the Connect data, not the SQE.</summary>
     public const uint IattrData = 1u << 16;
+    /// <summary>AUTHREQ.ATR (bit 17 of a successful Connect's result): the queue must run an authentication
+    /// transaction (DH-HMAC-CHAP) before anything else; NVME_CONNECT_AUTHREQ_ATR in Linux.</summary>
+    public const uint AuthreqAtr = 1u << 17;
 }

@@ -45,6 +45,8 @@ public enum NvmeStatus : ushort
     NamespaceNotAttached = 0x11A | Dnr,
     /// <summary>Namespace Attachment: the controller list is malformed or names a controller that does not exist.</summary>
     ControllerListInvalid = 0x11C | Dnr,
+    /// <summary>The queue must authenticate first (Fabrics command specific 91h; nvmet answers it with DNR).</summary>
+    AuthenticationRequired = 0x191 | Dnr,
 
     // Media errors (SCT 2)
     UnrecoveredReadError = 0x281,

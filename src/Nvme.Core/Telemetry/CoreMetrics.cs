@@ -27,6 +27,9 @@ public sealed class CoreMetrics : IDisposable
     internal long AsyncEventsSent;
     internal long KeepAliveExpiries;
     private readonly long[] _connectsRejected = new long[ConnectRejections.Labels.Length];
+    private readonly long[] _authFailed = new long[Auth.AuthFailures.Labels.Length];
+    /// <summary>DH-HMAC-CHAP exchanges that authenticated a queue.</summary>
+    public long AuthenticationsSucceeded;
 
     internal CoreMetrics(NvmeTarget target)
     {
@@ -97,8 +100,18 @@ public sealed class CoreMetrics : IDisposable
             "Commands that waited for a data buffer because their host NQN held its share of the budget (--host-buffer-share)");
         m.CreateObservableCounter("nvmet.connects.rejected", () => ConnectRejections.Labels.Select((label, i) =>
                 new Measurement<long>(Interlocked.Read(ref _connectsRejected[i]), Tag("reason", label))), "{command}",
-            "Fabrics Connect commands refused, by reason (unknown_subsystem, port, host_not_allowed, controller_limit, invalid)");
+            "Fabrics Connect commands refused, by reason (unknown_subsystem, port, host_not_allowed, controller_limit, invalid, authentication_required)");
+        m.CreateObservableCounter("nvmet.authentications.succeeded", () => Interlocked.Read(ref AuthenticationsSucceeded), "{exchange}",
+            "DH-HMAC-CHAP exchanges that authenticated a queue (admin and I/O queues, re-authentications included)");
+        m.CreateObservableCounter("nvmet.authentications.failed", () => Auth.AuthFailures.Labels.Select((label, i) =>
+                new Measurement<long>(Interlocked.Read(ref _authFailed[i]), Tag("reason", label))), "{exchange}",
+            "DH-HMAC-CHAP exchanges that failed, by reason (bad_response, host_rejected, unusable, protocol, timeout)");
     }
+
+    internal void AuthenticationFailed(Auth.AuthFailure reason) => Interlocked.Increment(ref _authFailed[(int)reason]);
+
+    /// <summary>DH-HMAC-CHAP exchanges that failed for <paramref name="reason"/> so far.</summary>
+    public long AuthenticationsFailed(Auth.AuthFailure reason) => Interlocked.Read(ref _authFailed[(int)reason]);
 
     internal void ConnectRejected(ConnectRejection reason) => Interlocked.Increment(ref _connectsRejected[(int)reason]);
 
@@ -158,10 +171,10 @@ public sealed class CoreMetrics : IDisposable
 }
 
 /// <summary>Why a Fabrics Connect was refused (the reason label of nvmet_connects_rejected_total).</summary>
-public enum ConnectRejection { UnknownSubsystem, Port, HostNotAllowed, ControllerLimit, Invalid }
+public enum ConnectRejection { UnknownSubsystem, Port, HostNotAllowed, ControllerLimit, Invalid, AuthenticationRequired }
 
 internal static class ConnectRejections
 {
     /// <summary>Label of each <see cref="ConnectRejection"/>, by value.</summary>
-    public static readonly string[] Labels = ["unknown_subsystem", "port", "host_not_allowed", "controller_limit", "invalid"];
+    public static readonly string[] Labels = ["unknown_subsystem", "port", "host_not_allowed", "controller_limit", "invalid", "authentication_required"];
 }

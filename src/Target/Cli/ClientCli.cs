@@ -43,6 +43,15 @@ public static partial class ClientCli
     /// <summary>True when the first argument selects the client instead of running the target.</summary>
     public static bool IsCommand(string firstArgument) => CommandSummaries.ContainsKey(firstArgument);
 
+    /// <summary>DH-HMAC-CHAP options, named as nvme-cli's connect options (and kernel nvmet's host attributes).</summary>
+    private static readonly Opt[] DhchapOpts =
+    [
+        new("--dhchap-secret", "DHHC-1:hh:KEY:", "The host's DH-HMAC-CHAP secret (nvme gen-dhchap-key): the host must authenticate with it."),
+        new("--dhchap-ctrl-secret", "DHHC-1:hh:KEY:", "A controller secret: lets the host authenticate the target too (bidirectional)."),
+        new("--dhchap-hash", "sha256|sha384|sha512", "The HMAC the target picks (default: sha256 if the host offers it)."),
+        new("--dhchap-dhgroup", "null|ffdhe2048|...|ffdhe8192", "The DH group the target requires (default: the null group if the host offers it)."),
+    ];
+
     private static readonly Verb[] Verbs =
     [
         new("subsys", "list", "List the subsystems.", ["nvme-tcp-target subsys list"], [], SubsysListAsync),
@@ -119,8 +128,13 @@ public static partial class ClientCli
 
         new("hosts", "list", "List the host NQNs allowed to connect to a subsystem.", ["nvme-tcp-target hosts list --nqn NQN"], [NqnOpt], HostsListAsync),
         new("hosts", "add", "Allow a host NQN (a subsystem that admits any host keeps doing so: subsys set --allow-any-host off).",
-            ["nvme-tcp-target hosts add --nqn NQN --host nqn.2014-08.org.nvmexpress:uuid:..."],
-            [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required; on Linux: cat /etc/nvme/hostnqn).")], HostsAddAsync),
+            ["nvme-tcp-target hosts add --nqn NQN --host nqn.2014-08.org.nvmexpress:uuid:...",
+             "nvme-tcp-target hosts add --nqn NQN --host HOSTNQN --dhchap-secret \"$(nvme gen-dhchap-key --hmac=1 -n HOSTNQN)\""],
+            [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required; on Linux: cat /etc/nvme/hostnqn)."), .. DhchapOpts], HostsAddAsync),
+        new("hosts", "set", "Set or replace (key rotation) an allowed host's DH-HMAC-CHAP settings; without secrets it turns authentication off for the host. " +
+                "Live controllers keep working and use the new secret when the host re-authenticates.",
+            ["nvme-tcp-target hosts set --nqn NQN --host HOSTNQN --dhchap-secret DHHC-1:01:...:"],
+            [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required)."), .. DhchapOpts], HostsSetAsync),
         new("hosts", "remove", "Remove a host NQN from the allowed list and disconnect its controllers (an empty list admits no host).",
             ["nvme-tcp-target hosts remove --nqn NQN --host nqn.2014-08.org.nvmexpress:uuid:..."],
             [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required).")], HostsRemoveAsync),
@@ -143,6 +157,7 @@ public static partial class ClientCli
         public string? Get(string name) => Values.TryGetValue(name, out var v) ? v[^1] : null;
         public IReadOnlyList<string> All(string name) => Values.TryGetValue(name, out var v) ? v : [];
         public string Require(string name) => Get(name) ?? throw new UsageException($"{name} is required");
+        public Exception Usage(string message) => new UsageException(message);
 
         public uint Nsid(bool required = true)
         {

@@ -262,7 +262,10 @@ public static partial class ClientCli
                 : $"No allowed hosts: no host may connect to {nqn} (add one: nvme-tcp-target hosts add --host NQN).");
             return Ok;
         }
-        TextTable.Write(r.Out, ["HOST NQN"], hosts.Select(h => new[] { h.HostNqn }));
+        TextTable.Write(r.Out, ["HOST NQN", "DHCHAP", "CTRL SECRET", "HASH", "DHGROUP"], hosts.Select(h => new[]
+        {
+            h.HostNqn, h.DhchapSecretSet ? "secret set" : "-", h.DhchapCtrlSecretSet ? "set" : "-", h.DhchapHash ?? "auto", h.DhchapDhgroup ?? "auto",
+        }));
         return Ok;
     }
 
@@ -270,12 +273,49 @@ public static partial class ClientCli
     {
         var host = r.Require("--host");
         var nqn = await r.NqnAsync().ConfigureAwait(false);
-        var raw = await r.Api.SendAsync(HttpMethod.Post, Path(nqn) + "/hosts", new HostEntry { HostNqn = host }).ConfigureAwait(false);
+        var auth = DhchapOptions(r);
+        var raw = await r.Api.SendAsync(HttpMethod.Post, Path(nqn) + "/hosts", new HostEntry
+        {
+            HostNqn = host, DhchapSecret = auth?.DhchapSecret, DhchapCtrlSecret = auth?.DhchapCtrlSecret, DhchapHash = auth?.DhchapHash, DhchapDhgroup = auth?.DhchapDhgroup,
+        }).ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
         var s = (await r.Api.GetAsync<SubsystemInfo>(Path(nqn)).ConfigureAwait(false)).Value;
         r.Out.WriteLine($"Allowed host {host} on {nqn}." + (s.AllowAnyHost
             ? $" Note: {nqn} still admits any host; to admit only the listed ones: nvme-tcp-target subsys set --nqn {nqn} --allow-any-host off" : ""));
         return Ok;
+    }
+
+    private static async Task<int> HostsSetAsync(Run r)
+    {
+        var host = r.Require("--host");
+        var auth = DhchapOptions(r);
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Put, $"{Path(nqn)}/hosts/{ApiClient.Segment(host)}", new HostAuthUpdate
+        {
+            DhchapSecret = auth?.DhchapSecret, DhchapCtrlSecret = auth?.DhchapCtrlSecret, DhchapHash = auth?.DhchapHash, DhchapDhgroup = auth?.DhchapDhgroup,
+        }).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        r.Out.WriteLine(auth is null
+            ? $"Host {host} on {nqn} no longer authenticates."
+            : $"Host {host} on {nqn} authenticates with DH-HMAC-CHAP ({(auth.DhchapCtrlSecret is null ? "unidirectional" : "bidirectional")}); " +
+              "live controllers use the new secret when they re-authenticate.");
+        return Ok;
+    }
+
+    /// <summary>The --dhchap-* options, checked here (usage error, exit 2) so a mistyped secret never reaches the API.
+    /// Messages never quote a secret.</summary>
+    private static HostAuthConfig? DhchapOptions(Run r)
+    {
+        var a = new HostAuthConfig
+        {
+            DhchapSecret = r.Get("--dhchap-secret"), DhchapCtrlSecret = r.Get("--dhchap-ctrl-secret"),
+            DhchapHash = r.Get("--dhchap-hash"), DhchapDhgroup = r.Get("--dhchap-dhgroup"),
+        };
+        if (a.IsEmpty) return null;
+        var problems = a.Validate();
+        if (problems.Count > 0) throw r.Usage(string.Join("; ", problems.Select(p => p.Replace("dhchapCtrlSecret", "--dhchap-ctrl-secret")
+            .Replace("dhchapSecret", "--dhchap-secret").Replace("dhchapHash", "--dhchap-hash").Replace("dhchapDhgroup", "--dhchap-dhgroup"))));
+        return a;
     }
 
     private static async Task<int> HostsRemoveAsync(Run r)

@@ -71,6 +71,8 @@ public static class ConfigValidator
                      ("connectTimeout", "--connect-timeout", l.ConnectTimeout) })
             if (value is double v && (!(v > 0) || v > 3600))
                 yield return $"limits.{name} {v.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not a number of seconds in (0, 3600] ({option})";
+        if (l.AuthTimeout is double at && (!(at > 0) || at > 3600))
+            yield return $"limits.authTimeout {at.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not a number of seconds in (0, 3600]";
         if (l.TcpKeepAlive is string k && TcpKeepAliveSeconds(k) is null)
             yield return $"limits.tcpKeepAlive '{k}' is neither a number of seconds in 1..32767 nor off (--tcp-keepalive)";
     }
@@ -96,6 +98,8 @@ public static class ConfigValidator
         foreach (var h in s.AllowedHosts)
             if (Subsystem.ValidateNqn(h) is string badHost) e.Add($"subsystem {name}: allowed host: {badHost}");
         foreach (var dup in s.AllowedHosts.GroupBy(h => h).Where(g => g.Count() > 1)) e.Add($"subsystem {name}: allowed host {dup.Key} is listed twice");
+        foreach (var (host, auth) in s.AllowedHosts.Auth)
+            foreach (var problem in auth.Validate()) e.Add($"subsystem {name}: allowed host {host}: {problem}");
         foreach (var p in s.Ports ?? [])
             if (!portIds.Contains(p)) e.Add($"subsystem {name}: port {p} does not exist (the target's ports: {string.Join(", ", portIds.Order())})");
         foreach (var dup in (s.Ports ?? []).GroupBy(p => p).Where(g => g.Count() > 1)) e.Add($"subsystem {name}: port {dup.Key} is listed twice");

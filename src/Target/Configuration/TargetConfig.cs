@@ -135,6 +135,9 @@ public sealed class LimitsConfig
     /// <summary>TCP keep-alive idle seconds on NVMe/TCP sockets (60), or "off".</summary>
     [JsonConverter(typeof(NumberOrTextJsonConverter))]
     public string? TcpKeepAlive { get; set; }
+    /// <summary>Seconds a DH-HMAC-CHAP exchange may stall, and a queue that must authenticate may wait, before the
+    /// target drops it (10).</summary>
+    public double? AuthTimeout { get; set; }
 }
 
 /// <summary>Reads a value given as a JSON number or a string (e.g. 60 or "off"); writes a string.</summary>
@@ -161,7 +164,8 @@ public sealed class SubsystemConfig
     /// nobody). Null (absent) is kept apart from false only to warn about configurations written when an empty
     /// list meant "any host".</summary>
     public bool? AllowAnyHost { get; set; }
-    public List<string> AllowedHosts { get; set; } = [];
+    /// <summary>Host NQNs; an entry may be an object with DH-HMAC-CHAP settings (see <see cref="HostList"/>).</summary>
+    public HostList AllowedHosts { get; set; } = [];
     /// <summary>Port ids ("ports" entries) the subsystem is reachable on; null (absent) = every port.</summary>
     public List<ushort>? Ports { get; set; }
     public List<NamespaceConfig> Namespaces { get; set; } = [];

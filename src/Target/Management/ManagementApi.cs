@@ -30,6 +30,35 @@ public sealed class HostEntry
 {
     [JsonRequired]
     public string HostNqn { get; set; } = "";
+    /// <summary>In: the DH-HMAC-CHAP host secret (DHHC-1:hh:BASE64:). Never sent back.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? DhchapSecret { get; set; }
+    /// <summary>In: the controller secret (bidirectional authentication). Never sent back.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? DhchapCtrlSecret { get; set; }
+    /// <summary>In and out: sha256, sha384 or sha512.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? DhchapHash { get; set; }
+    /// <summary>In and out: null, ffdhe2048 ... ffdhe8192.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? DhchapDhgroup { get; set; }
+    /// <summary>Out: whether the host must authenticate (a host secret is set).</summary>
+    public bool DhchapSecretSet { get; set; }
+    /// <summary>Out: whether a controller secret is set.</summary>
+    public bool DhchapCtrlSecretSet { get; set; }
+
+    internal HostAuthConfig? Auth() =>
+        new HostAuthConfig { DhchapSecret = DhchapSecret, DhchapCtrlSecret = DhchapCtrlSecret, DhchapHash = DhchapHash, DhchapDhgroup = DhchapDhgroup } is { IsEmpty: false } a ? a : null;
+}
+
+/// <summary>Body of PUT /subsystems/{nqn}/hosts/{hostNqn}: the host's DH-HMAC-CHAP settings, replacing the old
+/// ones (all fields absent: authentication off for that host).</summary>
+public sealed class HostAuthUpdate
+{
+    public string? DhchapSecret { get; set; }
+    public string? DhchapCtrlSecret { get; set; }
+    public string? DhchapHash { get; set; }
+    public string? DhchapDhgroup { get; set; }
 }
 
 /// <summary>Answer of DELETE /subsystems/{nqn}/hosts/{hostNqn}.</summary>
@@ -154,15 +183,27 @@ public static partial class ManagementApi
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
 
         var hosts = api.MapGroup("/subsystems/{nqn}").WithTags("Hosts");
-        hosts.MapGet("/hosts", (string nqn) => m.ListHosts(Unescape(nqn)).Select(h => new HostEntry { HostNqn = h }).ToList())
+        hosts.MapGet("/hosts", (string nqn) => m.ListHostEntries(Unescape(nqn)).ToList())
             .WithName("ListHosts").WithSummary("The allowed host NQNs (empty: no host may connect, unless the subsystem has allowAnyHost).").ProducesProblem(404);
         hosts.MapPost("/hosts", async (string nqn, [FromBody] HostEntry body) =>
             {
-                await m.AddHostAsync(Unescape(nqn), body.HostNqn).ConfigureAwait(false);
-                return TypedResults.Created($"{SubsystemUri(Unescape(nqn))}/hosts/{Uri.EscapeDataString(body.HostNqn)}", body);
+                await m.AddHostAsync(Unescape(nqn), body.HostNqn, body.Auth()).ConfigureAwait(false);
+                var added = m.ListHostEntries(Unescape(nqn)).First(h => h.HostNqn == body.HostNqn); // never echo a secret
+                return TypedResults.Created($"{SubsystemUri(Unescape(nqn))}/hosts/{Uri.EscapeDataString(body.HostNqn)}", added);
             })
             .WithName("AddHost").WithSummary("Allows a host NQN (a subsystem with allowAnyHost keeps admitting any host: PATCH it to close it).")
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+        hosts.MapPut("/hosts/{hostNqn}", async (string nqn, string hostNqn, [FromBody] HostAuthUpdate body) =>
+            {
+                var host = Unescape(hostNqn);
+                var auth = new HostAuthConfig { DhchapSecret = body.DhchapSecret, DhchapCtrlSecret = body.DhchapCtrlSecret, DhchapHash = body.DhchapHash, DhchapDhgroup = body.DhchapDhgroup };
+                await m.SetHostAuthAsync(Unescape(nqn), host, auth.IsEmpty ? null : auth).ConfigureAwait(false);
+                return TypedResults.Ok(m.ListHostEntries(Unescape(nqn)).First(h => h.HostNqn == host));
+            })
+            .WithName("SetHostAuthentication")
+            .WithSummary("Sets or replaces (key rotation) an allowed host's DH-HMAC-CHAP settings; no fields: authentication off. Live " +
+                "controllers keep working and use the new secrets when the host re-authenticates.")
+            .ProducesProblem(400).ProducesProblem(404);
         hosts.MapDelete("/hosts/{hostNqn}", async (string nqn, string hostNqn) =>
             {
                 var host = Unescape(hostNqn);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Nvme.Core;
+using Nvme.Core.Auth;
 using Nvme.Core.Model;
 using Nvme.Core.Storage;
 using Target.Configuration;
@@ -67,6 +68,30 @@ public sealed partial class TargetManager
     }
 
     public IReadOnlyList<string> ListHosts(string nqn) => [.. Find(nqn).AllowedHosts.Order(StringComparer.Ordinal)];
+
+    /// <summary>The allowed hosts with what is set of their DH-HMAC-CHAP settings (never the secrets).</summary>
+    public IReadOnlyList<HostEntry> ListHostEntries(string nqn)
+    {
+        var s = Find(nqn);
+        return [.. s.AllowedHosts.Order(StringComparer.Ordinal).Select(h => DescribeHost(h, s.GetHostAuthentication(h)))];
+    }
+
+    internal static HostEntry DescribeHost(string hostNqn, Nvme.Core.Auth.HostAuthentication? a) => new()
+    {
+        HostNqn = hostNqn,
+        DhchapSecretSet = a != null,
+        DhchapCtrlSecretSet = a?.ControllerSecret != null,
+        DhchapHash = a?.Hash?.Name(),
+        DhchapDhgroup = a?.DhGroup is { } g ? Nvme.Core.Auth.FfdheGroup.Name(g) : null,
+    };
+
+    private static HostAuthConfig? CheckAuth(HostAuthConfig? auth)
+    {
+        if (auth is null || auth.IsEmpty) return null;
+        var problems = auth.Validate();
+        if (problems.Count > 0) throw new ManagementException(ManagementError.Invalid, string.Join("; ", problems));
+        return auth;
+    }
 
     public IReadOnlyList<ControllerInfo> ListControllers() =>
         _target.Controllers.OrderBy(c => c.Subsystem.Nqn, StringComparer.Ordinal).ThenBy(c => c.Cntlid)
@@ -206,13 +231,14 @@ public sealed partial class TargetManager
 
     /// <summary>Allows a host NQN. A subsystem that admits any host keeps doing so (the list and allowAnyHost are
     /// separate, as in kernel nvmet and SPDK); <see cref="SetAllowAnyHostAsync"/> closes it.</summary>
-    public Task AddHostAsync(string nqn, string hostNqn) => OnSubsystem(nqn, s =>
+    public Task AddHostAsync(string nqn, string hostNqn, HostAuthConfig? auth = null) => OnSubsystem(nqn, s =>
     {
         if (Subsystem.ValidateNqn(hostNqn) is string bad) throw new ManagementException(ManagementError.Invalid, bad);
+        auth = CheckAuth(auth);
         if (s.AllowedHosts.Contains(hostNqn)) throw new ManagementException(ManagementError.Conflict, $"host {hostNqn} is already allowed on {nqn}");
         var hosts = ConfigOf(nqn).AllowedHosts;
-        Persist(() => hosts.Add(hostNqn), () => hosts.Remove(hostNqn));
-        s.AllowHost(hostNqn);
+        Persist(() => { hosts.Add(hostNqn); if (auth != null) hosts.Auth[hostNqn] = auth; }, () => hosts.Remove(hostNqn));
+        s.AllowHost(hostNqn, auth?.ToCore());
         _log.HostAllowed(hostNqn, nqn);
         return Task.FromResult(true);
     });
@@ -224,11 +250,32 @@ public sealed partial class TargetManager
         if (!s.AllowedHosts.Contains(hostNqn)) throw new ManagementException(ManagementError.NotFound, $"host {hostNqn} is not in the allowed list of {nqn}");
         var hosts = ConfigOf(nqn).AllowedHosts;
         int index = hosts.IndexOf(hostNqn);
-        Persist(() => hosts.Remove(hostNqn), () => hosts.Insert(Math.Max(0, index), hostNqn));
+        var auth = hosts.Auth.GetValueOrDefault(hostNqn);
+        Persist(() => hosts.Remove(hostNqn), () =>
+        {
+            hosts.Insert(Math.Max(0, index), hostNqn);
+            if (auth != null) hosts.Auth[hostNqn] = auth;
+        });
         int disconnected = s.DisallowHost(hostNqn);
         _log.HostRemoved(hostNqn, nqn, disconnected);
         if (!s.AllowAnyHost && s.AllowedHosts.Count == 0) _log.SubsystemClosed(nqn);
         return Task.FromResult(disconnected);
+    });
+
+    /// <summary>Sets, replaces (key rotation) or, with null/empty, removes an allowed host's DH-HMAC-CHAP settings.
+    /// New controllers use them at once; established ones keep working and pick them up when the host
+    /// re-authenticates.</summary>
+    public Task SetHostAuthAsync(string nqn, string hostNqn, HostAuthConfig? auth) => OnSubsystem(nqn, s =>
+    {
+        auth = CheckAuth(auth);
+        if (!s.AllowedHosts.Contains(hostNqn)) throw new ManagementException(ManagementError.NotFound, $"host {hostNqn} is not in the allowed list of {nqn}");
+        var hosts = ConfigOf(nqn).AllowedHosts;
+        var before = hosts.Auth.GetValueOrDefault(hostNqn);
+        void Put(HostAuthConfig? a) { if (a is null) hosts.Auth.Remove(hostNqn); else hosts.Auth[hostNqn] = a; }
+        Persist(() => Put(auth), () => Put(before));
+        s.SetHostAuthentication(hostNqn, auth?.ToCore());
+        _log.HostAuthChanged(hostNqn, nqn, auth is null ? "none" : auth.DhchapCtrlSecret is null ? "unidirectional" : "bidirectional");
+        return Task.FromResult(true);
     });
 
     /// <summary>Opens a subsystem to any host NQN, or closes it to all but its allowed hosts (disconnecting the

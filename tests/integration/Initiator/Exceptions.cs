@@ -41,3 +41,12 @@ public sealed class NvmeStatusException : Exception
     public NvmeCompletion Completion { get; }
     public ushort Status => Completion.Status;
 }
+
+/// <summary>DH-HMAC-CHAP failed (the controller sent Failure1, its response did not check out, or the host had no
+/// secret when asked), as the Linux host's connect fails with EKEYREJECTED / EACCES.</summary>
+public sealed class NvmeAuthenticationException : Exception
+{
+    public NvmeAuthenticationException(string message, Exception? inner = null) : base(message, inner) { }
+    /// <summary>The Failure1 explanation, when the controller sent one.</summary>
+    public Nvme.Core.Auth.DhchapFailure? Reason { get; init; }
+}

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Runtime.InteropServices;
+using Nvme.Core.Auth;
 using Nvme.Core.Spec;
 
 namespace Integration.Tests.Initiator;
@@ -27,6 +28,20 @@ public sealed record NvmeTcpHostOptions
     public byte Hpda { get; init; }
     /// <summary>SGLs and CIDs as SPDK's initiator builds them (see <see cref="HostQueueOptions.SpdkStyle"/>).</summary>
     public bool SpdkStyle { get; init; }
+
+    /// <summary>DH-HMAC-CHAP host secret (nvme connect --dhchap-secret): used when a Connect asks for
+    /// authentication (AUTHREQ.ATR), on the admin queue and on every I/O queue, as the Linux host does.</summary>
+    public DhchapSecret? DhchapSecret { get; init; }
+    /// <summary>Controller secret (--dhchap-ctrl-secret): the host also checks the controller (bidirectional).</summary>
+    public DhchapSecret? DhchapCtrlSecret { get; init; }
+    /// <summary>Hashes offered in the Negotiate (the Linux host's three by default).</summary>
+    public IReadOnlyList<DhchapHash>? DhchapHashes { get; init; }
+    /// <summary>DH groups offered (all six by default; --dhchap-dhgroup narrows it in nvme-cli terms).</summary>
+    public IReadOnlyList<DhGroupId>? DhchapDhGroups { get; init; }
+    /// <summary>Do not authenticate even when asked (to see what an unauthenticated host gets); by default a host
+    /// asked to authenticate without a secret fails its Connect, as the Linux host does.</summary>
+    public bool IgnoreAuthenticationRequest { get; init; }
+
     internal HostQueueOptions QueueOptions => new() { HeaderDigest = HeaderDigest, DataDigest = DataDigest, CommandTimeout = CommandTimeout, Hpda = Hpda, SpdkStyle = SpdkStyle };
 }
 
@@ -76,6 +91,8 @@ public sealed class NvmeTcpHost : IAsyncDisposable
                 options.KeepAliveTimeoutMs, ct: ct).ConfigureAwait(false);
             c.EnsureSuccess($"admin Connect to {subNqn}");
             host.Cntlid = (ushort)c.Dword0;
+            host.AuthenticationRequested = (c.Dword0 & ConnectCommand.AuthreqAtr) != 0;
+            if (host.AuthenticationRequested) await host.AuthenticateIfAskedAsync(admin, ct).ConfigureAwait(false);
             if (options.Enable) await host.EnableAsync(ct).ConfigureAwait(false);
             return host;
         }
@@ -125,7 +142,8 @@ public sealed class NvmeTcpHost : IAsyncDisposable
                 var r = await q.ConnectAsync(SubNqn, Options.HostNqn, Options.HostId, qid, Options.IoSqSize, Cntlid, Options.SpdkStyle ? Options.KeepAliveTimeoutMs : 0,
                     Options.DisableSqFlowControl, ct).ConfigureAwait(false);
                 r.EnsureSuccess($"I/O queue {qid} Connect");
-                if (r.Dword0 != Cntlid) throw new NvmeTcpProtocolException($"I/O Connect returned CNTLID {r.Dword0}, expected {Cntlid}");
+                if ((ushort)r.Dword0 != Cntlid) throw new NvmeTcpProtocolException($"I/O Connect returned CNTLID {r.Dword0}, expected {Cntlid}");
+                if ((r.Dword0 & ConnectCommand.AuthreqAtr) != 0) await AuthenticateIfAskedAsync(q, ct).ConfigureAwait(false);
                 q.InCapsuleDataLimit = inCapsule;
                 _ioQueues.Add(q);
             }
@@ -139,6 +157,64 @@ public sealed class NvmeTcpHost : IAsyncDisposable
     }
 
     public HostQueue Io(int index = 0) => _ioQueues[index];
+
+    // ------------------------------------------------------------------ DH-HMAC-CHAP
+
+    /// <summary>The admin Connect's result asked for authentication (AUTHREQ.ATR).</summary>
+    public bool AuthenticationRequested { get; private set; }
+    /// <summary>What the controller chose in the last authentication (hash, DH group).</summary>
+    public (DhchapHash Hash, DhGroupId DhGroup)? LastAuthentication { get; private set; }
+
+    private async Task AuthenticateIfAskedAsync(HostQueue q, CancellationToken ct)
+    {
+        if (Options.IgnoreAuthenticationRequest) return;
+        if (Options.DhchapSecret is null) throw new NvmeAuthenticationException($"queue {q.QueueId}: the controller requires authentication and no DH-HMAC-CHAP secret is set");
+        await AuthenticateAsync(q, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs one DH-HMAC-CHAP transaction on <paramref name="q"/> (also to re-authenticate a live queue):
+    /// Negotiate, Challenge, Reply, Success1 and, when bidirectional, Success2; a Failure1 or a controller response
+    /// that does not check out throws <see cref="NvmeAuthenticationException"/> (after sending Failure2 for the latter).</summary>
+    public async Task AuthenticateAsync(HostQueue q, CancellationToken ct = default)
+    {
+        var secret = Options.DhchapSecret ?? throw new InvalidOperationException("no DH-HMAC-CHAP secret");
+        var h = new DhchapHost(Options.HostNqn, SubNqn, secret, Options.DhchapCtrlSecret)
+        {
+            Hashes = Options.DhchapHashes ?? Nvme.Core.Auth.DhchapHashes.All,
+            DhGroups = Options.DhchapDhGroups ?? Enum.GetValues<DhGroupId>(),
+        };
+        try
+        {
+            await AuthSendAsync(q, h.Negotiate(), ct).ConfigureAwait(false);
+            var reply = h.Reply(await AuthReceiveAsync(q, ct).ConfigureAwait(false));
+            await AuthSendAsync(q, reply, ct).ConfigureAwait(false);
+            var success2 = h.Success1(await AuthReceiveAsync(q, ct).ConfigureAwait(false));
+            if (success2 != null) await AuthSendAsync(q, success2, ct).ConfigureAwait(false);
+            LastAuthentication = (h.ChosenHash, h.ChosenDhGroup);
+        }
+        catch (DhchapException e)
+        {
+            if (e.Failure2 != null)
+            {
+                try { await AuthSendAsync(q, e.Failure2, ct).ConfigureAwait(false); }
+                catch (Exception) { /* the controller may close first */ }
+            }
+            throw new NvmeAuthenticationException($"queue {q.QueueId}: {e.Message}", e) { Reason = e.Reason };
+        }
+    }
+
+    /// <summary>Authentication Send of one message (TL = its length; in the capsule unless <paramref name="inCapsule"/> is false).</summary>
+    public static async Task AuthSendAsync(HostQueue q, ReadOnlyMemory<byte> message, CancellationToken ct = default, bool? inCapsule = null) =>
+        (await q.SubmitAsync(Sqe.AuthSend((uint)message.Length), hostData: message, inCapsule: inCapsule, ct: ct).ConfigureAwait(false))
+            .EnsureSuccess("Authentication Send");
+
+    /// <summary>Authentication Receive with AL 4096 (what the Linux host asks for).</summary>
+    public static async Task<byte[]> AuthReceiveAsync(HostQueue q, CancellationToken ct = default, int al = 4096)
+    {
+        var buffer = new byte[al];
+        (await q.SubmitAsync(Sqe.AuthReceive((uint)al), controllerData: buffer, ct: ct).ConfigureAwait(false)).EnsureSuccess("Authentication Receive");
+        return buffer;
+    }
 
     // ------------------------------------------------------------------ admin
 

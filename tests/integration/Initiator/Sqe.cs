@@ -7,6 +7,14 @@ public static class Sqe
 {
     public static SubmissionQueueEntry Fabrics(byte fctype) => new() { Opcode = AdminOpcode.Fabrics, Nsid = fctype };
 
+    /// <summary>Authentication Send (FCTYPE 05h): SECP E9h, SPSP0/1 01h (DH-HMAC-CHAP), TL bytes of host data.</summary>
+    public static SubmissionQueueEntry AuthSend(uint tl, uint? cdw10 = null) =>
+        Fabrics(FabricsType.AuthenticationSend) with { Cdw10 = cdw10 ?? Nvme.Core.Auth.DhchapMessages.Cdw10, Cdw11 = tl };
+
+    /// <summary>Authentication Receive (FCTYPE 06h): AL bytes of controller data.</summary>
+    public static SubmissionQueueEntry AuthReceive(uint al) =>
+        Fabrics(FabricsType.AuthenticationReceive) with { Cdw10 = Nvme.Core.Auth.DhchapMessages.Cdw10, Cdw11 = al };
+
     public static SubmissionQueueEntry PropertyGet(uint offset, bool eightBytes) =>
         Fabrics(FabricsType.PropertyGet) with { Cdw10 = eightBytes ? 1u : 0u, Cdw11 = offset };
 

@@ -229,7 +229,7 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}", ["get", "delete"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/resize", ["post"]),
             ("/api/v1/subsystems/{nqn}/hosts", ["get", "post"]),
-            ("/api/v1/subsystems/{nqn}/hosts/{hostNqn}", ["delete"]),
+            ("/api/v1/subsystems/{nqn}/hosts/{hostNqn}", ["delete", "put"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/visibility", ["put"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/hosts", ["get", "post"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/hosts/{hostNqn}", ["delete"]),

@@ -103,7 +103,10 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
         Assert.Equal($"No allowed hosts: no host may connect to {Other} (add one: nvme-tcp-target hosts add --host NQN).\n",
             await OkAsync(t, "hosts", "list", "--nqn", Other));
         Assert.Equal($"Allowed host {HostNqn} on {Other}.\n", await OkAsync(t, "hosts", "add", "--nqn", Other, "--host", HostNqn));
-        Assert.Equal($"HOST NQN\n{HostNqn}\n", await OkAsync(t, "hosts", "list", "--nqn", Other));
+        var hostTable = await OkAsync(t, "hosts", "list", "--nqn", Other);
+        Assert.Matches(@"^HOST NQN +DHCHAP +CTRL SECRET +HASH +DHGROUP\n", hostTable);
+        Assert.Equal([HostNqn, "-", "-", "auto", "auto"], Row(hostTable, HostNqn)); // no DH-HMAC-CHAP settings
+        Assert.Equal(3, hostTable.Split('\n').Length);
         Assert.Contains("is already allowed", await FailsAsync(t, 1, "hosts", "add", "--nqn", Other, "--host", HostNqn));
         Assert.Equal($"Removed host {HostNqn} from {Other}; disconnected 0 controllers.\n", await OkAsync(t, "hosts", "remove", "--nqn", Other, "--host", HostNqn));
         Assert.Equal("[]", (await OkAsync(t, "hosts", "list", "--nqn", Other, "--json")).Trim());
