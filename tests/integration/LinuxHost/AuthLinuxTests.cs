@@ -15,11 +15,25 @@ namespace Integration.Tests.LinuxHost;
 /// transformed by SHA-256), no secret / a wrong host secret / a wrong controller secret fail cleanly with the same
 /// host-side errors (-ENOKEY, -EKEYREJECTED), no controller is left behind, and the target keeps serving: the right
 /// secret still connects after the failures. The host entry has a secret on a subsystem open to any host, so it
-/// must authenticate there too.
+/// must authenticate there too. The same keys and cases then run against the guest kernel's own nvmet in the same
+/// boot, and each outcome (connected or not, nvme-cli's message, controller authenticated) must be the same.
 /// </summary>
 public sealed class AuthLinuxTests(ITestOutputHelper output)
 {
     private const string StrictNqn = "nqn.2026-01.io.nvmetcptarget:linux-auth-strict";
+
+    /// <summary>The cases run against both targets with the same keys: which host secret and controller secret the
+    /// host gives (right, wrong or none).</summary>
+    private sealed record Case(string Name, Func<DhchapSecret, DhchapSecret, DhchapSecret?> Host, Func<DhchapSecret, DhchapSecret, DhchapSecret?> Ctrl);
+
+    private static readonly Case[] Compared =
+    [
+        new("uni", (right, _) => right, (_, _) => null),
+        new("bidi", (right, _) => right, (right, _) => right),
+        new("none", (_, _) => null, (_, _) => null),
+        new("wrong-host", (_, wrong) => wrong, (_, _) => null),
+        new("wrong-ctrl", (right, _) => right, (_, wrong) => wrong),
+    ];
 
     [Theory]
     [MemberData(nameof(GuestKernels.Only612), MemberType = typeof(GuestKernels))]
@@ -61,7 +75,12 @@ public sealed class AuthLinuxTests(ITestOutputHelper output)
             + Try("wrong-ctrl", hostKey, wrongCtrl)
             + Try("strict-bidi", transformed, ctrlKey, StrictNqn)
             + Try("strict-wrong", hostKey, null, StrictNqn)
-            + Try("after-failures", hostKey, ctrlKey);
+            + Try("after-failures", hostKey, ctrlKey)
+            // The same keys and cases against the guest kernel's own nvmet: the host must see the same outcomes.
+            + $"HK='{hostKey.Representation}'; REF={AuthReferenceTests.RefNqn}\n" + AuthReferenceTests.KernelTargetSetup
+            + $"set_auth \"hmac(sha256)\" null '{ctrlKey.Representation}'\n"
+            + string.Concat(Compared.Select(c => GuestScripts.AuthTryLine("nvmet-" + c.Name, "127.0.0.1", 4420, AuthReferenceTests.RefNqn,
+                c.Host(hostKey, wrongHost)?.Representation, c.Ctrl(ctrlKey, wrongCtrl)?.Representation)));
 
         await using var vm = GuestVm.Start(script, TimeSpan.FromMinutes(6), kernel: kernel);
         int rc = await vm.WaitForExitAsync(TimeSpan.FromMinutes(7));
@@ -94,6 +113,16 @@ public sealed class AuthLinuxTests(ITestOutputHelper output)
                 $"{wrong}: the host should fail with -EKEYREJECTED after our Failure1", vm);
         Check(A("wrong-ctrl").Log("qid 0: controller authentication failed").Any() && A("wrong-ctrl").ConnectOutput.Contains("Key was rejected by service"),
             "wrong controller secret: the host should reject our controller response (-EKEYREJECTED)", vm);
+
+        // Compared with the kernel target, case by case: the same outcome and the same nvme-cli message.
+        foreach (var c in Compared)
+        {
+            GuestAuthAttempt ours = A(c.Name), theirs = A("nvmet-" + c.Name);
+            Check(ours.Connected == theirs.Connected && ours.FailedCleanly == theirs.FailedCleanly, $"{c.Name}: ours {ours} but nvmet {theirs}", vm);
+            string Message(GuestAuthAttempt a) => a.Connected ? "" : new[] { "Required key not available", "Key was rejected by service" }.FirstOrDefault(a.ConnectOutput.Contains) ?? a.ConnectOutput;
+            Check(Message(ours) == Message(theirs), $"{c.Name}: nvme connect says '{Message(ours)}' with ours, '{Message(theirs)}' with nvmet", vm);
+            Check(ours.Log("controller authenticated").Any() == theirs.Log("controller authenticated").Any(), $"{c.Name}: controller authentication differs", vm);
+        }
 
         Assert.True(await Poll.UntilAsync(() => !host.Target.Controllers.Any(), TimeSpan.FromSeconds(10)), "our target kept a controller");
         output.WriteLine(string.Join("\n", host.Target.Controllers.Select(c => c.ToString())));

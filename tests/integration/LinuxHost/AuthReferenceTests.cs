@@ -19,12 +19,12 @@ namespace Integration.Tests.LinuxHost;
 /// </summary>
 public sealed class AuthReferenceTests(ITestOutputHelper output)
 {
-    private const string RefNqn = "nqn.2026-01.io.reference:nvmet-auth";
+    internal const string RefNqn = "nqn.2026-01.io.reference:nvmet-auth";
 
     /// <summary>The guest commands that make the kernel target require DH-HMAC-CHAP: $HK (host key) on the
     /// guest's host NQN, the subsystem closed to other hosts, nsid 1 on a 16 MiB brd disk, port 127.0.0.1:4420.
     /// <c>set_auth HASH DHGROUP [CTRL_KEY]</c> changes the host entry's attributes between attempts.</summary>
-    private const string KernelTargetSetup = """
+    internal const string KernelTargetSetup = """
         CFG=/sys/kernel/config/nvmet
         HOSTNQN=$(cat /etc/nvme/hostnqn)
         H=$CFG/hosts/$HOSTNQN
