@@ -11,6 +11,8 @@ using Xunit.Abstractions;
 using Xunit.Sdk;
 using Nvme.Testing;
 
+using static Integration.Tests.InProcess.AsyncEvents;
+
 namespace Integration.Tests.InProcess;
 
 /// <summary>Hot-remove drains in-flight I/O, aborts stragglers and survives remove/re-add cycles.</summary>

@@ -12,6 +12,8 @@ using Xunit.Sdk;
 
 using Nvme.Testing;
 
+using static Integration.Tests.InProcess.AsyncEvents;
+
 namespace Integration.Tests.InProcess;
 
 /// <summary>
@@ -26,8 +28,6 @@ public sealed partial class HotPlugTests(ITestOutputHelper output)
     private const ushort StatusInvalidNamespace = 0x400B; // DNR | Invalid Namespace or Format
     private const ushort StatusLbaOutOfRange = 0x4080;    // DNR | LBA Out of Range
     private const ushort StatusAbortRequested = 0x0007;   // Command Abort Requested (retryable)
-    private static readonly TimeSpan AerTimeout = TimeSpan.FromSeconds(60);
-    private static readonly TimeSpan EventWait = TimeSpan.FromSeconds(10);
 
     // ------------------------------------------------------------------ add / remove / resize under load
 
@@ -314,32 +314,6 @@ public sealed partial class HotPlugTests(ITestOutputHelper output)
 
     private static async Task EnableNoticesAsync(NvmeTcpHost host) =>
         (await host.SetFeaturesAsync(FeatureId.AsyncEventConfiguration, AsyncEvent.ConfigNamespaceAttributeNotices)).EnsureSuccess("Set Features 0Bh");
-
-    /// <summary>Submits an AER and makes sure the target has it (a Keep Alive behind it on the admin queue
-    /// completed).</summary>
-    private static async Task<Task<NvmeCompletion>> ParkAerAsync(NvmeTcpHost host)
-    {
-        var aer = host.AsyncEventRequestAsync(AerTimeout);
-        _ = aer.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted); // AERs still parked at disposal fail
-        (await host.KeepAliveAsync()).EnsureSuccess("Keep Alive");
-        return aer;
-    }
-
-    private static async Task ExpectNoticeAsync(Task<NvmeCompletion> aer, string what)
-    {
-        NvmeCompletion c;
-        try { c = await aer.WaitAsync(EventWait); }
-        catch (TimeoutException) { throw new XunitException($"{what}: no AER completion within {EventWait}"); }
-        c.EnsureSuccess($"AER ({what})");
-        Assert.True(c.Dword0 == AsyncEvent.NamespaceAttributeChangedDword0, $"{what}: AER dword0 0x{c.Dword0:x8}, expected 0x00040002");
-    }
-
-    /// <summary>A negative check: the AER is still parked after a round trip on the admin queue and a short wait.</summary>
-    private static async Task AssertNotCompletedAsync(Task<NvmeCompletion> aer, string what)
-    {
-        await Task.Delay(200);
-        Assert.False(aer.IsCompleted, what + (aer.IsCompletedSuccessfully ? $" ({aer.Result})" : ""));
-    }
 
     /// <summary>The Changed Namespace List: the NSIDs before the first zero (and nothing after it).</summary>
     private static async Task<uint[]> ChangedListAsync(NvmeTcpHost host, bool retainAsyncEvent = false)

@@ -6,6 +6,8 @@ using Target.Management;
 using Xunit.Abstractions;
 using Xunit.Sdk;
 
+using static Integration.Tests.InProcess.AsyncEvents;
+
 namespace Integration.Tests.InProcess;
 
 /// <summary>
@@ -22,8 +24,6 @@ public sealed class NamespaceMaskingTests(ITestOutputHelper output)
     private const ushort StatusInvalidNamespace = 0x400B;
     private const ushort StatusAccessDenied = 0x4286;
     private const ushort StatusNamespaceNotAttached = 0x411A;
-    private static readonly TimeSpan AerTimeout = TimeSpan.FromSeconds(60);
-    private static readonly TimeSpan EventWait = TimeSpan.FromSeconds(10);
 
     private static Task<TestTarget> StartAsync(ITestOutputHelper output, string[] ns2Hosts) => TestTarget.StartAsync(output, c =>
         c.Subsystems[0].Namespaces.Add(new NamespaceConfig
@@ -198,30 +198,6 @@ public sealed class NamespaceMaskingTests(ITestOutputHelper output)
 
     private static ushort[] ControllerList(byte[] page) =>
         [.. Enumerable.Range(0, BinaryPrimitives.ReadUInt16LittleEndian(page)).Select(i => BinaryPrimitives.ReadUInt16LittleEndian(page.AsSpan(2 + 2 * i)))];
-
-    private static async Task<Task<NvmeCompletion>> ParkAerAsync(NvmeTcpHost host)
-    {
-        var aer = host.AsyncEventRequestAsync(AerTimeout);
-        _ = aer.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted); // AERs still parked at disposal fail
-        (await host.KeepAliveAsync()).EnsureSuccess("Keep Alive");
-        return aer;
-    }
-
-    private static async Task ExpectNoticeAsync(Task<NvmeCompletion> aer, string what)
-    {
-        NvmeCompletion c;
-        try { c = await aer.WaitAsync(EventWait); }
-        catch (TimeoutException) { throw new XunitException($"{what}: no AER completion within {EventWait}"); }
-        c.EnsureSuccess($"AER ({what})");
-        Assert.True(c.Dword0 == AsyncEvent.NamespaceAttributeChangedDword0, $"{what}: AER dword0 0x{c.Dword0:x8}, expected 0x00040002");
-    }
-
-    /// <summary>A negative check: the AER is still parked after a round trip on the admin queue and a short wait.</summary>
-    private static async Task AssertNotCompletedAsync(Task<NvmeCompletion> aer, string what)
-    {
-        await Task.Delay(200);
-        Assert.False(aer.IsCompleted, what + (aer.IsCompletedSuccessfully ? $" ({aer.Result})" : ""));
-    }
 
     private static async Task<uint[]> ChangedListAsync(NvmeTcpHost host, bool retainAsyncEvent = false) =>
         NsidList(await host.GetLogPageAsync(LogPageId.ChangedNamespaceList, 4096, retainAsyncEvent: retainAsyncEvent));
