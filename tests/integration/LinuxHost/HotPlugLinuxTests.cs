@@ -138,7 +138,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
     private const int StressCycles = 50;
 
     [Theory]
-    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
     public async Task Stress_50AddRemoveCycles_WhileFioVerifiesNs1(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
@@ -216,7 +216,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
     // ------------------------------------------------------------------ 3. remove the namespace fio uses
 
     [Theory]
-    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
     public async Task RemoveNamespaceUnderFio_FioFails_TargetHealthy_ReAddBringsItBack(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);

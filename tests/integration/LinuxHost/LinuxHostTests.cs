@@ -181,7 +181,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
     public async Task DataPersistsAcrossTargetRestart_FileNamespace(GuestKernel kernel)
     {
         var dir = Directory.CreateTempSubdirectory("nvmet-persist-");
@@ -237,7 +237,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
     public async Task KeepAlive_FrozenHostControllerIsFreedAfterKato(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
@@ -267,7 +267,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
     /// connections spread over the reactors, fio's crc32c verify at 4 KiB, 128 KiB and 1 MiB at QD32, without and
     /// with header and data digests, and nothing left on the reactors after the disconnect.</summary>
     [Theory]
-    [MemberData(nameof(GuestKernels.Only61), MemberType = typeof(GuestKernels))]
+    [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
     public async Task PollingMode_DataVerify_WithAndWithoutDigests(GuestKernel kernel)
     {
         var config = LinuxTarget.Config();
