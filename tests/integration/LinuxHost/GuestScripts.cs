@@ -8,7 +8,7 @@ internal static class GuestScripts
         sec() { _s=$1; shift; echo "@@BEGIN $_s@@"; "$@" 2>&1; _rc=$?; echo "@@END $_s rc=$_rc@@"; return 0; }
         # The block device of namespace NSID $1 (default 1) of the connected subsystem, found by its sysfs nsid: the
         # kernel numbers nvmeXnY in the order it scans namespaces, not by NSID (6.12 scans them in parallel).
-        nsdev() { _n=${1:-1}; _k=0; while [ $_k -lt 100 ]; do for _s in /sys/block/nvme*n*; do _b=${_s##*/}; case $_b in *c*) continue;; esac; [ "$(cat $_s/nsid 2>/dev/null)" = "$_n" ] && { echo /dev/$_b; return 0; }; done; sleep 0.1; _k=$((_k+1)); done; echo "no namespace $_n block device" >&2; return 1; }
+        nsdev() { _n=${1:-1}; _k=0; while [ $_k -lt 100 ]; do for _nsp in /sys/block/nvme*n*; do _b=${_nsp##*/}; case $_b in *c*) continue;; esac; [ "$(cat $_nsp/nsid 2>/dev/null)" = "$_n" ] && { echo /dev/$_b; return 0; }; done; sleep 0.1; _k=$((_k+1)); done; echo "no namespace $_n block device" >&2; return 1; }
         ctrldev() { c=$(ls /sys/class/nvme 2>/dev/null | head -n 1); [ -n "$c" ] && echo /dev/$c; }
         nodevs() { _k=0; while [ $_k -lt 100 ]; do [ -z "$(ls /sys/class/nvme 2>/dev/null)" ] && return 0; sleep 0.1; _k=$((_k+1)); done; echo "controllers still present: $(ls /sys/class/nvme)"; return 1; }
         verify() { fio --name=verify --filename="$1" --rw=randwrite --bs="$2" --iodepth="$3" --size="$4" --offset="${5:-0}" --ioengine=libaio --direct=1 --verify=crc32c --verify_fatal=1 --do_verify=1 > /tmp/fio.out 2>&1; _rc=$?; grep -E "err=|IOPS=|verify|crc|error" /tmp/fio.out; return $_rc; }
