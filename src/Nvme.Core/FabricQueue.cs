@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Nvme.Core.Auth;
 using Nvme.Core.Commands;
+using Nvme.Core.Faults;
 using Nvme.Core.Model;
 using Nvme.Core.Spec;
 using Nvme.Core.Storage;
@@ -21,6 +22,7 @@ public sealed class FabricQueue
 {
     private int _sqhd;
     private int _closed;
+    private CancellationTokenSource? _closedCts;
 
     internal FabricQueue(NvmeTarget target, IQueueTransport transport)
     {
@@ -112,13 +114,72 @@ public sealed class FabricQueue
             if (!parked) Complete(req, status);
             return;
         }
+        // Injected faults: one volatile read, null unless a test lab set one.
+        if (Target.Faults.Active is { } faults && Target.Faults.Match(this, req, faults) is { } fault)
+        {
+            _ = ExecuteFaultedAsync(req, fault);
+            return;
+        }
         var pending = IoCommands.ExecuteAsync(this, req);
         if (pending.IsCompletedSuccessfully) Complete(req, pending.Result);
         else _ = CompleteLater(pending, req);
     }
 
+    /// <summary>Runs an I/O command a fault hit: answers the fault's error instead of executing or after executing, or
+    /// executes after a delay or a stall. Never blocks the queue (the receive loop goes on at once). A command whose
+    /// connection closes while it waits is never executed (a late write after the host has given up and retried
+    /// elsewhere would be a write nobody asked for).</summary>
+    private async Task ExecuteFaultedAsync(NvmeRequest req, FaultRule fault)
+    {
+        var spec = fault.Spec;
+        try
+        {
+            switch (spec.Action)
+            {
+                case FaultAction.Error when !spec.AfterExecute:
+                    Complete(req, spec.Status);
+                    return;
+                case FaultAction.Delay:
+                    await Task.Delay(fault.NextDelay(), ClosedToken).ConfigureAwait(false);
+                    break;
+                case FaultAction.Stall:
+                    await fault.StallAsync(ClosedToken).ConfigureAwait(false);
+                    break;
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            Complete(req, NvmeStatus.AbortSqDeleted); // the connection is gone: nothing is sent, the references go back
+            return;
+        }
+        var status = await Settle(IoCommands.ExecuteAsync(this, req), req).ConfigureAwait(false);
+        Complete(req, spec.Action == FaultAction.Error ? spec.Status : status);
+    }
+
+    /// <summary>Cancelled when this queue closes (created on first use: only faulted commands wait on it).</summary>
+    private CancellationToken ClosedToken
+    {
+        get
+        {
+            var cts = Volatile.Read(ref _closedCts);
+            if (cts is null)
+            {
+                var fresh = new CancellationTokenSource();
+                cts = Interlocked.CompareExchange(ref _closedCts, fresh, null) ?? fresh;
+                if (cts != fresh) fresh.Dispose();
+                if (Volatile.Read(ref _closed) != 0) cts.Cancel();
+            }
+            return cts.Token;
+        }
+    }
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask CompleteLater(ValueTask<NvmeStatus> pending, NvmeRequest req)
+    private async ValueTask CompleteLater(ValueTask<NvmeStatus> pending, NvmeRequest req) =>
+        Complete(req, await Settle(pending, req).ConfigureAwait(false));
+
+    /// <summary>The status of a store operation, its exceptions turned into what the host should hear (and logged).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<NvmeStatus> Settle(ValueTask<NvmeStatus> pending, NvmeRequest req)
     {
         NvmeStatus status;
         try { status = await pending.ConfigureAwait(false); }
@@ -134,7 +195,7 @@ public sealed class FabricQueue
             status = NvmeStatus.InternalError;
             Target.Log.StoreError(req.Sqe.Nsid, req.Namespace?.Store.Description ?? "?", CoreMetrics.StatusLabel(status), e.Message);
         }
-        Complete(req, status);
+        return status;
     }
 
     /// <summary>Finishes a request: releases its namespace reference, fills the completion and hands it to
@@ -226,6 +287,7 @@ public sealed class FabricQueue
     public void Close()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+        Volatile.Read(ref _closedCts)?.Cancel();
         Target.OnQueueClosed();
         Controller?.UnbindQueue(QueueId, this);
     }

@@ -27,8 +27,12 @@ public sealed class NvmeTarget : IDisposable
         Discovery = new Subsystem(WellKnown.DiscoveryNqn, SubsystemKind.Discovery, serial: "discovery", model: "NvmeTcpTarget discovery");
         var interval = keepAliveScanInterval ?? TimeSpan.FromMilliseconds(250);
         _keepAliveTimer = new Timer(_ => CheckKeepAlives(), null, interval, interval);
+        Faults = new Faults.FaultInjector(this);
         Metrics = new CoreMetrics(this);
     }
+
+    /// <summary>Injected I/O faults (a test lab's tool); none by default, and then they cost one null check per command.</summary>
+    public Faults.FaultInjector Faults { get; }
 
     /// <summary>The core's meter ("NvmeTcpTarget.Core") and counters not held by namespaces; disposed with the target.</summary>
     public CoreMetrics Metrics { get; }
@@ -227,4 +231,14 @@ internal static partial class CoreLog
     [LoggerMessage(EventId = 121, Level = LogLevel.Warning,
         Message = "Namespace Attachment from controller {Cntlid} (host {HostNqn}) on {SubNqn} failed: {Error}")]
     public static partial void NamespaceAttachmentFailed(this ILogger log, ushort cntlid, string hostNqn, string subNqn, string error);
+
+    [LoggerMessage(EventId = 130, Level = LogLevel.Warning, Message = "Fault {Id} set: {Description}")]
+    public static partial void FaultSet(this ILogger log, int id, string description);
+
+    [LoggerMessage(EventId = 131, Level = LogLevel.Warning, Message = "Fault {Id} removed ({Why}) after firing {Fired} time(s) of {Matched} match(es)")]
+    public static partial void FaultRemoved(this ILogger log, int id, string why, long fired, long matched);
+
+    [LoggerMessage(EventId = 132, Level = LogLevel.Warning,
+        Message = "Fault {Id} fired ({Action}) on {Opcode} NSID {Nsid} LBA {Lba} from host {HostNqn} queue {Qid} command {CommandId}: {Fired} firing(s) so far, {Since} since the last line")]
+    public static partial void FaultFired(this ILogger log, int id, string action, string opcode, uint nsid, ulong lba, string hostNqn, ushort qid, ushort commandId, long fired, long since);
 }

@@ -86,6 +86,17 @@ public sealed class CoreMetrics : IDisposable
             "Limit on the memory namespaces' total size (limits.memoryNamespaces, --memory-namespaces)");
         m.CreateObservableCounter("nvmet.async_events.sent", () => Interlocked.Read(ref AsyncEventsSent), "{event}",
             "Asynchronous events sent to hosts (completed Asynchronous Event Requests)");
+        m.CreateObservableUpDownCounter("nvmet.faults.active", () => new[] { Faults.FaultAction.Error, Faults.FaultAction.Delay, Faults.FaultAction.Stall }
+                .Select(a => new Measurement<long>(_target.Faults.Rules.Count(r => r.Spec.Action == a), Tag("action", a.ToString().ToLowerInvariant()))),
+            "{fault}", "Injected faults set now, by action (error, delay, stall)");
+        m.CreateObservableCounter("nvmet.faults.fired", () => new[]
+            {
+                new Measurement<long>(_target.Faults.FiredErrors, Tag("action", "error")),
+                new Measurement<long>(_target.Faults.FiredDelays, Tag("action", "delay")),
+                new Measurement<long>(_target.Faults.FiredStalls, Tag("action", "stall")),
+            }, "{command}", "I/O commands an injected fault hit, by action (cleared faults included)");
+        m.CreateObservableUpDownCounter("nvmet.faults.stalled", () => _target.Faults.Rules.Sum(r => r.Stalled), "{command}",
+            "I/O commands held by stall faults right now");
         m.CreateObservableCounter("nvmet.keep_alive.expired", () => Interlocked.Read(ref KeepAliveExpiries), "{controller}",
             "Controllers destroyed because their host sent nothing within the keep-alive timeout");
         var buffers = target.DataBuffers;
