@@ -30,6 +30,8 @@ public enum CloseReason
     SendFailed,
     /// <summary>A bug: an unexpected exception on the connection.</summary>
     InternalError,
+    /// <summary>A test lab's injected connection fault (drop, termination request).</summary>
+    FaultInjected,
 }
 
 /// <summary>The first reason a connection got to close, and the log's words for it.</summary>
@@ -53,6 +55,7 @@ public static class CloseReasons
         CloseReason.Shutdown => "shutdown",
         CloseReason.SendFailed => "send_failed",
         CloseReason.InternalError => "internal_error",
+        CloseReason.FaultInjected => "fault_injected",
         _ => "unknown",
     };
 

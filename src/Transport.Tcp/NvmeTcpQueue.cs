@@ -163,6 +163,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
         while (!_closing)
         {
             ReadResult result;
+            if (Volatile.Read(ref _pauseUntilMs) != 0) await PauseIfAskedAsync().ConfigureAwait(false);
             try
             {
                 result = await _input.ReadAsync().ConfigureAwait(false);
@@ -205,6 +206,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
                     return Fatal(error, header[..hlen]);
                 }
                 if (!Handle(ref pdu)) return false;
+                if (_dropAfterPdus != 0 && DropCountdown()) return false;
             }
         }
         finally

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.IO.Pipelines;
 using Nvme.Core;
@@ -49,8 +50,18 @@ internal sealed class NvmeTcpWriter
     private volatile bool _sqFlowControlDisabled;
     // From the ICResp on (writer thread only).
     private bool _hdgst, _ddgst;
+    private volatile bool _dataDigests; // _ddgst, for other threads
+    private int _corruptNextDigest;     // an injected fault: the next C2HData carries a wrong DDGST
     private int _hpda;
     private long _responsesWritten;
+
+    /// <summary>Injected fault: the next C2HData PDU gets a wrong data digest. False when data digests are off.</summary>
+    public bool CorruptNextDataDigest()
+    {
+        if (!_dataDigests) return false;
+        Volatile.Write(ref _corruptNextDigest, 1);
+        return true;
+    }
 
     public NvmeTcpWriter(PipeWriter output, TcpTransportOptions options, INvmeTcpWriterOwner owner)
     {
@@ -156,6 +167,7 @@ internal sealed class NvmeTcpWriter
                 PduWriter.WriteICResp(_output, item.Digest, _maxH2CData);
                 _hdgst = (item.Digest & 1) != 0;
                 _ddgst = (item.Digest & 2) != 0;
+                _dataDigests = _ddgst;
                 _hpda = item.Hpda;
                 return Outcome.Continue;
             case SendKind.R2T:
@@ -201,11 +213,13 @@ internal sealed class NvmeTcpWriter
                 int n = Math.Min(_maxC2HData, data.Length - offset);
                 bool last = offset + n == data.Length;
                 var chunk = data.Slice(offset, n);
-                if (external)
+                bool corrupt = _ddgst && Volatile.Read(ref _corruptNextDigest) != 0 && Interlocked.Exchange(ref _corruptNextDigest, 0) == 1;
+                if (external || corrupt)
                 {
                     PduWriter.WriteC2HDataHeader(_output, cqe.CommandId, (uint)offset, n, last, last && success, _hdgst, _ddgst, _hpda);
-                    _external!.AppendExternal(chunk);
-                    if (_ddgst) PduWriter.WriteDataDigest(_output, chunk.Span);
+                    if (external) _external!.AppendExternal(chunk);
+                    else _output.Write(chunk.Span);
+                    if (_ddgst) PduWriter.WriteDataDigest(_output, chunk.Span, wrong: corrupt);
                 }
                 else PduWriter.WriteC2HData(_output, cqe.CommandId, (uint)offset, chunk.Span, last, last && success, _hdgst, _ddgst, _hpda);
             }

@@ -18,6 +18,7 @@ public sealed class TcpTransportMetrics : IDisposable
     internal long ConnectionsActive;
     internal long DataDigestErrors;
     internal long HostTerminations;
+    internal long FaultsInjected;
     internal long Stalls;
     private readonly long[] _deadlines = new long[3];
     internal long BufferWaits;
@@ -44,6 +45,8 @@ public sealed class TcpTransportMetrics : IDisposable
             "Write commands completed with Transient Transport Error because of a data digest mismatch");
         m.CreateObservableCounter("nvmet.tcp.host_terminations", () => Interlocked.Read(ref HostTerminations), "{connection}",
             "Connections the host ended with H2CTermReq");
+        m.CreateObservableCounter("nvmet.tcp.faults_injected", () => Interlocked.Read(ref FaultsInjected), "{fault}",
+            "Connection faults a test lab injected (drop, C2HTermReq, receive pause, wrong data digest)");
         m.CreateObservableCounter("nvmet.tcp.stalls", () => Interlocked.Read(ref Stalls), "{connection}",
             "Connections closed because a PDU, or the ICReq and Connect, did not arrive in time (the connect and pdu deadlines)");
         m.CreateObservableCounter("nvmet.tcp.deadlines.expired", () => Enum.GetValues<TcpDeadline>().Select(d =>

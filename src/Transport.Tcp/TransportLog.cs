@@ -37,4 +37,7 @@ internal static partial class TransportLog
 
     [LoggerMessage(EventId = 208, Level = LogLevel.Warning, Message = "Accepting a connection failed ({Error}): {Message}; still listening")]
     public static partial void AcceptFailed(this ILogger log, string error, string message);
+
+    [LoggerMessage(EventId = 215, Level = LogLevel.Warning, Message = "Injected fault on the connection from {Peer} (host {HostNqn}, queue {Qid}): {What}")]
+    public static partial void FaultInjected(this ILogger log, string peer, string hostNqn, ushort qid, string what);
 }

@@ -85,11 +85,12 @@ public static class PduWriter
         w.Advance(headerTotal);
     }
 
-    /// <summary>DDGST: CRC32C of a PDU's data.</summary>
-    public static void WriteDataDigest(IBufferWriter<byte> w, ReadOnlySpan<byte> data)
+    /// <summary>DDGST: CRC32C of a PDU's data (<paramref name="wrong"/>: its complement, an injected digest error).</summary>
+    public static void WriteDataDigest(IBufferWriter<byte> w, ReadOnlySpan<byte> data, bool wrong = false)
     {
         var d = w.GetSpan(4);
-        BinaryPrimitives.WriteUInt32LittleEndian(d, Crc32C.Compute(data));
+        uint crc = Crc32C.Compute(data);
+        BinaryPrimitives.WriteUInt32LittleEndian(d, wrong ? ~crc : crc);
         w.Advance(4);
     }
 
