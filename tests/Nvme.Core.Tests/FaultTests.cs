@@ -288,4 +288,27 @@ public class FaultTests
         Assert.Throws<ArgumentException>(() => t.Target.Faults.Add(bad));
         Assert.Empty(t.Target.Faults.Rules);
     }
+
+    [Fact]
+    public void Write_protection_refuses_changes_reports_nsattr_and_tells_the_hosts()
+    {
+        using var t = new TestTarget();
+        var admin = t.ConnectAdmin();
+        var io = t.ConnectIo(admin.Controller!.Cntlid);
+        byte Nsattr() => admin.Ok(Cmd.Identify(IdentifyCns.Namespace, 1)).DataSpan[99];
+        Assert.Equal(0, Nsattr());
+
+        Assert.Equal(1, t.Subsystem.SetWriteProtected(t.Ns, true));
+        Assert.Equal(1, Nsattr());
+        Assert.Equal(1, admin.Ok(Cmd.Identify(IdentifyCns.CommandSetIndependentNamespace, 1)).DataSpan[8]);
+        io.Expect(NvmeStatus.NamespaceIsWriteProtected, Cmd.Write(1, 0, 1), new byte[512]);
+        io.Expect(NvmeStatus.NamespaceIsWriteProtected, Cmd.WriteZeroes(1, 0, 1));
+        io.Ok(Cmd.Read(1, 0, 1));
+        io.Ok(Cmd.Flush(1));
+        Assert.Equal(0, t.Ns.InFlight);
+
+        t.Subsystem.SetWriteProtected(t.Ns, false);
+        Assert.Equal(0, Nsattr());
+        io.Ok(Cmd.Write(1, 0, 1), new byte[512]);
+    }
 }

@@ -37,7 +37,7 @@ internal static partial class AdminCommands
                         break;
                     }
                     if (cns == IdentifyCns.Namespace) FillNamespace(ns, page);
-                    else if (cns == IdentifyCns.CommandSetIndependentNamespace) FillIndependentNamespace(page);
+                    else if (cns == IdentifyCns.CommandSetIndependentNamespace) FillIndependentNamespace(ns, page);
                     else if (cns == IdentifyCns.NamespaceDescriptorList) FillDescriptors(ns, page);
                     // CNS 05 with CSI 0 (NVM): no NVM-specific fields beyond the defaults; all zero.
                     break;
@@ -138,12 +138,14 @@ internal static partial class AdminCommands
         ns.Ids.Nguid.CopyTo(id.Nguid);
         ns.Ids.Eui64.CopyTo(id.Eui64);
         id.Lbaf0 = (uint)ns.BlockShift << 16;
+        id.Nsattr = ns.WriteProtected ? (byte)1 : (byte)0; // bit 0: write protected (Linux then marks the disk read-only)
     }
 
-    private static void FillIndependentNamespace(Span<byte> page)
+    private static void FillIndependentNamespace(Namespace ns, Span<byte> page)
     {
         ref var id = ref MemoryMarshal.AsRef<IdentifyNamespaceIndependent>(page);
         id.Nmic = 1;
+        id.Nsattr = ns.WriteProtected ? (byte)1 : (byte)0;
         id.Nstat = 1; // namespace ready
     }
 

@@ -25,12 +25,14 @@ internal static class IoCommands
                     long bytes = (long)sqe.BlockCount << ns.BlockShift;
                     if (bytes > q.Limits.MaxTransferBytes) return NvmeStatus.InvalidField; // beyond MDTS
                     if (sqe.Sgl.Length != bytes) return NvmeStatus.DataSglLengthInvalid;
-                    return AcquireInRange(ns, c, req, sqe.StartingLba, sqe.BlockCount);
+                    var status = AcquireInRange(ns, c, req, sqe.StartingLba, sqe.BlockCount);
+                    return sqe.Opcode == IoOpcode.Write ? RefuseIfWriteProtected(ns, req, status) : status;
                 }
             case IoOpcode.WriteZeroes:
                 {
                     var ns = c.Subsystem.GetNamespace(sqe.Nsid);
-                    return ns is null ? NvmeStatus.InvalidNamespaceOrFormat : AcquireInRange(ns, c, req, sqe.StartingLba, sqe.BlockCount);
+                    if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
+                    return RefuseIfWriteProtected(ns, req, AcquireInRange(ns, c, req, sqe.StartingLba, sqe.BlockCount));
                 }
             case IoOpcode.DatasetManagement:
                 {
@@ -38,7 +40,8 @@ internal static class IoCommands
                     if (ns is null) return NvmeStatus.InvalidNamespaceOrFormat;
                     int ranges = (int)(sqe.Cdw10 & 0xFF) + 1;
                     if (req.Direction != DataDirection.HostToController || req.DataLength < ranges * 16) return NvmeStatus.DataSglLengthInvalid;
-                    return Acquire(ns, c, req);
+                    var status = Acquire(ns, c, req);
+                    return (sqe.Cdw11 & DsmAttributeDeallocate) != 0 ? RefuseIfWriteProtected(ns, req, status) : status;
                 }
             case IoOpcode.Flush:
                 {
@@ -49,6 +52,17 @@ internal static class IoCommands
             default:
                 return NvmeStatus.InvalidOpcode;
         }
+    }
+
+    /// <summary>A command that changes data, admitted (the host sees the namespace), on a write-protected namespace: gives the
+    /// reference back and answers Namespace is Write Protected. Checked after the admission so that a masked host learns
+    /// nothing about a namespace it cannot see.</summary>
+    private static NvmeStatus RefuseIfWriteProtected(Namespace ns, NvmeRequest req, NvmeStatus admitted)
+    {
+        if (admitted != NvmeStatus.Success || !ns.WriteProtected) return admitted;
+        req.Namespace = null;
+        ns.Release(req.NamespaceEpoch);
+        return NvmeStatus.NamespaceIsWriteProtected;
     }
 
     /// <summary>Takes the in-flight reference first, then checks the range: a forced shrink sets the new size

@@ -64,6 +64,13 @@ public sealed class Namespace
     /// <summary>Whether controllers of <paramref name="hostNqn"/> see this namespace (masking).</summary>
     public bool IsVisibleTo(string hostNqn) => Visibility.Allows(hostNqn);
 
+    private volatile bool _writeProtected;
+
+    /// <summary>A simulated write protection (a test lab's fault, never saved): Identify Namespace reports NSATTR bit 0 and
+    /// commands that would change data are answered Namespace is Write Protected. Set through
+    /// <see cref="Subsystem.SetWriteProtected"/>, which tells the hosts.</summary>
+    public bool WriteProtected { get => _writeProtected; internal set => _writeProtected = value; }
+
     /// <summary>Requests that hold this namespace right now.</summary>
     public int InFlight => Volatile.Read(ref _inflight[0]) + Volatile.Read(ref _inflight[1]);
     public bool IsAdmitting => _admitting;

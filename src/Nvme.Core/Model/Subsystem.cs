@@ -264,6 +264,26 @@ public sealed partial class Subsystem
         NotifySeeing(ctrls, ns);
     }
 
+    /// <summary>Sends a Namespace Attribute Changed event for <paramref name="ns"/> to every controller whose host sees it
+    /// (on demand: a test lab's event). Returns how many controllers were told.</summary>
+    public int NotifyNamespaceChanged(Namespace ns)
+    {
+        Controller[] ctrls;
+        lock (_lock) ctrls = [.. _controllers.Values];
+        int n = 0;
+        foreach (var c in ctrls)
+            if (ns.Visibility.Allows(c.HostNqn)) { c.NotifyNamespaceChanged(ns.Nsid); n++; }
+        return n;
+    }
+
+    /// <summary>Simulates a namespace turning write protected (or back); the hosts that see it get the namespace event and
+    /// re-read Identify Namespace. Returns how many controllers were told.</summary>
+    public int SetWriteProtected(Namespace ns, bool on)
+    {
+        ns.WriteProtected = on;
+        return NotifyNamespaceChanged(ns);
+    }
+
     /// <summary>The namespace event for the controllers whose host sees <paramref name="ns"/>; the others get nothing.</summary>
     private static void NotifySeeing(Controller[] ctrls, Namespace ns)
     {
