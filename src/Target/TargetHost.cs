@@ -195,6 +195,7 @@ public sealed class TargetHost : IAsyncDisposable
         try
         {
             foreach (var sc in config.Subsystems) target.AddSubsystem(BuildSubsystem(sc, storage));
+            foreach (var f in config.Faults ?? []) target.Faults.Add(f.ToSpec(out _)!); // validated with the file
             return target;
         }
         catch

@@ -36,6 +36,7 @@ public static partial class ClientCli
         ["ns"] = "namespaces: hot-add, hot-remove, resize, masking (connected hosts are notified)",
         ["hosts"] = "host NQNs allowed to connect to a subsystem",
         ["ctrl"] = "connected controllers and their queues",
+        ["fault"] = "fault injection for test labs: I/O errors, latency, stalls, connection faults, events (live, never saved)",
     };
 
     public static IReadOnlyCollection<string> Commands => CommandSummaries.Keys;
@@ -140,6 +141,41 @@ public static partial class ClientCli
             [NqnOpt, new("--host", "HOSTNQN", "Host NQN (required).")], HostsRemoveAsync),
 
         new("ctrl", "list", "List the connected controllers and their queues.", ["nvme-tcp-target ctrl list"], [], CtrlListAsync),
+
+        new("fault", "add", "Set an I/O fault, live: matching commands get an error, a latency or a stall.",
+            ["nvme-tcp-target fault add --nsid 1 --opcode read --lba 0-2047 --error unrecovered-read-error --dnr",
+             "nvme-tcp-target fault add --nsid 1 --opcode write --count 3 --error write-fault --after",
+             "nvme-tcp-target fault add --nsid 1 --opcode read --probability 1% --error transient-transport-error",
+             "nvme-tcp-target fault add --nsid 1 --delay 20 --jitter 10 --for 60",
+             "nvme-tcp-target fault add --nsid 1 --host HOSTNQN --stall"],
+            FaultAddOptions, FaultAddAsync),
+        new("fault", "list", "List the faults that are set, with how often each matched and fired.", ["nvme-tcp-target fault list"], [], FaultListAsync),
+        new("fault", "remove", "Clear one fault (commands it stalls go on).", ["nvme-tcp-target fault remove --id 3"],
+            [new("--id", "ID", "The fault's id (fault list; required).")], FaultRemoveAsync),
+        new("fault", "clear", "Clear every fault (with --nqn: that subsystem's).", ["nvme-tcp-target fault clear"],
+            [new("--nqn", "NQN", "Only this subsystem's faults.")], FaultClearAsync),
+        new("fault", "connection", "A connection fault on the matching connections (the host's recovery: reconnect, ctrl-loss-tmo).",
+            ["nvme-tcp-target fault connection --host HOSTNQN --action drop",
+             "nvme-tcp-target fault connection --host HOSTNQN --queue 1 --action drop --after-pdus 1000",
+             "nvme-tcp-target fault connection --host HOSTNQN --action pause-receive --duration 5000"],
+            [
+                new("--action", "ACTION", "drop (a TCP reset), terminate (C2HTermReq), pause-receive (stop reading),\n" +
+                    "corrupt-data-digest (a wrong DDGST on the next C2HData; needs a host with --data-digest) (required)."),
+                new("--nqn", "NQN", "Connections of this subsystem."),
+                new("--host", "HOSTNQN", "Connections of this host."),
+                new("--cntlid", "ID", "Connections of this controller (ctrl list)."),
+                new("--queue", "QID", "Only this queue (0 = admin)."),
+                new("--after-pdus", "N", "drop: after the connection received N more PDUs (default: now)."),
+                new("--duration", "MS", "pause-receive: how long (required for it)."),
+            ], FaultConnectionAsync),
+        new("fault", "event", "Send a Namespace Attribute Changed event now to every controller that sees the namespace.",
+            ["nvme-tcp-target fault event --nsid 1"],
+            [NqnOpt, new("--nsid", "N", "The namespace (required)."), new("--type", "TYPE", "namespace-changed (the default; the only one until ANA groups).")],
+            FaultEventAsync),
+        new("fault", "write-protect", "Simulate a namespace turning write protected (or back): writes fail, hosts mark the disk read-only.",
+            ["nvme-tcp-target fault write-protect --nsid 1 --state on"],
+            [NqnOpt, new("--nsid", "N", "The namespace (required)."), new("--state", "on|off", "on: write protected; off: writable (required).")],
+            FaultWriteProtectAsync),
     ];
 
     private sealed class UsageException(string message) : Exception(message);

@@ -19,6 +19,12 @@ public static class ConfigValidator
             if (p.AdvertisedAddress is { Length: 0 or > 255 }) e.Add($"port {p.Id}: advertisedAddress must be 1..255 characters");
         }
         foreach (var dup in c.Ports.GroupBy(p => p.Id).Where(g => g.Count() > 1)) e.Add($"port id {dup.Key} is used more than once");
+        for (int i = 0; i < (c.Faults?.Count ?? 0); i++)
+        {
+            var f = c.Faults![i];
+            if (f.ToSpec(out var problem) is null) e.Add($"faults[{i}]: {problem}");
+            else if (!c.Subsystems.Any(s => s.Nqn == f.Subsystem)) e.Add($"faults[{i}]: subsystem {f.Subsystem} is not in 'subsystems'");
+        }
 
         var l = c.Limits;
         if (l.Mqes is < 1 or > 1023) e.Add($"limits.mqes {l.Mqes} is outside 1..1023");

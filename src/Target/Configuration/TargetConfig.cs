@@ -19,6 +19,8 @@ public sealed class TargetConfig
     /// <summary>Where file namespaces may live and which block devices may back namespaces; absent means the
     /// default directory and no block devices (see <see cref="Storage.StoragePolicy"/>).</summary>
     public StorageConfig? Storage { get; set; }
+    /// <summary>Injected I/O faults set at start (a test lab's tool; see README "Fault injection"). Absent: none.</summary>
+    public List<FaultConfig>? Faults { get; set; }
 
     public static readonly JsonSerializerOptions Json = new()
     {

@@ -215,6 +215,7 @@ public static partial class ManagementApi
             .ProducesProblem(404);
 
         MapMasking(api, m);
+        MapFaults(api, m);
 
         api.MapGet("/controllers", () => m.ListControllers()).WithTags("Controllers")
             .WithName("ListControllers").WithSummary("Connected controllers (admin and discovery) and their queues.");
