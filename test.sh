@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(qemu-system-x86 busybox-static nvme-cli fio kmod cpio docker.io debootstrap)
+packages=(qemu-system-x86 busybox-static nvme-cli fio kmod cpio docker.io debootstrap tshark)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,6 +18,8 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # Another apt (unattended-upgrades, a second test run) may hold the dpkg lock: wait for it, up to 10 minutes.
   apt_opts=(-o DPkg::Lock::Timeout=600)
+  # tshark (wire trace tests) asks whether non-root users may capture: answer no beforehand so the install never waits.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
   if ! { $SUDO apt-get "${apt_opts[@]}" update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_opts[@]}" install -y -qq "${missing[@]}" >/dev/null; }; then
     echo "test.sh: ERROR: could not install ${missing[*]}; the Linux initiator suite cannot run" >&2
     exit 1
