@@ -240,6 +240,37 @@ public sealed class ManagementFaultTests(ITestOutputHelper output)
         Assert.Contains("write-protect", help);
     }
 
+    [Fact]
+    public async Task Config_FaultsApplyAtStart_BadOnesAreRefused()
+    {
+        var config = Integration.Tests.InProcess.TestTarget.DefaultConfig();
+        config.Faults =
+        [
+            new() { Subsystem = ApiTarget.Nqn, Nsid = 1, Opcodes = ["read"], LbaFirst = 0, LbaLast = 0, Action = "error", Status = "2:81", Dnr = true },
+        ];
+        await using (var t = await ApiTarget.StartAsync(output, config))
+        {
+            await using var host = await t.ConnectAsync();
+            await host.CreateIoQueuesAsync(1);
+            Assert.Equal(UreDnr, (await host.ReadAsync(0, 1, 0, new byte[512])).Status);
+            (await host.ReadAsync(0, 1, 1, new byte[512])).EnsureSuccess("read of LBA 1");
+            var f = Assert.Single((await t.Http.GetJsonAsync("faults")).EnumerateArray());
+            Assert.Equal("unrecovered-read-error", f.GetProperty("status").GetString());
+        }
+
+        var bad = Integration.Tests.InProcess.TestTarget.DefaultConfig();
+        bad.Faults =
+        [
+            new() { Subsystem = ApiTarget.Nqn, Action = "delay" },
+            new() { Subsystem = "nqn.2026-01.io.example:none", Action = "stall" },
+            new() { Subsystem = ApiTarget.Nqn, Action = "error", Status = "bad-luck" },
+        ];
+        var errors = Target.Configuration.ConfigValidator.Validate(bad);
+        Assert.Contains(errors, e => e.StartsWith("faults[0]: a delay fault needs delayMs", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("faults[1]: subsystem nqn.2026-01.io.example:none is not in 'subsystems'", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("faults[2]: status 'bad-luck' is not a status name", StringComparison.Ordinal));
+    }
+
     private static async Task<JsonElement> PutAsync(HttpClient http, string path, object body)
     {
         using var r = await http.PutAsync(path, System.Net.Http.Json.JsonContent.Create(body, options: Api.Json));
