@@ -236,6 +236,11 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
             ("/api/v1/subsystems/{nqn}/attach-hosts", ["get", "post"]),
             ("/api/v1/subsystems/{nqn}/attach-hosts/{hostNqn}", ["delete"]),
             ("/api/v1/controllers", ["get"]),
+            ("/api/v1/faults", ["get", "post", "delete"]),
+            ("/api/v1/faults/{id}", ["get", "delete"]),
+            ("/api/v1/faults/connections", ["post"]),
+            ("/api/v1/subsystems/{nqn}/events", ["post"]),
+            ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/write-protect", ["put"]),
         };
         Assert.Equal(expected.Select(e => e.Path).Order(), paths.EnumerateObject().Select(p => p.Name).Order());
         foreach (var (path, methods) in expected)
