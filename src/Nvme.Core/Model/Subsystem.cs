@@ -259,9 +259,7 @@ public sealed partial class Subsystem
             }
             ns.SetBlockCount(blocks);
         }
-        Controller[] ctrls;
-        lock (_lock) ctrls = [.. _controllers.Values];
-        NotifySeeing(ctrls, ns);
+        NotifyNamespaceChanged(ns);
     }
 
     /// <summary>Sends a Namespace Attribute Changed event for <paramref name="ns"/> to every controller whose host sees it
@@ -270,10 +268,7 @@ public sealed partial class Subsystem
     {
         Controller[] ctrls;
         lock (_lock) ctrls = [.. _controllers.Values];
-        int n = 0;
-        foreach (var c in ctrls)
-            if (ns.Visibility.Allows(c.HostNqn)) { c.NotifyNamespaceChanged(ns.Nsid); n++; }
-        return n;
+        return NotifySeeing(ctrls, ns);
     }
 
     /// <summary>Simulates a namespace turning write protected (or back); the hosts that see it get the namespace event and
@@ -284,12 +279,15 @@ public sealed partial class Subsystem
         return NotifyNamespaceChanged(ns);
     }
 
-    /// <summary>The namespace event for the controllers whose host sees <paramref name="ns"/>; the others get nothing.</summary>
-    private static void NotifySeeing(Controller[] ctrls, Namespace ns)
+    /// <summary>The namespace event for the controllers whose host sees <paramref name="ns"/>; the others get nothing.
+    /// Returns how many were told.</summary>
+    private static int NotifySeeing(Controller[] ctrls, Namespace ns)
     {
         var visibility = ns.Visibility;
+        int told = 0;
         foreach (var c in ctrls)
-            if (visibility.Allows(c.HostNqn)) c.NotifyNamespaceChanged(ns.Nsid);
+            if (visibility.Allows(c.HostNqn)) { c.NotifyNamespaceChanged(ns.Nsid); told++; }
+        return told;
     }
 
     // ---- masking and in-band attachment ----
