@@ -38,13 +38,11 @@ public sealed partial class NvmeTcpQueue : IConnectionFaults
     {
         _log.FaultInjected(PeerAddress, HostNqn, _core.QueueId, "C2HTermReq sent");
         Interlocked.Increment(ref _metrics.FaultsInjected);
-        SetCloseReason(CloseReason.FaultInjected, "injected fault: C2HTermReq sent");
+        const string why = "injected fault: C2HTermReq sent";
+        SetCloseReason(CloseReason.FaultInjected, why); // before the writer, stopping after the TermReq, names a reason
         // FES 02h (PDU Sequence Error) with no offending header: the host treats it like any fatal transport error.
         Send(SendItem.TermReq(new PduError(FatalErrorStatus.PduSequenceError, 0, "injected"), []));
-        _closing = true;
-        _writer.BeginClose();
-        _writer.Wake();
-        _input.CancelPendingRead();
+        Close(CloseReason.FaultInjected, why); // what is queued (the TermReq) still goes out
     }
 
     public void PauseReceive(TimeSpan duration)
