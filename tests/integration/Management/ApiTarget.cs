@@ -160,6 +160,12 @@ internal static class Api
         return await ReadJsonAsync(r, expected);
     }
 
+    public static async Task<JsonElement> PutJsonAsync(this HttpClient http, string path, object body, HttpStatusCode expected)
+    {
+        using var r = await http.PutAsJsonAsync(path, body, Json);
+        return await ReadJsonAsync(r, expected);
+    }
+
     public static async Task DeleteOkAsync(this HttpClient http, string path)
     {
         using var r = await http.DeleteAsync(path);

@@ -72,7 +72,7 @@ public sealed class ManagementFaultTests(ITestOutputHelper output)
         await using var t = await ApiTarget.StartAsync(output);
         await using var host = await t.ConnectAsync();
         await host.CreateIoQueuesAsync(1);
-        var f = await t.Http.PostJsonAsync("faults", new { subsystem = ApiTarget.Nqn, nsid = 1, opcodes = new[] { "write" }, action = "stall" }, HttpStatusCode.Created);
+        await t.Http.PostJsonAsync("faults", new { subsystem = ApiTarget.Nqn, nsid = 1, opcodes = new[] { "write" }, action = "stall" }, HttpStatusCode.Created);
         var data = Pattern(4096, 3);
         var stalled = host.WriteAsync(0, 1, 50, data);
         await WaitAsync(async () => (await t.Http.GetJsonAsync("faults")).EnumerateArray().First().GetProperty("stalled").GetInt64() == 1, "the write stalls");
@@ -84,7 +84,6 @@ public sealed class ManagementFaultTests(ITestOutputHelper output)
         var buf = new byte[4096];
         (await host.ReadAsync(0, 1, 50, buf)).EnsureSuccess("read back");
         Assert.Equal(data, buf);
-        _ = f;
     }
 
     [Fact]
@@ -161,12 +160,12 @@ public sealed class ManagementFaultTests(ITestOutputHelper output)
         await using var t = await ApiTarget.StartAsync(output);
         await using var host = await t.ConnectAsync();
         await host.CreateIoQueuesAsync(1);
-        var wp = await PutAsync(t.Http, $"{Api.Sub()}/namespaces/1/write-protect", new { writeProtected = true });
+        var wp = await t.Http.PutJsonAsync($"{Api.Sub()}/namespaces/1/write-protect", new { writeProtected = true }, HttpStatusCode.OK);
         Assert.Equal(1, wp.GetProperty("controllersNotified").GetInt32());
         Assert.True((await t.Http.GetJsonAsync($"{Api.Sub()}/namespaces/1")).GetProperty("writeProtected").GetBoolean());
         Assert.Equal(1, (await host.IdentifyAsync(0, 1))[99]);
         Assert.Equal(0x4020, (await host.WriteAsync(0, 1, 0, new byte[512])).Status);
-        await PutAsync(t.Http, $"{Api.Sub()}/namespaces/1/write-protect", new { writeProtected = false });
+        await t.Http.PutJsonAsync($"{Api.Sub()}/namespaces/1/write-protect", new { writeProtected = false }, HttpStatusCode.OK);
         (await host.WriteAsync(0, 1, 0, new byte[512])).EnsureSuccess("write after write protection ends");
 
         var ev = await t.Http.PostJsonAsync($"{Api.Sub()}/events", new { type = "namespace-changed", nsid = 1 }, HttpStatusCode.OK);
@@ -269,12 +268,6 @@ public sealed class ManagementFaultTests(ITestOutputHelper output)
         Assert.Contains(errors, e => e.StartsWith("faults[0]: a delay fault needs delayMs", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("faults[1]: subsystem nqn.2026-01.io.example:none is not in 'subsystems'", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("faults[2]: status 'bad-luck' is not a status name", StringComparison.Ordinal));
-    }
-
-    private static async Task<JsonElement> PutAsync(HttpClient http, string path, object body)
-    {
-        using var r = await http.PutAsync(path, System.Net.Http.Json.JsonContent.Create(body, options: Api.Json));
-        return await Api.ReadJsonAsync(r, HttpStatusCode.OK);
     }
 
     private static async Task WaitAsync(Func<Task<bool>> condition, string what)

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Http.Json;
 using System.Text.Json;
 using Integration.Tests.InProcess;
 using Target.Configuration;
@@ -16,12 +15,6 @@ public sealed class ManagementMaskingTests(ITestOutputHelper output)
     private const string HostB = "nqn.2014-08.org.nvmexpress:uuid:4b2a7c3d-9e5f-4a6b-8c7d-8e9f0a1b2c3d";
 
     private static string Ns(uint nsid) => $"{Api.Sub()}/namespaces/{nsid}";
-
-    private static async Task<JsonElement> PutJsonAsync(HttpClient http, string path, object body, HttpStatusCode expected)
-    {
-        using var r = await http.PutAsJsonAsync(path, body, Api.Json);
-        return await Api.ReadJsonAsync(r, expected);
-    }
 
     private static async Task<JsonElement> DeleteJsonAsync(HttpClient http, string path, HttpStatusCode expected)
     {
@@ -46,7 +39,7 @@ public sealed class ManagementMaskingTests(ITestOutputHelper output)
         var ns = await t.Http.GetJsonAsync(Ns(1));
         Assert.Equal(("auto", 0), (ns.GetProperty("visibility").GetString(), ns.GetProperty("hosts").GetArrayLength()));
 
-        ns = await PutJsonAsync(t.Http, Ns(1) + "/visibility", new { visibility = "restricted" }, HttpStatusCode.OK);
+        ns = await t.Http.PutJsonAsync(Ns(1) + "/visibility", new { visibility = "restricted" }, HttpStatusCode.OK);
         Assert.Equal("restricted", ns.GetProperty("visibility").GetString());
         ns = await t.Http.PostJsonAsync(Ns(1) + "/hosts", new { hostNqn = HostA }, HttpStatusCode.Created);
         Assert.Equal([HostA], Hosts(ns));
@@ -84,7 +77,7 @@ public sealed class ManagementMaskingTests(ITestOutputHelper output)
         Assert.Empty(Hosts(ns));
         await t.Http.DeleteOkAsync($"{Api.Sub()}/attach-hosts/{Uri.EscapeDataString(HostA)}");
         await t.Http.ProblemAsync(HttpMethod.Delete, $"{Api.Sub()}/attach-hosts/{Uri.EscapeDataString(HostA)}", null, HttpStatusCode.NotFound, "does not hold");
-        ns = await PutJsonAsync(t.Http, Ns(1) + "/visibility", new { visibility = "auto" }, HttpStatusCode.OK);
+        ns = await t.Http.PutJsonAsync(Ns(1) + "/visibility", new { visibility = "auto" }, HttpStatusCode.OK);
         Assert.Equal("auto", ns.GetProperty("visibility").GetString());
     }
 
@@ -163,7 +156,7 @@ public sealed class ManagementMaskingTests(ITestOutputHelper output)
             Assert.Empty(cl.Errors);
             await using (var t = await ApiTarget.StartAsync(output, cl.Config, cl.ConfigPath))
             {
-                await PutJsonAsync(t.Http, Ns(2) + "/visibility", new { visibility = "restricted" }, HttpStatusCode.OK);
+                await t.Http.PutJsonAsync(Ns(2) + "/visibility", new { visibility = "restricted" }, HttpStatusCode.OK);
                 await t.Http.PostJsonAsync(Ns(2) + "/hosts", new { hostNqn = HostA }, HttpStatusCode.Created);
                 await t.Http.PostJsonAsync(Api.Sub() + "/attach-hosts", new { hostNqn = HostB }, HttpStatusCode.Created);
                 using (var doc = JsonDocument.Parse(await File.ReadAllTextAsync(file)))
