@@ -46,28 +46,28 @@ public sealed partial class HotPlugLinuxTests
             sec ure-after dd if=$D1 of=/dev/null bs=64k skip=32 count=16 iflag=direct
             sec transient sh -c "dd if=$D1 of=/tmp/b bs=64k skip=64 count=32 iflag=direct 2>/dev/null && dd if=/tmp/a of=/tmp/c bs=64k skip=64 count=32 2>/dev/null && cmp /tmp/b /tmp/c && echo identical"
             mark clear-errors
-            _k=0; while [ $_k -lt 600 ]; do dd if=$D1 of=/dev/null bs=4k skip=384 count=1 iflag=direct 2>/dev/null && break; sleep 0.05; _k=$((_k+1)); done
+            poll 600 dd if=$D1 of=/dev/null bs=4k skip=384 count=1 iflag=direct 2>/dev/null
             seen clear-errors
             bg_fio $D1
             wait_writes 1 200 || fail "background fio did not start"
             mark drop
-            _k=0; while [ $_k -lt 1200 ]; do dmesg | grep -q "Successfully reconnected" && break; sleep 0.05; _k=$((_k+1)); done
+            poll 1200 sh -c 'dmesg | grep -q "Successfully reconnected"'
             seen drop
             sec reconnected sh -c 'dmesg | grep -E "reconnect|Reconnect"'
             _w=$(ns_writes 1); wait_writes 1 $((_w + 200)) || fail "fio made no progress after the reconnect"
             bg_stop
             ( dd if=/tmp/a of=$D1 bs=64k seek=1024 count=16 oflag=direct 2>/tmp/stall.err; echo $? > /tmp/stall.rc ) &
-            _k=0; while [ $_k -lt 1200 ]; do dmesg | grep -q "timeout" && break; sleep 0.05; _k=$((_k+1)); done
+            poll 1200 sh -c 'dmesg | grep -q timeout'
             sec stall-timeout sh -c 'dmesg | grep -E "timeout|reset|reconnect" | tail -n 5'
             mark stall-seen
-            _k=0; while [ $_k -lt 1200 ]; do [ -s /tmp/stall.rc ] && break; sleep 0.05; _k=$((_k+1)); done
+            poll 1200 test -s /tmp/stall.rc
             sec stall-done sh -c 'cat /tmp/stall.rc; cat /tmp/stall.err; dd if=$0 of=/tmp/c bs=64k skip=1024 count=16 iflag=direct 2>/dev/null; dd if=/tmp/a of=/tmp/d bs=64k count=16 2>/dev/null; cmp /tmp/c /tmp/d && echo identical' $D1
             B=${D1##*/}
             mark wp-on
-            _k=0; while [ $_k -lt 600 ]; do [ "$(cat /sys/block/$B/ro)" = 1 ] && break; sleep 0.05; _k=$((_k+1)); done
+            poll 600 grep -qx 1 /sys/block/$B/ro
             sec wp-on cat /sys/block/$B/ro
             mark wp-off
-            _k=0; while [ $_k -lt 600 ]; do [ "$(cat /sys/block/$B/ro)" = 0 ] && break; sleep 0.05; _k=$((_k+1)); done
+            poll 600 grep -qx 0 /sys/block/$B/ro
             sec wp-off cat /sys/block/$B/ro
             sec dmesg dmesg
             sec disconnect nvme disconnect -n $N

@@ -39,6 +39,8 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
         seen() { echo "<6>hotplug: seen $1" > /dev/kmsg; }
         # the block device of NSID $1 (the multipath head, or the plain namespace disk), if there is one
         nsid_dev() { for _b in /sys/block/nvme*n*; do case ${_b##*/} in *c*) continue;; esac; [ -r $_b/nsid ] || continue; read _i < $_b/nsid; [ "$_i" = "$1" ] && [ -b /dev/${_b##*/} ] && { echo /dev/${_b##*/}; return 0; }; done; return 1; }
+        # runs "$2..." every 50 ms until it succeeds, at most $1 times; fails if it never did
+        poll() { _pn=$1; shift; _pk=0; while [ $_pk -lt $_pn ]; do "$@" && return 0; sleep 0.05; _pk=$((_pk+1)); done; return 1; }
         # bounded polls (every 50 ms, at most $2 polls, default 600 = 30 s)
         wait_dev() { _k=0; while [ $_k -lt ${2:-600} ]; do nsid_dev $1 && return 0; sleep 0.05; _k=$((_k+1)); done; echo "NSID $1: no block device" >&2; return 1; }
         wait_gone() { _k=0; while [ $_k -lt ${2:-600} ]; do nsid_dev $1 >/dev/null || return 0; sleep 0.05; _k=$((_k+1)); done; echo "NSID $1: block device still there" >&2; return 1; }
