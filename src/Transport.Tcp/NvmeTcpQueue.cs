@@ -124,6 +124,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
             if (!writerDone) _abort?.Invoke();
             await _input.CompleteAsync().ConfigureAwait(false);
             await _writer.CompleteAsync().ConfigureAwait(false);
+            CloseTaps();
         }
     }
 
@@ -176,7 +177,10 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
             if (result.IsCanceled) return; // Close (a missed deadline among others) set the reason
             var buffer = result.Buffer;
             long received = buffer.Length;
+            var taps = Volatile.Read(ref _taps);
+            if (taps != null) TapReceived(taps, buffer);
             bool keepGoing = ProcessBatch(ref buffer);
+            if (taps != null) TapCarry(taps, buffer.Length);
             _input.AdvanceTo(buffer.Start, buffer.End);
             TrackPartialPdu(buffer.Length, buffer.Length < received);
             if (!keepGoing) return;
@@ -320,6 +324,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
         _writer.SqFlowControlDisabled = sqFlowControlDisabled;
         _settings.MaxInCapsuleData = queueId == 0 ? _options.AdminInCapsuleDataSize : _options.InCapsuleDataSize;
         _installed = true;
+        if (Volatile.Read(ref _taps) != null) IdentifyTaps();
     }
 
     /// <summary>Transport-level SGL checks (NVMe/TCP transport spec 3.3.1): in-capsule data uses a Data Block

@@ -77,6 +77,9 @@ internal sealed class NvmeTcpWriter
     /// a successful read may then end with C2HData SUCCESS instead of a CapsuleResp.</summary>
     public bool SqFlowControlDisabled { set => _sqFlowControlDisabled = value; }
 
+    /// <summary>Where the PDUs go (the socket writer, whose sends a wire trace observes).</summary>
+    public PipeWriter Output => _output;
+
     /// <summary>Responses written so far (their CapsuleResp or last C2HData is in the output); one writer: this loop.</summary>
     public long ResponsesWritten => Volatile.Read(ref _responsesWritten);
 

@@ -56,9 +56,18 @@ public sealed class TcpTransportMetrics : IDisposable
             "Connections each reactor thread of the polling mode (--poll) serves");
         m.CreateObservableCounter("nvmet.tcp.reactor.busy", () => PerReactor(r => r.BusySeconds), "s",
             "Time each reactor thread of the polling mode spent polling instead of blocked: with traffic, the CPU it costs");
+        m.CreateObservableUpDownCounter("nvmet.tcp.traces.running", () => (long)(Tracer?.Running ?? 0), "{trace}",
+            "Wire traces (pcapng) running");
+        m.CreateObservableCounter("nvmet.tcp.traces.started", () => Tracer?.Started ?? 0, "{trace}", "Wire traces started");
+        m.CreateObservableCounter("nvmet.tcp.trace.bytes", () => Tracer?.BytesWritten ?? 0, "By", "Bytes written into wire trace files");
+        m.CreateObservableCounter("nvmet.tcp.trace.dropped", () => Tracer?.BytesDropped ?? 0, "By",
+            "Bytes on the wire left out of wire traces because the trace writer fell behind (the I/O path never waits for it)");
         m.CreateObservableCounter("nvmet.tcp.buffer_waits", () => Interlocked.Read(ref BufferWaits), "{command}",
             "Commands that waited for a data buffer because the data buffer budget was spent");
     }
+
+    /// <summary>The wire traces of the server that owns these metrics.</summary>
+    internal Trace.WireTracer? Tracer { get; set; }
 
     /// <summary>The polling mode's reactors, set by the server that owns them (none in the event-driven mode).</summary>
     internal IReadOnlyList<Net.PollingReactor> Reactors { get; set; } = [];

@@ -40,4 +40,12 @@ internal static partial class TransportLog
 
     [LoggerMessage(EventId = 215, Level = LogLevel.Warning, Message = "Injected fault on the connection from {Peer} (host {HostNqn}, queue {Qid}): {What}")]
     public static partial void FaultInjected(this ILogger log, string peer, string hostNqn, ushort qid, string what);
+
+    [LoggerMessage(EventId = 216, Level = LogLevel.Information,
+        Message = "Wire trace {Id} started: {Selection} into {Path} (at most {MaxBytes} bytes, data {Truncation}, {Duration})")]
+    public static partial void TraceStarted(this ILogger log, int id, string selection, string path, long maxBytes, string truncation, string duration);
+
+    [LoggerMessage(EventId = 217, Level = LogLevel.Information,
+        Message = "Wire trace {Id} stopped ({Reason}): {Path} holds {Connections} connection(s), {Packets} packets, {Bytes} bytes; {Dropped} bytes on the wire left out because the writer fell behind")]
+    public static partial void TraceStopped(this ILogger log, int id, string reason, string path, long connections, long packets, long bytes, long dropped);
 }

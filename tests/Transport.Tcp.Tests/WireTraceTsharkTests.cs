@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Net;
 using Transport.Tcp.Trace;
 
@@ -54,31 +53,9 @@ public class WireTraceTsharkTests
                 s.Close(sink, true);
                 w.Flush();
             }
-            var types = Tshark(file, "-Y", "nvme-tcp", "-T", "fields", "-e", "nvme-tcp.type");
-            var all = types.Split('\n', StringSplitOptions.RemoveEmptyEntries).SelectMany(l => l.Split(',')).ToList();
-            Assert.Equal(["4", "7", "5", "4", "7", "5"], all);
-            Assert.Equal("", Tshark(file, "-Y", "_ws.malformed || _ws.expert.severity >= warning").Trim());
+            Assert.Equal([4, 7, 5, 4, 7, 5], Tshark.PduTypes(file, 4420));
+            Assert.Equal("", Tshark.Run(file, 4420, "-Y", "_ws.malformed || _ws.expert.severity >= warning").Trim());
         }
         finally { File.Delete(file); }
-    }
-
-    private static string Tshark(string file, params string[] args)
-    {
-        var psi = new ProcessStartInfo("tshark") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in (string[])["-n", "-r", file, "-d", "tcp.port==4420,nvme-tcp", .. args]) psi.ArgumentList.Add(a);
-        Process p;
-        try { p = Process.Start(psi)!; }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            throw new InvalidOperationException("tshark is not installed (test.sh installs it: apt-get install tshark); this test needs it", e);
-        }
-        using (p)
-        {
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            p.WaitForExit();
-            Assert.True(p.ExitCode == 0, $"tshark failed ({p.ExitCode}): {stderr.Result}");
-            return stdout.Result;
-        }
     }
 }

@@ -44,7 +44,12 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             ? [.. Enumerable.Range(0, Math.Max(1, polling.Reactors)).Select(i => new PollingReactor(i, polling))]
             : [];
         if (_reactors.Length > 0 && metrics != null) _metrics.Reactors = _reactors; // not on the shared Detached instance
+        Traces = new Trace.WireTracer(() => _live.Keys.Select(c => c.Queue).OfType<NvmeTcpQueue>(), _log);
+        if (metrics != null) _metrics.Tracer = Traces;
     }
+
+    /// <summary>Wire traces (pcapng) of this server's connections.</summary>
+    public Trace.WireTracer Traces { get; }
 
     /// <summary>Connections per reactor thread (empty in the event-driven default).</summary>
     public IReadOnlyList<int> ReactorConnections => [.. _reactors.Select(r => r.Count)];
@@ -164,6 +169,8 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             ConfigureAccepted(socket, _options);
             var peer = socket.RemoteEndPoint?.ToString() ?? "?";
             var queue = new NvmeTcpQueue(_target, connection, _options, _log, peer, connection.Abort, _metrics, portId);
+            if (socket.RemoteEndPoint is IPEndPoint remote && socket.LocalEndPoint is IPEndPoint local) queue.Endpoints = (remote, local);
+            if (Traces.Running > 0) Traces.Accepted(queue);
             connection.Queue = queue;
             if (_draining) queue.BeginDrain(); // accepted while the listener was being closed
             await queue.RunAsync().ConfigureAwait(false);
@@ -218,6 +225,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await StopAsync(new CancellationToken(true)).ConfigureAwait(false);
+        await Traces.StopAllAsync("shutdown").ConfigureAwait(false);
         foreach (var r in _reactors) r.Dispose();
     }
 

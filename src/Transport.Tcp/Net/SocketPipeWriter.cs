@@ -14,7 +14,7 @@ namespace Transport.Tcp.Net;
 /// three sends per command, and the kernel's send path was most of the target's CPU). Nothing allocates per flush:
 /// the send is a reused SocketAsyncEventArgs awaited as a ValueTask.
 /// </summary>
-internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter
+internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter, IObservableSend
 {
     private readonly Socket _socket;
     private readonly MemoryPool<byte> _pool;
@@ -25,6 +25,10 @@ internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter
     private int _currentLength;
     private long _unflushed;
     private bool _completed;
+    private volatile ISendObserver? _observer;
+
+    /// <summary>A wire trace's tap: sees each send's bytes just before they go out.</summary>
+    public ISendObserver? Observer { get => _observer; set => _observer = value; }
 
     public SocketPipeWriter(Socket socket, MemoryPool<byte> pool)
     {
@@ -92,6 +96,7 @@ internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter
         try
         {
             long total = _unflushed;
+            _observer?.Sent(_segments);
             long sent = await _send.SendAsync(_socket, _segments).ConfigureAwait(false);
             // A stream socket's gathered send returns once everything went into the socket (the runtime continues
             // partial sends itself); anything else is a broken connection.

@@ -74,6 +74,14 @@ public sealed class TcpStreamSynthesizer
         }
     }
 
+    /// <summary>Bytes of one side that are not in the trace at all (left out when the trace fell behind): the
+    /// sequence numbers move past them, so Wireshark shows a gap ("previous segment not captured") where they were.</summary>
+    public void Skip(bool fromHost, long bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        if (fromHost) _hostSent += bytes; else _targetSent += bytes;
+    }
+
     /// <summary>The side's FIN (once); the other side's acknowledgement comes with its own FIN or data.</summary>
     public void Close(PacketSink sink, bool fromHost)
     {
