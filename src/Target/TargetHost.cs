@@ -135,6 +135,7 @@ public sealed class TargetHost : IAsyncDisposable
             var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management")) { Storage = storage };
             var tcp = transportOptions ?? TransportOptions(config.Limits) with { Polling = Polling(config.Polling) };
             var server = new NvmeTcpServer(target, tcp, loggerFactory, transportMetrics);
+            manager.Traces = server.Traces;
             if (tcp.Polling is { } poll)
                 log.PollingOn(poll.Reactors, poll.Cpus.Count == 0 ? "any CPU" : "CPUs " + string.Join(",", poll.Cpus), (long)poll.IdleTime.TotalMicroseconds);
             HttpListeners? http = null;

@@ -71,10 +71,28 @@ internal sealed class ApiClient : IDisposable
     {
         using var request = new HttpRequestMessage(method, path);
         if (body != null) request.Content = JsonContent.Create(body, body.GetType(), options: Json);
-        HttpResponseMessage response;
+        using var response = await TransmitAsync(request).ConfigureAwait(false);
+        var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
+        if (response.IsSuccessStatusCode) return text;
+        throw Refused(response, text, path);
+    }
+
+    /// <summary>GETs <paramref name="path"/> into <paramref name="output"/> (a file, say); returns the bytes copied.</summary>
+    public async Task<long> DownloadAsync(string path, Stream output)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        using var response = await TransmitAsync(request, HttpCompletionOption.ResponseHeadersRead).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode) throw Refused(response, await response.Content.ReadAsStringAsync().ConfigureAwait(false), path);
+        long before = output.CanSeek ? output.Position : 0;
+        await response.Content.CopyToAsync(output).ConfigureAwait(false);
+        return output.CanSeek ? output.Position - before : -1;
+    }
+
+    private async Task<HttpResponseMessage> TransmitAsync(HttpRequestMessage request, HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
+    {
         try
         {
-            response = await _http.SendAsync(request).ConfigureAwait(false);
+            return await _http.SendAsync(request, completion).ConfigureAwait(false);
         }
         catch (HttpRequestException e)
         {
@@ -93,20 +111,20 @@ internal sealed class ApiClient : IDisposable
         {
             throw new ApiUnreachableException($"the management API at {Where} did not answer within {_http.Timeout.TotalSeconds:0} s");
         }
-        using (response)
+    }
+
+    /// <summary>The API's refusal: its problem detail when it sent one.</summary>
+    private ApiErrorException Refused(HttpResponseMessage response, string text, string path)
+    {
+        string? detail = null;
+        try
         {
-            var text = await response.Content.ReadAsStringAsync().ConfigureAwait(false);
-            if (response.IsSuccessStatusCode) return text;
-            string? detail = null;
-            try
-            {
-                using var doc = JsonDocument.Parse(text);
-                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("detail", out var d)) detail = d.GetString();
-            }
-            catch (JsonException) { }
-            throw new ApiErrorException(response.StatusCode,
-                detail ?? $"HTTP {(int)response.StatusCode} {response.ReasonPhrase} from {new Uri(_http.BaseAddress!, path)} (is that the target's management API?)");
+            using var doc = JsonDocument.Parse(text);
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("detail", out var d)) detail = d.GetString();
         }
+        catch (JsonException) { }
+        return new ApiErrorException(response.StatusCode,
+            detail ?? $"HTTP {(int)response.StatusCode} {response.ReasonPhrase} from {new Uri(_http.BaseAddress!, path)} (is that the target's management API?)");
     }
 
     public async Task<(T Value, string Raw)> GetAsync<T>(string path)

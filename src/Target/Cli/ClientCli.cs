@@ -37,6 +37,7 @@ public static partial class ClientCli
         ["hosts"] = "host NQNs allowed to connect to a subsystem",
         ["ctrl"] = "connected controllers and their queues",
         ["fault"] = "fault injection for test labs: I/O errors, latency, stalls, connection faults, events (live, never saved)",
+        ["trace"] = "wire traces: pcapng files of connections' NVMe/TCP traffic for Wireshark",
     };
 
     public static IReadOnlyCollection<string> Commands => CommandSummaries.Keys;
@@ -176,6 +177,7 @@ public static partial class ClientCli
             ["nvme-tcp-target fault write-protect --nsid 1 --state on"],
             [NqnOpt, new("--nsid", "N", "The namespace (required)."), new("--state", "on|off", "on: write protected; off: writable (required).")],
             FaultWriteProtectAsync),
+        .. TraceVerbs,
     ];
 
     private sealed class UsageException(string message) : Exception(message);

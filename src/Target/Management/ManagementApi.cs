@@ -216,6 +216,7 @@ public static partial class ManagementApi
 
         MapMasking(api, m);
         MapFaults(api, m);
+        MapTraces(api, m);
 
         api.MapGet("/controllers", () => m.ListControllers()).WithTags("Controllers")
             .WithName("ListControllers").WithSummary("Connected controllers (admin and discovery) and their queues.");

@@ -241,6 +241,10 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
             ("/api/v1/faults/connections", ["post"]),
             ("/api/v1/subsystems/{nqn}/events", ["post"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/write-protect", ["put"]),
+            ("/api/v1/traces", ["get", "post"]),
+            ("/api/v1/traces/{id}", ["get", "delete"]),
+            ("/api/v1/traces/{id}/stop", ["post"]),
+            ("/api/v1/traces/{id}/file", ["get"]),
         };
         Assert.Equal(expected.Select(e => e.Path).Order(), paths.EnumerateObject().Select(p => p.Name).Order());
         foreach (var (path, methods) in expected)
