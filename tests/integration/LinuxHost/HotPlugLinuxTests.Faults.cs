@@ -12,7 +12,8 @@ namespace Integration.Tests.LinuxHost;
 /// the reader as an I/O error on that range only; a transient transport error (no DNR) is retried by the host and the
 /// data reads back whole; a dropped connection makes the host reconnect by itself while fio verifies with zero errors;
 /// a stall longer than the host's I/O timeout makes it time out and reset, and the write completes once the stall is
-/// cleared; simulated write protection turns the disk read-only on the host and back.
+/// cleared; simulated write protection turns the disk read-only on the host and back. A wire trace of the whole session
+/// (reconnects included) decodes in tshark with no malformed PDU.
 /// </summary>
 public sealed partial class HotPlugLinuxTests
 {
@@ -21,8 +22,22 @@ public sealed partial class HotPlugLinuxTests
     public async Task Faults_ReadError_Transient_Drop_Stall_WriteProtect(GuestKernel kernel)
     {
         using var logs = LinuxTarget.Logs(Log);
-        await using var host = await TargetHost.StartAsync(LinuxTarget.Config(), logs);
+        var storage = Directory.CreateTempSubdirectory("nvmet-linux-trace-");
+        try
+        {
+            var config = LinuxTarget.Config();
+            config.Storage = new StorageConfig { Directories = [storage.FullName] };
+            await using var host = await TargetHost.StartAsync(config, logs);
+            await FaultSessionAsync(host, kernel);
+        }
+        finally { storage.Delete(recursive: true); }
+    }
+
+    private async Task FaultSessionAsync(TargetHost host, GuestKernel kernel)
+    {
         var m = host.Manager;
+        // The whole session is traced (PDU data cut to 64 bytes: fio's traffic would fill the file otherwise).
+        var trace = m.StartTrace(new TraceRequest { Subsystem = Nqn, TruncateData = 64, MaxSize = "1G" });
         // Faults set before the guest starts (the guest cannot be told when a fault is set, so each has its own range):
         // LBA 2048..4095 (512-byte blocks: 1..2 MiB) reads fail with Unrecovered Read Error (DNR); the first 3 reads in
         // 4..6 MiB get a transient transport error (no DNR); writes at 64 MiB and beyond stall until cleared.
@@ -90,6 +105,7 @@ public sealed partial class HotPlugLinuxTests
         m.SetWriteProtected(Nqn, 1, false);
 
         int rc = await vm.WaitForExitAsync(GuestTimeout);
+        var traced = await m.StopTraceAsync(trace.Id);
         Check(rc == 0, $"guest script exited {rc}", vm);
         var s = GuestVm.Sections(vm.Console);
         var dmesg = Section(s, "dmesg", vm).Output;
@@ -116,6 +132,16 @@ public sealed partial class HotPlugLinuxTests
         // Write protection: read-only on the host, then writable.
         Check(Section(s, "wp-on", vm).Output.Trim() == "1", "the disk did not turn read-only on the host", vm);
         Check(Section(s, "wp-off", vm).Output.Trim() == "0", "the disk did not turn writable again on the host", vm);
+        // The trace: every connection of the session (the first ones, and those after the reconnect), decoded cleanly.
+        Check(traced.StopReason == "stopped", $"the trace stopped early: {traced.StopReason}", vm);
+        int port = host.Endpoints[0].Port;
+        var malformed = Tshark.Malformed(traced.Path, port);
+        Check(malformed == "", "tshark finds malformed packets in the trace: " + string.Join(" | ", malformed.Split('\n').Take(5)), vm);
+        var types = Tshark.PduTypes(traced.Path, port);
+        int icreqs = types.Count(t => t == 0);
+        Check(icreqs >= 2 * (1 + 1) && icreqs == traced.Connections, $"{icreqs} ICReqs for {traced.Connections} traced connections (expected every queue, twice)", vm);
+        Check(new[] { 4, 5, 6, 7, 9 }.All(types.Contains), "PDU types missing from the trace: " + string.Join(",", types.Distinct()), vm);
+        Log($"trace: {traced.Connections} connections, {traced.Packets} packets, {traced.Bytes} bytes, {traced.DroppedBytes} bytes dropped; {types.Count} PDUs decoded");
         Log($"drop: {dropped.Connections.Count} connection(s); reconnect: " + string.Join(" | ", Section(s, "reconnected", vm).Output.Split('\n').Where(l => l.Length > 0).Take(3)));
         Log("stall: " + Section(s, "stall-timeout", vm).Output.Replace('\n', '|'));
         Log("background fio: " + string.Join(" | ", Section(s, "bg-fio", vm).Output.Split('\n').Where(l => l.Contains("IOPS=")).Select(l => l.Trim())));
