@@ -23,6 +23,7 @@ internal sealed class ConnectionTap
     private int _pendingBytes;
     private long _hostGap, _targetGap; // bytes left out since the last record that made it into the queue
     private bool _detached;
+    private readonly long _since = WireTrace.Now(); // a pending tap's handshake is stamped with its start
 
     public ConnectionTap(WireTrace trace, NvmeTcpQueue queue, IPEndPoint host, IPEndPoint target, bool pending)
     {
@@ -46,7 +47,7 @@ internal sealed class ConnectionTap
     public bool Pending { get { lock (_gate) return _pending != null; } }
 
     /// <summary>A connection traced from the start of the trace (not pending): its stream begins now.</summary>
-    public void Begin(string what) => _trace.Open(Id, _host, _target, what);
+    public void Begin(string what) => _trace.Open(Id, _host, _target, what, WireTrace.Now());
 
     public void Received(ReadOnlySequence<byte> bytes)
     {
@@ -75,7 +76,7 @@ internal sealed class ConnectionTap
                 _detached = true;
                 return false;
             }
-            _trace.Open(Id, _host, _target, what);
+            _trace.Open(Id, _host, _target, what, _since);
             foreach (var (fromHost, bytes, captured, original, micros) in kept)
             {
                 Enqueue(fromHost, bytes.AsSpan(0, captured), original, micros, ref fromHost ? ref _hostGap : ref _targetGap);

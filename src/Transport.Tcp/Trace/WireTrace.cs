@@ -141,10 +141,11 @@ public sealed class WireTrace
         lock (_gate) _taps.Remove(tap);
     }
 
-    internal void Open(int connection, IPEndPoint host, IPEndPoint target, string comment)
+    /// <summary>A connection's stream starts (its handshake is stamped <paramref name="micros"/>: no later than its first PDU).</summary>
+    internal void Open(int connection, IPEndPoint host, IPEndPoint target, string comment, long micros)
     {
         Interlocked.Increment(ref _connections);
-        _queue.Writer.TryWrite(new Record { Kind = Kind.Open, Connection = connection, Host = host, Target = target, Comment = comment, Micros = Now() });
+        _queue.Writer.TryWrite(new Record { Kind = Kind.Open, Connection = connection, Host = host, Target = target, Comment = comment, Micros = micros });
     }
 
     /// <summary>Queues one PDU's record; false when the queue is full (the caller counts the bytes as a gap).</summary>
@@ -178,9 +179,11 @@ public sealed class WireTrace
         var connections = new Dictionary<int, TcpStreamSynthesizer>();
         var pcap = new PcapngWriter(_file);
         long micros = 0;
+        string? comment = null; // the next packet's (a connection's SYN names the connection)
         TcpStreamSynthesizer.PacketSink sink = (captured, original) =>
         {
-            pcap.WritePacket(captured, original, micros);
+            pcap.WritePacket(captured, original, micros, comment);
+            comment = null;
             Interlocked.Increment(ref _packets);
         };
         try
@@ -198,7 +201,7 @@ public sealed class WireTrace
                     const int perPacket = 60 + 32;
                     long next = r.Kind == Kind.Data
                         ? r.Captured + perPacket * (1 + (long)(r.Original - 1) / TcpStreamSynthesizer.MaxSegmentPayload)
-                        : 3 * perPacket;
+                        : 3 * perPacket + 8 + 3 * (r.Comment?.Length ?? 0); // UTF-8: at most 3 bytes a UTF-16 unit
                     if (pcap.BytesWritten + next > Options.MaxBytes)
                     {
                         Stop("max-bytes");
@@ -209,6 +212,7 @@ public sealed class WireTrace
                         case Kind.Open:
                             var s = new TcpStreamSynthesizer(r.Host!, r.Target!);
                             connections[r.Connection] = s;
+                            comment = r.Comment;
                             s.Handshake(sink);
                             break;
                         case Kind.Data when connections.TryGetValue(r.Connection, out var d):

@@ -103,6 +103,16 @@ public sealed class WireTraceTests(ITestOutputHelper output) : IDisposable
         Assert.False(string.IsNullOrWhiteSpace(Tshark.Run(file, port, "-Y", "nvme-tcp.ddgst")), "no data digests decoded");
         var connects = Tshark.Run(file, port, "-Y", "nvme.fabrics.cmd.fctype == 0x01", "-T", "fields", "-e", "frame.number");
         Assert.Equal(2, connects.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length); // the admin and the I/O queue's Connect
+        // Each connection's SYN names it; the handshake is no later than the connection's first PDU.
+        var comments = Tshark.Run(file, port, "-Y", "frame.comment", "-T", "fields", "-e", "frame.comment", "-e", "tcp.stream", "-e", "frame.time_epoch")
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, comments.Length);
+        Assert.All(comments, c => Assert.Contains($"host {HostA}, subsystem {ApiTarget.Nqn}", c));
+        Assert.Contains(comments, c => c.Contains("queue 0")); Assert.Contains(comments, c => c.Contains("queue 1"));
+        var firstIcReq = Tshark.Run(file, port, "-Y", "nvme-tcp.type == 0", "-T", "fields", "-e", "tcp.stream", "-e", "frame.time_epoch")
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('\t')).ToDictionary(f => f[0], f => decimal.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var c in comments.Select(l => l.Split('\t')))
+            Assert.True(decimal.Parse(c[2], System.Globalization.CultureInfo.InvariantCulture) <= firstIcReq[c[1]], $"stream {c[1]}: SYN after its ICReq");
         var bytes = await File.ReadAllBytesAsync(file);
         Assert.Contains(HostA, System.Text.Encoding.ASCII.GetString(bytes)); // the Connect data names the host
         Assert.DoesNotContain(HostB, System.Text.Encoding.ASCII.GetString(bytes));
