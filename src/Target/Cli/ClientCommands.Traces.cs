@@ -63,20 +63,9 @@ public static partial class ClientCli
             traces.Select(t => new[]
             {
                 t.Id.ToString(Inv), t.StopReason is { } why ? $"stopped ({why})" : t.State, t.Connections.ToString(Inv), t.Packets.ToString(Inv),
-                t.Bytes.ToString(Inv), t.DroppedBytes.ToString(Inv), Selection(t), t.Path,
+                t.Bytes.ToString(Inv), t.DroppedBytes.ToString(Inv), t.Selection, t.Path,
             }));
         return Ok;
-    }
-
-    private static string Selection(TraceInfo t)
-    {
-        var parts = new[]
-        {
-            t.Subsystem is null ? null : "subsystem " + t.Subsystem, t.Host is null ? null : "host " + t.Host,
-            t.Cntlid is null ? null : "cntlid " + t.Cntlid, t.Queue is null ? null : "queue " + t.Queue,
-        }.Where(p => p != null);
-        var s = string.Join(", ", parts);
-        return s.Length == 0 ? "every connection" : s;
     }
 
     private static async Task<int> TraceStopAsync(Run r)

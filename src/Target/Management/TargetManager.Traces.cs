@@ -29,7 +29,7 @@ public sealed class TraceRequest
 
 /// <summary>A wire trace as the API shows it.</summary>
 public sealed record TraceInfo(
-    int Id, string State, string? StopReason, string Path, string? Subsystem, string? Host, ushort? Cntlid, ushort? Queue,
+    int Id, string State, string? StopReason, string Path, string Selection, string? Subsystem, string? Host, ushort? Cntlid, ushort? Queue,
     long MaxBytes, int? TruncateData, double? DurationSeconds, DateTimeOffset StartedAt, DateTimeOffset? StoppedAt,
     long Connections, long Packets, long Bytes, long DroppedBytes);
 
@@ -162,7 +162,7 @@ public sealed partial class TargetManager
     {
         var o = t.Options;
         var sel = o.Selection;
-        return new TraceInfo(t.Id, t.Running ? "running" : "stopped", t.StopReason, t.Path, sel.Subsystem, sel.Host, sel.Cntlid, sel.Queue,
+        return new TraceInfo(t.Id, t.Running ? "running" : "stopped", t.StopReason, t.Path, sel.ToString(), sel.Subsystem, sel.Host, sel.Cntlid, sel.Queue,
             o.MaxBytes, o.TruncateData, o.Duration?.TotalSeconds, t.StartedAt, t.StoppedAt, t.Connections, t.Packets, t.BytesWritten, t.DroppedBytes);
     }
 }

@@ -74,6 +74,7 @@ internal sealed class ConnectionTap
             if (!matches)
             {
                 _detached = true;
+                Release(kept);
                 return false;
             }
             _trace.Open(Id, _host, _target, what, _since);
@@ -98,7 +99,7 @@ internal sealed class ConnectionTap
             if (_pending is { } kept)
             {
                 // Never connected (or not as far as the trace could tell): not part of the trace.
-                foreach (var p in kept) ArrayPool<byte>.Shared.Return(p.Bytes);
+                Release(kept);
                 _pending = null;
             }
             else _trace.Close(Id, _hostGap, _targetGap);
@@ -112,7 +113,7 @@ internal sealed class ConnectionTap
         lock (_gate)
         {
             _detached = true;
-            if (_pending is { } kept) foreach (var p in kept) ArrayPool<byte>.Shared.Return(p.Bytes);
+            if (_pending is { } kept) Release(kept);
             _pending = null;
         }
         Queue.RemoveTap(this);
@@ -127,7 +128,7 @@ internal sealed class ConnectionTap
             if (_pendingBytes + captured.Length > MaxPendingBytes)
             {
                 // A connection that sends this much before connecting is not one a selective trace wants.
-                foreach (var p in kept) ArrayPool<byte>.Shared.Return(p.Bytes);
+                Release(kept);
                 _pending = null;
                 _detached = true;
                 return;
@@ -139,6 +140,11 @@ internal sealed class ConnectionTap
             return;
         }
         Enqueue(fromHost, captured, original, micros, ref fromHost ? ref _hostGap : ref _targetGap);
+    }
+
+    private static void Release(List<(bool FromHost, byte[] Bytes, int Captured, int Original, long Micros)> kept)
+    {
+        foreach (var p in kept) ArrayPool<byte>.Shared.Return(p.Bytes);
     }
 
     private void Enqueue(bool fromHost, ReadOnlySpan<byte> captured, int original, long micros, ref long gap)
