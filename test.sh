@@ -9,22 +9,34 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 packages=(qemu-system-x86 busybox-static nvme-cli fio kmod cpio docker.io debootstrap tshark)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+# The RBD namespace tests run a single-node Ceph cluster (tests/integration/ceph/ceph-up.sh); librbd1 comes with
+# ceph-common. Installed without recommends (they pull in much more than a monitor and an OSD need).
+ceph_packages=(ceph-mon ceph-osd ceph-common uuid-runtime bc)
+
+# install_missing WHAT [apt-get install options] -- PACKAGE...: installs those of the packages that are missing.
+install_missing() {
+  local what=$1; shift
+  local opts=()
+  while [ "$1" != "--" ]; do opts+=("$1"); shift; done
+  shift
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
   echo "test.sh: installing missing test prerequisites: ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  local SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   # Another apt (unattended-upgrades, a second test run) may hold the dpkg lock: wait for it, up to 10 minutes.
-  apt_opts=(-o DPkg::Lock::Timeout=600)
+  local apt_opts=(-o DPkg::Lock::Timeout=600)
   # tshark (wire trace tests) asks whether non-root users may capture: answer no beforehand so the install never waits.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
-  if ! { $SUDO apt-get "${apt_opts[@]}" update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_opts[@]}" install -y -qq "${missing[@]}" >/dev/null; }; then
-    echo "test.sh: ERROR: could not install ${missing[*]}; the Linux initiator suite cannot run" >&2
+  if ! { $SUDO apt-get "${apt_opts[@]}" update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_opts[@]}" install -y -qq "${opts[@]}" "${missing[@]}" >/dev/null; }; then
+    echo "test.sh: ERROR: could not install ${missing[*]}; $what cannot run" >&2
     exit 1
   fi
-fi
+}
+install_missing "the Linux initiator suite" -- "${packages[@]}"
+install_missing "the RBD (Ceph) tests" --no-install-recommends -- "${ceph_packages[@]}"
 command -v dotnet >/dev/null || { echo "test.sh: ERROR: the .NET SDK (dotnet) is not on PATH" >&2; exit 1; }
 
 dotnet build NvmeTcpTarget.sln -c Release -nologo -clp:ErrorsOnly

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Nvme.Core;
 using Nvme.Core.Model;
 using Nvme.Core.Storage;
+using Nvme.Core.Storage.Rbd;
 using Target.Configuration;
 using Target.Http;
 using Target.Management;
@@ -274,6 +275,7 @@ public sealed class TargetHost : IAsyncDisposable
             "memory" => new MemoryBlockStore(size ?? throw new StoreException($"namespace {nc.Nsid}: a memory namespace needs a size")),
             "file" => storage.OpenFile(nc.Path!, size, nc.Preallocate == true),
             "block" => storage.OpenBlockDevice(nc.Path!),
+            "rbd" => RbdBlockStore.Open(new RbdClusterOptions(nc.CephConf, nc.ClientId, nc.Keyring), nc.Pool!, nc.Image!, size),
             _ => throw new StoreException($"namespace {nc.Nsid}: unknown backend '{nc.Backend}'"),
         };
         try

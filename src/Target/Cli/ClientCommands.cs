@@ -183,8 +183,10 @@ public static partial class ClientCli
 
     private static async Task<int> NsAddAsync(Run r)
     {
-        var backends = new[] { "--memory", "--file", "--block" }.Where(r.Has).ToList();
-        if (backends.Count != 1) throw new UsageException("give exactly one of --memory SIZE, --file PATH or --block DEVICE");
+        var backends = new[] { "--memory", "--file", "--block", "--rbd" }.Where(r.Has).ToList();
+        if (backends.Count != 1) throw new UsageException("give exactly one of --memory SIZE, --file PATH, --block DEVICE or --rbd POOL/IMAGE");
+        if (backends[0] != "--rbd" && new[] { "--ceph-conf", "--ceph-id", "--keyring" }.FirstOrDefault(r.Has) is string cephOnly)
+            throw new UsageException($"{cephOnly} goes with --rbd");
         var nc = new NamespaceConfig { Nsid = r.Nsid(required: false) };
         switch (backends[0])
         {
@@ -199,6 +201,19 @@ public static partial class ClientCli
                 nc.Size = r.Get("--size");
                 if (r.Has("--preallocate")) nc.Preallocate = true;
                 break;
+            case "--rbd":
+                {
+                    nc.Backend = "rbd";
+                    var spec = r.Get("--rbd")!;
+                    int slash = spec.IndexOf('/');
+                    if (slash <= 0 || slash == spec.Length - 1) throw new UsageException($"--rbd '{spec}' is not POOL/IMAGE");
+                    (nc.Pool, nc.Image) = (spec[..slash], spec[(slash + 1)..]);
+                    nc.Size = r.Get("--size");
+                    nc.CephConf = r.Get("--ceph-conf");
+                    nc.ClientId = r.Get("--ceph-id");
+                    nc.Keyring = r.Get("--keyring");
+                    break;
+                }
             default:
                 nc.Backend = "block";
                 nc.Path = r.Get("--block");

@@ -53,7 +53,8 @@ public sealed class CommandLine
             $"127.0.0.1:{ApiConfig.DefaultPort}); it cannot change anything. off disables it."),
         new("--nqn", null, "NQN", "NVMET_NQN", $"NQN of the default subsystem (default {DefaultNqn}); not with --config."),
         new("--namespace", "-n", "SPEC", "NVMET_NAMESPACE", "Namespace of the default subsystem, repeatable; not with --config. SPEC is\n" +
-            "memory:SIZE | file:PATH[:SIZE] | block:DEVICE, optionally followed by ,bs=512|4096\n" +
+            "memory:SIZE | file:PATH[:SIZE] | block:DEVICE | rbd:POOL/IMAGE[:SIZE] (Ceph, $CEPH_CONF,\n" +
+            "client.admin; the size creates a missing image), optionally followed by ,bs=512|4096\n" +
             "and, for a file, ,prealloc (allocate it in full when created: a full disk shows then).\n" +
             "NSIDs are assigned 1, 2, ... Default: memory:1G. The variable takes ';'-separated SPECs."),
         new("--allow-host", null, "NQN", "NVMET_ALLOW_HOST", "Host NQN allowed to connect to the default subsystem (repeatable); not with --config."),
@@ -382,7 +383,7 @@ public sealed class CommandLine
         }
     }
 
-    /// <summary>memory:SIZE | file:PATH[:SIZE] | block:DEVICE, with optional ",bs=512|4096" and (file) ",prealloc".</summary>
+    /// <summary>memory:SIZE | file:PATH[:SIZE] | block:DEVICE | rbd:POOL/IMAGE[:SIZE], with optional ",bs=512|4096" and (file) ",prealloc".</summary>
     public static NamespaceConfig? ParseNamespaceSpec(string spec, uint nsid, out string? error)
     {
         error = null;
@@ -400,7 +401,7 @@ public sealed class CommandLine
             }
         }
         int colon = body.IndexOf(':');
-        if (colon < 0) { error = $"namespace '{spec}' must start with memory:, file: or block:"; return null; }
+        if (colon < 0) { error = $"namespace '{spec}' must start with memory:, file:, block: or rbd:"; return null; }
         ns.Backend = body[..colon];
         var rest = body[(colon + 1)..];
         switch (ns.Backend)
@@ -418,8 +419,19 @@ public sealed class CommandLine
             case "block":
                 ns.Path = rest;
                 break;
+            case "rbd":
+                {
+                    // rbd:POOL/IMAGE[:SIZE] (the size creates a missing image); the cluster: $CEPH_CONF, client.admin.
+                    int last = rest.LastIndexOf(':');
+                    if (last > 0 && Sizes.TryParse(rest[(last + 1)..], out _)) { ns.Size = rest[(last + 1)..]; rest = rest[..last]; }
+                    int slash = rest.IndexOf('/');
+                    if (slash <= 0 || slash == rest.Length - 1) { error = $"namespace '{spec}': an rbd namespace is rbd:POOL/IMAGE[:SIZE]"; return null; }
+                    ns.Pool = rest[..slash];
+                    ns.Image = rest[(slash + 1)..];
+                    break;
+                }
             default:
-                error = $"namespace '{spec}': backend '{ns.Backend}' is not memory, file or block";
+                error = $"namespace '{spec}': backend '{ns.Backend}' is not memory, file, block or rbd";
                 return null;
         }
         return ns;

@@ -140,10 +140,17 @@ public static class ConfigValidator
             case "block":
                 if (string.IsNullOrEmpty(ns.Path)) e.Add($"{where}: a block namespace needs a device path");
                 break;
+            case "rbd":
+                if (string.IsNullOrEmpty(ns.Pool) || string.IsNullOrEmpty(ns.Image)) e.Add($"{where}: an rbd namespace needs a pool and an image");
+                else if (ns.Pool.Contains('/') || ns.Image.Contains('/') || ns.Image.Contains('@')) e.Add($"{where}: rbd pool '{ns.Pool}' and image '{ns.Image}' are plain names (no '/' or '@')");
+                if (ns.Path != null) e.Add($"{where}: an rbd namespace has no path (it has a pool and an image)");
+                break;
             default:
-                e.Add($"{where}: backend '{ns.Backend}' is not memory, file or block");
+                e.Add($"{where}: backend '{ns.Backend}' is not memory, file, block or rbd");
                 break;
         }
+        if (ns.Backend != "rbd" && (ns.Pool ?? ns.Image ?? ns.CephConf ?? ns.ClientId ?? ns.Keyring) != null)
+            e.Add($"{where}: pool, image, cephConf, clientId and keyring are for rbd namespaces only");
         if (ns.Preallocate == true && ns.Backend != "file") e.Add($"{where}: preallocate is for file namespaces only");
         if (ns.Visibility is not (null or NamespaceConfig.VisibilityAuto or NamespaceConfig.VisibilityRestricted))
             e.Add($"{where}: visibility '{ns.Visibility}' is not auto or restricted");

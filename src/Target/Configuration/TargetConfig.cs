@@ -179,7 +179,7 @@ public sealed class SubsystemConfig
 public sealed class NamespaceConfig
 {
     public uint Nsid { get; set; }
-    /// <summary>memory, file or block.</summary>
+    /// <summary>memory, file, block or rbd.</summary>
     public string Backend { get; set; } = "memory";
     public string? Path { get; set; }
     /// <summary>Size with an optional K/M/G/T suffix (powers of 1024). Required for memory; for a file it is
@@ -196,6 +196,15 @@ public sealed class NamespaceConfig
     public string? Visibility { get; set; }
     /// <summary>The host NQNs that see a restricted namespace (kept, without effect, while it is auto).</summary>
     public List<string>? Hosts { get; set; }
+    /// <summary>rbd: the Ceph pool and image (the image is created with <see cref="Size"/> when missing; an existing
+    /// image is used at its own size).</summary>
+    public string? Pool { get; set; }
+    public string? Image { get; set; }
+    /// <summary>rbd: the cluster's configuration file (default: $CEPH_CONF or /etc/ceph/ceph.conf), the client id
+    /// (default admin: client.admin) and its keyring (default: the configuration's).</summary>
+    public string? CephConf { get; set; }
+    public string? ClientId { get; set; }
+    public string? Keyring { get; set; }
 
     public const string VisibilityAuto = "auto", VisibilityRestricted = "restricted";
 }

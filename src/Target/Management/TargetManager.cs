@@ -38,7 +38,11 @@ public sealed partial class TargetManager
         // live ones: --listen, --advertise or limit options given for this run never end up in the file.
         if (configPath != null)
             _fileConfig = System.Text.Json.JsonSerializer.Deserialize<TargetConfig>(File.ReadAllText(configPath), TargetConfig.Json);
-        foreach (var s in target.Subsystems) HookInBandAttachment(s);
+        foreach (var s in target.Subsystems)
+        {
+            HookInBandAttachment(s);
+            foreach (var ns in s.Namespaces) HookExternalResize(s.Nqn, ns);
+        }
     }
 
     /// <summary>Where accepted changes are persisted; null when the target runs without a configuration file.</summary>
@@ -126,6 +130,7 @@ public sealed partial class TargetManager
                 throw;
             }
             HookInBandAttachment(built);
+            foreach (var ns in built.Namespaces) HookExternalResize(built.Nqn, ns);
             _target.AddSubsystem(built); // cannot collide: creation is serialised and the NQN was free
             _log.SubsystemCreated(sc.Nqn, sc.Namespaces.Count);
             return Describe(built);
@@ -184,6 +189,7 @@ public sealed partial class TargetManager
             throw;
         }
         s.AttachNamespace(ns); // cannot collide: changes to the subsystem are serialised
+        HookExternalResize(nqn, ns);
         _log.NamespaceAdded(ns.Nsid, nqn, ns.Store.Description, ns.BlockCount, ns.BlockSize);
         return Task.FromResult(Describe(s, ns));
     });

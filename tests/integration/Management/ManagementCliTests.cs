@@ -78,7 +78,7 @@ public sealed class ManagementCliTests(ITestOutputHelper output)
             Assert.Contains("NSID 5 is already in use", await FailsAsync(t, 1, "ns", "add", "--memory", "1M", "--nsid", "5"));
 
             // Usage errors.
-            Assert.Contains("give exactly one of --memory SIZE, --file PATH or --block DEVICE", await FailsAsync(t, 2, "ns", "add", "--memory", "1G", "--block", "/dev/sdz"));
+            Assert.Contains("give exactly one of --memory SIZE, --file PATH, --block DEVICE or --rbd POOL/IMAGE", await FailsAsync(t, 2, "ns", "add", "--memory", "1G", "--block", "/dev/sdz"));
             Assert.Contains("--nsid is required", await FailsAsync(t, 2, "ns", "remove"));
             Assert.Contains("--nsid 'two' is not an NSID", await FailsAsync(t, 2, "ns", "remove", "--nsid", "two"));
             Assert.Contains("unknown option '--colour'", await FailsAsync(t, 2, "ns", "list", "--colour"));
