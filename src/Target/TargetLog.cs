@@ -148,11 +148,11 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 410, Level = LogLevel.Error, Message = "Management API request {Method} {Path} failed")]
     public static partial void ApiRequestFailed(this ILogger log, Exception e, string method, string path);
 
-    [LoggerMessage(EventId = 440, Level = LogLevel.Information,
+    [LoggerMessage(EventId = 445, Level = LogLevel.Information,
         Message = "Namespace {Nsid} of {Nqn}: {Store} was resized outside the target, from {Before} to {After} blocks; connected hosts got the namespace event")]
     public static partial void RbdImageResized(this ILogger log, uint nsid, string nqn, string store, ulong before, ulong after);
 
-    [LoggerMessage(EventId = 441, Level = LogLevel.Warning,
+    [LoggerMessage(EventId = 446, Level = LogLevel.Warning,
         Message = "Namespace {Nsid} of {Nqn}: {Store} was resized outside the target to {Bytes} bytes, but the namespace could not follow: {Reason}")]
     public static partial void RbdImageResizeFailed(this ILogger log, uint nsid, string nqn, string store, long bytes, string reason);
 }
