@@ -155,4 +155,8 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 446, Level = LogLevel.Warning,
         Message = "Namespace {Nsid} of {Nqn}: {Store} was resized outside the target to {Bytes} bytes, but the namespace could not follow: {Reason}")]
     public static partial void RbdImageResizeFailed(this ILogger log, uint nsid, string nqn, string store, long bytes, string reason);
+
+    [LoggerMessage(EventId = 447, Level = LogLevel.Warning,
+        Message = "Namespace {Nsid} of {Nqn} is {State} (simulated, not saved); {Controllers} controller(s) told")]
+    public static partial void WriteProtectionSimulated(this ILogger log, uint nsid, string nqn, string state, int controllers);
 }

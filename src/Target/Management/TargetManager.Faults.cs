@@ -168,8 +168,7 @@ public sealed partial class TargetManager
         var s = Find(nqn);
         var ns = FindNamespace(s, nsid);
         int told = s.SetWriteProtected(ns, on);
-        _log.LogWarning("Namespace {Nsid} of {Nqn} is {State} (simulated, not saved); {Controllers} controller(s) told", nsid, nqn,
-            on ? "write protected" : "writable again", told);
+        _log.WriteProtectionSimulated(nsid, nqn, on ? "write protected" : "writable again", told);
         return new EventResult(on ? "write-protected" : "writable", nsid, told);
     }
 }
