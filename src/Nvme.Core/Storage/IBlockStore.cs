@@ -16,6 +16,10 @@ public interface IBlockStore : IDisposable
     /// <summary>False once the store was closed (disposed): readiness checks report it.</summary>
     bool IsOpen => true;
 
+    /// <summary>Why the open store cannot serve right now (e.g. its cluster is unreachable), for readiness checks;
+    /// null when it can.</summary>
+    string? Problem => null;
+
     ValueTask ReadAsync(long offset, Memory<byte> destination);
     ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source);
 

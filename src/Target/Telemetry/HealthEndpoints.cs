@@ -24,6 +24,7 @@ public sealed record ReadinessReport(bool Ready, IReadOnlyList<string> Reasons)
         foreach (var s in target.Subsystems)
             foreach (var ns in s.Namespaces)
                 if (!ns.Store.IsOpen) reasons.Add($"namespace {ns.Nsid} of {s.Nqn}: its backing store ({ns.Store.Description}) is closed");
+                else if (ns.Store.Problem is string problem) reasons.Add($"namespace {ns.Nsid} of {s.Nqn}: {problem}");
         return new ReadinessReport(reasons.Count == 0, reasons);
     }
 }

@@ -122,6 +122,41 @@ public sealed class RbdNamespaceTests(CephCluster ceph, ITestOutputHelper output
     }
 
     [Fact]
+    public async Task Readyz_ReportsAnUnreachableCluster_AndRecovers()
+    {
+        RbdCluster.ProbeInterval = TimeSpan.FromSeconds(1);
+        string image = "ready-" + Guid.NewGuid().ToString("N")[..8];
+        await using var t = await ApiTarget.StartAsync(output, Config(image, "8M"));
+        async Task<(HttpStatusCode, string)> ReadyAsync()
+        {
+            using var r = await t.Probes!.GetAsync("readyz");
+            return (r.StatusCode, await r.Content.ReadAsStringAsync());
+        }
+        Assert.Equal(HttpStatusCode.OK, (await ReadyAsync()).Item1);
+        var monPid = int.Parse((await File.ReadAllTextAsync(Path.Combine(ceph.Directory, "run", "mon.a.pid"))).Trim());
+        System.Diagnostics.Process.GetProcessById(monPid).Kill();
+        try
+        {
+            (HttpStatusCode Code, string Body) ready = default;
+            Assert.True(await Poll.UntilAsync(() => (ready = ReadyAsync().GetAwaiter().GetResult()).Code == HttpStatusCode.ServiceUnavailable, TimeSpan.FromSeconds(60)),
+                "/readyz stayed ready with the monitor gone");
+            Assert.Contains("does not answer", ready.Body);
+            Assert.Contains($"rbd {CephCluster.Pool}/{image}", t.Host.Target.Subsystems.Single(s => s.Nqn == ApiTarget.Nqn).GetNamespace(1)!.Store.Description);
+        }
+        finally
+        {
+            var (code, text) = await ceph.ToolAsync("ceph-mon", "-i", "a");
+            Assert.True(code == 0, "restarting the monitor: " + text);
+        }
+        Assert.True(await Poll.UntilAsync(() => ReadyAsync().GetAwaiter().GetResult().Item1 == HttpStatusCode.OK, TimeSpan.FromSeconds(60)),
+            "/readyz did not recover with the monitor back");
+        await using var host = await t.ConnectAsync();
+        await host.CreateIoQueuesAsync(1);
+        var data = Pattern(4096, 9);
+        (await host.WriteAsync(0, 1, 0, data)).EnsureSuccess("write after the monitor came back");
+    }
+
+    [Fact]
     public async Task RbdErrors_SayWhatIsWrong()
     {
         var cluster = new RbdClusterOptions(ceph.Conf);

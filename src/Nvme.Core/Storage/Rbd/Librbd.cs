@@ -23,6 +23,10 @@ internal static unsafe partial class Librbd
     [LibraryImport(Rados)]
     public static partial void rados_shutdown(IntPtr cluster);
 
+    /// <summary>Cluster-wide usage (kb, kb_used, kb_avail, num_objects): a monitor round trip.</summary>
+    [LibraryImport(Rados)]
+    public static partial int rados_cluster_stat(IntPtr cluster, ulong* stat);
+
     [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int rados_ioctx_create(IntPtr cluster, string pool, out IntPtr ioctx);
 

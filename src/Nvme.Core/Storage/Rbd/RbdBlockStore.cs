@@ -43,6 +43,7 @@ public sealed unsafe class RbdBlockStore : IBlockStore
     public bool Created { get; }
     public long Length => Volatile.Read(ref _length);
     public bool IsOpen => Volatile.Read(ref _closed) == 0;
+    public string? Problem => IsOpen ? _cluster.Problem : null;
     public string Description => $"rbd {Pool}/{Image} ({_cluster.Description})";
 
     /// <summary>The image's size changed by someone else (another client's resize): the new size in bytes. Called on a

@@ -25,6 +25,33 @@ public sealed class RbdCluster
     {
         _options = options;
         _handle = handle;
+        _probe = new Thread(ProbeLoop) { IsBackground = true, Name = "rbd cluster probe" };
+        _probe.Start();
+    }
+
+    /// <summary>How often the connection is checked (a monitor round trip, bounded by the connect timeout).</summary>
+    public static TimeSpan ProbeInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    private readonly Thread _probe;
+    private readonly ManualResetEventSlim _stop = new();
+    private volatile string? _problem;
+
+    /// <summary>Null while the cluster answers; otherwise why not (the last probe failed): readiness reports it.</summary>
+    public string? Problem => _problem;
+
+    /// <summary>Checks the connection every <see cref="ProbeInterval"/> on a thread of its own (the call blocks up to
+    /// the monitor timeout), so an unreachable cluster shows in /readyz without any I/O having to fail first.</summary>
+    private unsafe void ProbeLoop()
+    {
+        ulong* stat = stackalloc ulong[4];
+        while (!_stop.Wait(ProbeInterval))
+        {
+            IntPtr h;
+            lock (s_gate) h = _handle;
+            if (h == IntPtr.Zero) return;
+            int rc = Librbd.rados_cluster_stat(h, stat);
+            _problem = rc == 0 ? null : $"the Ceph cluster ({Description}) does not answer: {Librbd.Describe(rc)}";
+        }
     }
 
     internal IntPtr Handle => _handle;
@@ -54,6 +81,11 @@ public sealed class RbdCluster
         {
             if (--_users > 0) return;
             s_open.Remove(_options);
+            _stop.Set();
+        }
+        _probe.Join(); // a probe in flight uses the handle: shut down only after it
+        lock (s_gate)
+        {
             if (_handle != IntPtr.Zero) Librbd.rados_shutdown(_handle);
             _handle = IntPtr.Zero;
         }
