@@ -103,6 +103,24 @@ public sealed class NvmeTarget : IDisposable
         return s;
     }
 
+    /// <summary>Ports of other gateways listed in the discovery log (see <see cref="PeerPort"/>).</summary>
+    public IReadOnlyList<PeerPort> PeerPorts => Volatile.Read(ref _peerPorts);
+
+    private IReadOnlyList<PeerPort> _peerPorts = [];
+
+    /// <summary>Replaces the peer ports; a peer's port id must not be one of this target's.</summary>
+    public void SetPeerPorts(IEnumerable<PeerPort> peers)
+    {
+        var list = peers.ToArray();
+        lock (_lock)
+        {
+            if (list.FirstOrDefault(p => _ports.Any(l => l.PortId == p.PortId)) is { } clash)
+                throw new InvalidOperationException($"peer port id {clash.PortId} is a port id of this target");
+            Volatile.Write(ref _peerPorts, list);
+        }
+        BumpDiscoveryGeneration();
+    }
+
     public void AddPort(Port port)
     {
         lock (_lock)

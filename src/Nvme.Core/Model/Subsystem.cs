@@ -19,7 +19,8 @@ public sealed partial class Subsystem
     private ImmutableSortedDictionary<uint, Namespace> _namespaces = ImmutableSortedDictionary<uint, Namespace>.Empty;
     private readonly Dictionary<ushort, Controller> _controllers = new();
     private ImmutableHashSet<string> _allowedHosts;
-    private ushort _nextCntlid = 1;
+    private ushort _nextCntlid;
+    public const ushort MaxCntlid = 0xFFEF;
 
     public Subsystem(string nqn, SubsystemKind kind = SubsystemKind.Nvm, string? serial = null, string? model = null,
         string? firmwareRevision = null, bool allowAnyHost = false, IEnumerable<string>? allowedHosts = null, IEnumerable<ushort>? portIds = null)
@@ -36,6 +37,7 @@ public sealed partial class Subsystem
         if (FirmwareRevision.Length > 8) throw new ArgumentException("firmware revision is longer than 8 characters", nameof(firmwareRevision));
         AllowAnyHost = allowAnyHost;
         _allowedHosts = (allowedHosts ?? []).ToImmutableHashSet(StringComparer.Ordinal);
+        _nextCntlid = 1;
         _portIds = portIds?.ToImmutableHashSet();
     }
 
@@ -437,15 +439,34 @@ public sealed partial class Subsystem
 
     internal Controller? FindController(ushort cntlid) { lock (_lock) return _controllers.GetValueOrDefault(cntlid); }
 
-    /// <summary>Allocates the lowest free CNTLID at or after the last one (dynamic controller model).</summary>
+    /// <summary>The CNTLIDs this target gives out (default 1..0xFFEF). Several targets ("gateways") serving one
+    /// subsystem NQN need disjoint ranges: a host refuses a second controller with a CNTLID it already has in the
+    /// subsystem (kernel nvmet: attr_cntlid_min/max).</summary>
+    public (ushort Min, ushort Max) CntlidRange
+    {
+        get { lock (_lock) return _cntlidRange; }
+        init
+        {
+            if (value.Min < 1 || value.Max > MaxCntlid || value.Min > value.Max)
+                throw new ArgumentException($"CNTLID range {value.Min}-{value.Max} must lie in 1-{MaxCntlid} with min <= max");
+            _cntlidRange = value;
+            _nextCntlid = value.Min;
+        }
+    }
+
+    private readonly (ushort Min, ushort Max) _cntlidRange = (1, MaxCntlid);
+
+    /// <summary>Allocates the lowest free CNTLID at or after the last one, within <see cref="CntlidRange"/> (dynamic
+    /// controller model); null when the range is used up.</summary>
     internal Controller? CreateController(Func<ushort, Controller> factory)
     {
         lock (_lock)
         {
-            for (int i = 0; i < 0xFFEF; i++)
+            var (min, max) = _cntlidRange;
+            for (int i = 0; i <= max - min; i++)
             {
                 ushort id = _nextCntlid;
-                _nextCntlid = (ushort)(_nextCntlid >= 0xFFEF ? 1 : _nextCntlid + 1);
+                _nextCntlid = (ushort)(_nextCntlid >= max ? min : _nextCntlid + 1);
                 if (_controllers.ContainsKey(id)) continue;
                 var c = factory(id);
                 _controllers.Add(id, c);
