@@ -151,6 +151,8 @@ public sealed class TargetHost : IAsyncDisposable
                     endpoints.Add(bound);
                     target.AddPort(new Port(p.Id, bound.Address, bound.Port, p.AdvertisedAddress) { Transport = server.Descriptor });
                 }
+                if (config.Peers is { Count: > 0 } peers)
+                    target.SetPeerPorts(peers.Select(p => new PeerPort(p.PortId, p.Address, p.Port, p.Subsystems)));
                 lifecycle.Phase = LifecyclePhase.Running;
                 return new TargetHost(http, target, endpoints, manager, server, transportMetrics, otlp, lifecycle, exposition, log);
             }
@@ -247,7 +249,10 @@ public sealed class TargetHost : IAsyncDisposable
     {
         var sub = new Subsystem(sc.Nqn, SubsystemKind.Nvm, sc.Serial, sc.Model, sc.FirmwareRevision,
             allowAnyHost: sc.AllowAnyHost ?? false, sc.AllowedHosts, // absent = closed (see ConfigValidator.Warnings)
-            portIds: sc.Ports);
+            portIds: sc.Ports)
+        {
+            CntlidRange = (sc.CntlidMin ?? 1, sc.CntlidMax ?? Subsystem.MaxCntlid),
+        };
         try
         {
             foreach (var (host, auth) in sc.AllowedHosts.Auth) sub.SetHostAuthentication(host, auth.ToCore());

@@ -38,6 +38,10 @@ public sealed class CommandLine
         new("--config", "-c", "FILE", "NVMET_CONFIG", "JSON configuration file: ports, limits, subsystems, namespaces, allowed hosts."),
         new("--listen", "-l", "ADDR:PORT", "NVMET_LISTEN", "Listen on this address and port instead of the configured ports (default 127.0.0.1:4420)."),
         new("--advertise", null, "ADDR", "NVMET_ADVERTISE", "Address the discovery log reports as TRADDR (default: the listen address)."),
+        new("--peer", null, "ADDR:PORT", "NVMET_PEERS", "A port of another gateway serving the same subsystems, repeatable: the discovery log\n" +
+            "lists it too (nvme connect-all finds every path). Replaces the file's \"peers\". The variable takes ';'-separated values."),
+        new("--cntlid-range", null, "MIN-MAX", "NVMET_CNTLID_RANGE", "CNTLIDs of the default subsystem (default 1-65519); gateways serving one\n" +
+            "subsystem need disjoint ranges. Not with --config (cntlidMin/cntlidMax there)."),
         new("--api", null, "unix:PATH|ADDR:PORT|off", "NVMET_API", "Management API listener. Default: a Unix socket only the target's user may use\n" +
             "(/run/nvme-tcp-target/api.sock as root, else $XDG_RUNTIME_DIR/nvme-tcp-target/api.sock). A TCP\n" +
             "listener (ADDR:PORT) needs a token (--api-token-file); off disables the API."),
@@ -159,7 +163,7 @@ public sealed class CommandLine
         foreach (var o in Options)
         {
             if (o.Env.Length == 0 || environment[o.Env] is not string v || v.Length == 0) continue;
-            if (o.Long == "--namespace") foreach (var part in v.Split(';', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
+            if (o.Long is "--namespace" or "--peer") foreach (var part in v.Split(';', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
             else if (o.Long is "--allow-host" or "--api-allowed-host") foreach (var part in v.Split(new[] { ';', ',', ' ' }, StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
             else if (o.Arg is null) { if (v is "1" or "true" or "yes" or "on") values.Add((o, null)); } // a flag: NVMET_ALLOW_ANY_HOST=1
             else if (o.Long is "--storage-dir" or "--allow-block-device") foreach (var part in v.Split(':', StringSplitOptions.RemoveEmptyEntries)) values.Add((o, part));
@@ -211,7 +215,7 @@ public sealed class CommandLine
                 Errors.Add($"configuration file '{ConfigPath}': {ConfigJsonErrors.Describe(e, json, typeof(TargetConfig), TargetConfig.Json)}");
                 return;
             }
-            foreach (var name in new[] { "--nqn", "--namespace", "--allow-host", "--allow-any-host" })
+            foreach (var name in new[] { "--nqn", "--namespace", "--allow-host", "--allow-any-host", "--cntlid-range" })
                 if (values.Any(v => v.Option.Long == name))
                     Errors.Add($"{name} describes the default subsystem and cannot be combined with --config (put it in the file)");
         }
@@ -227,7 +231,27 @@ public sealed class CommandLine
                 var ns = ParseNamespaceSpec(spec, nsid++, out var error);
                 if (error != null) Errors.Add(error); else sub.Namespaces.Add(ns!);
             }
+            if (Last("--cntlid-range") is string range)
+            {
+                var parts = range.Split('-');
+                if (parts.Length == 2 && ushort.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var lo)
+                    && ushort.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var hi))
+                    (sub.CntlidMin, sub.CntlidMax) = (lo, hi);
+                else Errors.Add($"--cntlid-range '{range}' is not MIN-MAX (e.g. 1-999)");
+            }
             Config.Subsystems.Add(sub);
+        }
+        if (All("--peer").ToList() is { Count: > 0 } peerSpecs)
+        {
+            Config.Peers = [];
+            foreach (var spec in peerSpecs)
+            {
+                int colon = spec.LastIndexOf(':');
+                if (colon <= 0 || !int.TryParse(spec[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int peerPort))
+                    Errors.Add($"--peer '{spec}' is not ADDR:PORT");
+                // Port ids for peers start above this target's own (which are small numbers in practice).
+                else Config.Peers.Add(new PeerConfig { PortId = (ushort)(0x100 + Config.Peers.Count), Address = spec[..colon].Trim('[', ']'), Port = peerPort });
+            }
         }
 
         // The storage lists of the command line (or environment) replace the file's; like every override they are

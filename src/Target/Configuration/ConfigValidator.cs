@@ -19,6 +19,16 @@ public static class ConfigValidator
             if (p.AdvertisedAddress is { Length: 0 or > 255 }) e.Add($"port {p.Id}: advertisedAddress must be 1..255 characters");
         }
         foreach (var dup in c.Ports.GroupBy(p => p.Id).Where(g => g.Count() > 1)) e.Add($"port id {dup.Key} is used more than once");
+        for (int i = 0; i < (c.Peers?.Count ?? 0); i++)
+        {
+            var p = c.Peers![i];
+            if (string.IsNullOrEmpty(p.Address) || p.Address.Length > 255) e.Add($"peers[{i}]: address must be 1..255 characters");
+            if (p.Port is < 1 or > 65535) e.Add($"peers[{i}]: TCP port {p.Port} is outside 1..65535");
+            if (c.Ports.Any(l => l.Id == p.PortId)) e.Add($"peers[{i}]: portId {p.PortId} is a port id of this target's own ports");
+            foreach (var nqn in p.Subsystems ?? [])
+                if (!c.Subsystems.Any(s => s.Nqn == nqn)) e.Add($"peers[{i}]: subsystem {nqn} is not in 'subsystems'");
+        }
+        foreach (var dup in (c.Peers ?? []).GroupBy(p => p.PortId).Where(g => g.Count() > 1)) e.Add($"peer portId {dup.Key} is used more than once");
         for (int i = 0; i < (c.Faults?.Count ?? 0); i++)
         {
             var f = c.Faults![i];
@@ -113,6 +123,9 @@ public static class ConfigValidator
         foreach (var dup in s.Namespaces.GroupBy(n => n.Nsid).Where(g => g.Count() > 1))
             e.Add($"subsystem {name}: NSID {dup.Key} is used by {dup.Count()} namespaces");
         e.AddRange(ValidateHostList(s.NamespaceAttachHosts, $"subsystem {name}: namespaceAttachHosts"));
+        ushort min = s.CntlidMin ?? 1, max = s.CntlidMax ?? Nvme.Core.Model.Subsystem.MaxCntlid;
+        if (min < 1 || max > Nvme.Core.Model.Subsystem.MaxCntlid || min > max)
+            e.Add($"subsystem {name}: cntlidMin {min} and cntlidMax {max} must lie in 1..{Nvme.Core.Model.Subsystem.MaxCntlid} with cntlidMin <= cntlidMax");
         return e;
     }
 

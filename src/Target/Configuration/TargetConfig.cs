@@ -21,6 +21,8 @@ public sealed class TargetConfig
     public StorageConfig? Storage { get; set; }
     /// <summary>Injected I/O faults set at start (a test lab's tool; see README "Fault injection"). Absent: none.</summary>
     public List<FaultConfig>? Faults { get; set; }
+    /// <summary>Ports of other gateways serving the same subsystems, listed in this target's discovery log. Absent: none.</summary>
+    public List<PeerConfig>? Peers { get; set; }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -32,6 +34,17 @@ public sealed class TargetConfig
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
+}
+
+/// <summary>A port of another gateway: its discovery log entries (TRADDR, TRSVCID, PORTID) for the subsystems it serves.</summary>
+public sealed class PeerConfig
+{
+    /// <summary>PORTID in the discovery log: unique among this target's ports and its peers'.</summary>
+    public ushort PortId { get; set; }
+    public string Address { get; set; } = "";
+    public int Port { get; set; } = 4420;
+    /// <summary>The subsystem NQNs it serves; absent: every NVM subsystem of this target.</summary>
+    public List<string>? Subsystems { get; set; }
 }
 
 public sealed class PortConfig
@@ -174,6 +187,10 @@ public sealed class SubsystemConfig
     /// <summary>Host NQNs that may attach and detach namespaces to and from their own controllers in-band (Namespace
     /// Attachment, e.g. nvme attach-ns / detach-ns); absent or empty: none may (the default).</summary>
     public List<string>? NamespaceAttachHosts { get; set; }
+    /// <summary>The CNTLIDs this target gives out for the subsystem (default 1..65519): gateways serving one subsystem
+    /// need disjoint ranges (a host refuses a CNTLID it already has in the subsystem).</summary>
+    public ushort? CntlidMin { get; set; }
+    public ushort? CntlidMax { get; set; }
 }
 
 public sealed class NamespaceConfig
