@@ -5,7 +5,7 @@ using Nvme.Core.Spec;
 namespace Nvme.Core.Commands;
 
 /// <summary>Get Log Page (NVMe base spec 5.16): 01 error, 02 SMART, 03 firmware, 04 changed namespaces,
-/// 05 command effects, 70 discovery. LPO offsets and NUMD lengths work on every page.</summary>
+/// 05 command effects, 0C asymmetric namespace access, 70 discovery. LPO offsets and NUMD lengths work on every page.</summary>
 internal static partial class AdminCommands
 {
     private static NvmeStatus GetLogPage(Controller c, NvmeRequest req)
@@ -51,6 +51,10 @@ internal static partial class AdminCommands
                     break;
                 case LogPageId.CommandsSupportedAndEffects:
                     page = CommandEffects;
+                    break;
+                case LogPageId.AsymmetricNamespaceAccess:
+                    page = c.Subsystem.BuildAnaLog(c, groupsOnly: (sqe.Cdw10 & AnaLogHeader.ReturnGroupsOnly) != 0);
+                    c.AsyncEvents.AnaLogRead(rae);
                     break;
                 default:
                     return NvmeStatus.InvalidLogPage;
