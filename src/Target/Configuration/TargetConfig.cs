@@ -196,6 +196,9 @@ public sealed class NamespaceConfig
     public string? Visibility { get; set; }
     /// <summary>The host NQNs that see a restricted namespace (kept, without effect, while it is auto).</summary>
     public List<string>? Hosts { get; set; }
+    /// <summary>ANAGRPID: the ANA group of the namespace, 1..128 (absent: 1). The groups' states are live state, set through
+    /// the API, never saved.</summary>
+    public uint? AnaGroup { get; set; }
 
     public const string VisibilityAuto = "auto", VisibilityRestricted = "restricted";
 }
