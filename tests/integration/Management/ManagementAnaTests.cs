@@ -188,5 +188,6 @@ public sealed class ManagementAnaTests(ITestOutputHelper output)
         (helpCode, help, _) = await Cli.RunAsync("ana", "set", "--help");
         Assert.Equal(0, helpCode);
         Assert.Contains("persistent-loss", help);
+        Assert.Contains("nvme-tcp-target ana list|set|move", Target.Configuration.CommandLine.HelpText());
     }
 }
