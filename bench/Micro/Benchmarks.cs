@@ -171,6 +171,42 @@ public class FaultDispatchBenchmarks
     }
 }
 
+/// <summary>The 4 KiB Read dispatch with every ANA group optimized (the I/O path reads one flag) and with another group
+/// inaccessible (the flag is up: each command looks its own group's state up, finds it optimized, and runs).</summary>
+[MemoryDiagnoser]
+public class AnaDispatchBenchmarks
+{
+    private InProcessCore _core = null!;
+    private NvmeRequest _req = null!;
+    private SubmissionQueueEntry _read;
+
+    [Params("optimized", "other-group-inaccessible")]
+    public string Ana { get; set; } = "optimized";
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _core = new InProcessCore();
+        _req = new NvmeRequest();
+        _read = Pdus.Rw(IoOpcode.Read, 1, 0, 8);
+        if (Ana != "optimized") _core.Target.FindSubsystem(InProcessCore.Nqn)!.SetAnaState(2, AnaState.Inaccessible);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup() => _core.Dispose();
+
+    [Benchmark]
+    public void Read()
+    {
+        var req = _req;
+        req.Sqe = _read;
+        var status = _core.Io.Prepare(req);
+        if (status != NvmeStatus.Success) throw new InvalidOperationException(status.ToString());
+        _ = req.DataSpan;
+        _core.Io.Execute(req);
+    }
+}
+
 /// <summary>Controller-to-host PDUs written into a null IBufferWriter (one reused buffer).</summary>
 [MemoryDiagnoser]
 public class PduWriteBenchmarks

@@ -285,7 +285,11 @@ public sealed class TargetHost : IAsyncDisposable
         };
         try
         {
-            return new Namespace(nc.Nsid, store, nc.BlockSize, NamespaceIds.Derive(subsystemNqn, nc.Nsid, nc.Uuid)) { Visibility = VisibilityOf(nc) };
+            return new Namespace(nc.Nsid, store, nc.BlockSize, NamespaceIds.Derive(subsystemNqn, nc.Nsid, nc.Uuid))
+            {
+                Visibility = VisibilityOf(nc),
+                AnaGroupId = nc.AnaGroup ?? Subsystem.DefaultAnaGroup,
+            };
         }
         catch (ArgumentException e)
         {

@@ -145,6 +145,17 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 432, Level = LogLevel.Information, Message = "Subsystem {Nqn}: host {Host} {Change} the namespace attachment privilege")]
     public static partial void AttachPrivilegeChanged(this ILogger log, string nqn, string host, string change);
 
+    [LoggerMessage(EventId = 440, Level = LogLevel.Warning,
+        Message = "Subsystem {Nqn}: ANA group {Group} on {Ports} is now {State} (was {Before}); {Controllers} controller(s) got the ANA change event")]
+    public static partial void AnaStateChanged(this ILogger log, string nqn, uint group, string ports, string before, string state, int controllers);
+
+    [LoggerMessage(EventId = 441, Level = LogLevel.Information,
+        Message = "Namespace {Nsid} of {Nqn} moved from ANA group {From} to {To}; {Controllers} controller(s) got the ANA change event")]
+    public static partial void NamespaceAnaGroupChanged(this ILogger log, uint nsid, string nqn, uint from, uint to, int controllers);
+
+    [LoggerMessage(EventId = 442, Level = LogLevel.Information, Message = "Subsystem {Nqn}: ANA change event sent on demand to {Controllers} controller(s)")]
+    public static partial void AnaEventSent(this ILogger log, string nqn, int controllers);
+
     [LoggerMessage(EventId = 410, Level = LogLevel.Error, Message = "Management API request {Method} {Path} failed")]
     public static partial void ApiRequestFailed(this ILogger log, Exception e, string method, string path);
 

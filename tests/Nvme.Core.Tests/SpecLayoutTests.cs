@@ -28,7 +28,22 @@ public class SpecLayoutTests
         Assert.Equal(1024, Unsafe.SizeOf<DiscoveryLogEntry>());
         Assert.Equal(1024, Unsafe.SizeOf<ConnectData>());
         Assert.Equal(4096, CommandEffectsLog.Size);
+        Assert.Equal(16, Unsafe.SizeOf<AnaLogHeader>());
+        Assert.Equal(32, Unsafe.SizeOf<AnaGroupDescriptor>());
         Assert.Equal(1024, CommandEffectsLog.IoOffset);
+    }
+
+    [Fact]
+    public void Ana_log_offsets()
+    {
+        var h = new AnaLogHeader();
+        Assert.Equal(0, Off(ref h, ref h.ChangeCount));
+        Assert.Equal(8, Off(ref h, ref h.NumberOfDescriptors));
+        var d = new AnaGroupDescriptor();
+        Assert.Equal(0, Off(ref d, ref d.GroupId));
+        Assert.Equal(4, Off(ref d, ref d.NumberOfNsids));
+        Assert.Equal(8, Off(ref d, ref d.ChangeCount));
+        Assert.Equal(16, Off(ref d, ref d.State));
     }
 
     [Fact]

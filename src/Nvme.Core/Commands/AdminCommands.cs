@@ -129,7 +129,7 @@ internal static partial class AdminCommands
 
     // ---- Set / Get Features (NVMe base spec 5.27) ----
 
-    private const uint SupportedAsyncEventConfig = AsyncEvent.ConfigNamespaceAttributeNotices | 0xFF;
+    private const uint SupportedAsyncEventConfig = AsyncEvent.ConfigNamespaceAttributeNotices | AsyncEvent.ConfigAnaChangeNotices | 0xFF;
 
     private static NvmeStatus SetFeatures(Controller c, NvmeRequest req)
     {

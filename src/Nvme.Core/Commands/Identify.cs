@@ -95,11 +95,12 @@ internal static partial class AdminCommands
         SpecText.WriteSpacePadded(id.ModelNumber, s.Model);
         SpecText.WriteSpacePadded(id.FirmwareRevision, s.FirmwareRevision);
         id.Rab = 6;
-        id.Cmic = c.IsDiscovery ? (byte)0 : (byte)0x3;    // multi-port, multi-controller (no ANA)
+        id.Cmic = c.IsDiscovery ? (byte)0 : (byte)0xB;    // multi-port, multi-controller, ANA reporting (bit 3)
         id.Mdts = limits.Mdts;
         id.Cntlid = c.Cntlid;
         id.Ver = Controller.Version;
-        id.Oaes = c.IsDiscovery ? 0 : AsyncEvent.ConfigNamespaceAttributeNotices; // bit 8: namespace attribute notices
+        // Bit 8: namespace attribute notices; bit 11: ANA change notices.
+        id.Oaes = c.IsDiscovery ? 0 : AsyncEvent.ConfigNamespaceAttributeNotices | AsyncEvent.ConfigAnaChangeNotices;
         id.Ctratt = c.IsDiscovery ? 0 : (1u << 0) | (1u << 6); // 128-bit host ID; traffic based keep-alive
         id.CntrlType = c.IsDiscovery ? (byte)2 : (byte)1;
         id.Acl = 3;
@@ -112,6 +113,19 @@ internal static partial class AdminCommands
         id.Cqes = 0x44;
         id.Maxcmd = (ushort)(limits.MaxQueueEntries + 1);
         id.Nn = c.IsDiscovery ? 0 : limits.MaxNamespaces;
+        if (!c.IsDiscovery)
+        {
+            // ANA (NVMe base spec 8.1.3): every state reported and enterable (ANACAP bits 4:0), no ANAGRPID in Namespace
+            // Management (bit 7: there is none), groups may change while attached (bit 6 clear). ANATT 10 s as nvmet: a
+            // group left in the change state longer makes the Linux host reset the controller. MNAN must be 1..NN or Linux
+            // refuses the controller; it sizes the ANA log it reads from NANAGRPID and MNAN (16 + 32 x 128 + 4 x 1024 bytes
+            // by default, well under MDTS).
+            id.Anacap = 0x1F;
+            id.Anatt = 10;
+            id.Anagrpmax = Subsystem.MaxAnaGroups;
+            id.Nanagrpid = Subsystem.MaxAnaGroups;
+            id.Mnan = limits.MaxNamespaces;
+        }
         id.Oncs = c.IsDiscovery ? (ushort)0 : (ushort)((1 << 2) | (1 << 3)); // Dataset Management, Write Zeroes
         id.Vwc = c.IsDiscovery ? (byte)0 : (byte)0x7; // volatile write cache; Flush with NSID FFFFFFFFh supported
         id.Sgls = (1u << 0) | (1u << 20); // SGLs supported, no alignment; address is an offset
@@ -139,6 +153,7 @@ internal static partial class AdminCommands
         ns.Ids.Eui64.CopyTo(id.Eui64);
         id.Lbaf0 = (uint)ns.BlockShift << 16;
         id.Nsattr = ns.WriteProtected ? (byte)1 : (byte)0; // bit 0: write protected (Linux then marks the disk read-only)
+        id.Anagrpid = ns.AnaGroupId;
     }
 
     private static void FillIndependentNamespace(Namespace ns, Span<byte> page)
@@ -146,6 +161,7 @@ internal static partial class AdminCommands
         ref var id = ref MemoryMarshal.AsRef<IdentifyNamespaceIndependent>(page);
         id.Nmic = 1;
         id.Nsattr = ns.WriteProtected ? (byte)1 : (byte)0;
+        id.Anagrpid = ns.AnaGroupId;
         id.Nstat = 1; // namespace ready
     }
 

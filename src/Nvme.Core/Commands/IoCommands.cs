@@ -91,6 +91,14 @@ internal static class IoCommands
             ns.Release(req.NamespaceEpoch); // masked for this host: an inactive NSID, as for a removed namespace
             return NvmeStatus.InvalidNamespaceOrFormat;
         }
+        // ANA: a group that is inaccessible, lost or changing on this port answers with the path status, never executes
+        // (one volatile read unless some group refuses I/O somewhere).
+        var ana = c.Subsystem.AnaIoStatus(c.PortId, ns);
+        if (ana != NvmeStatus.Success)
+        {
+            ns.Release(req.NamespaceEpoch);
+            return ana;
+        }
         req.Namespace = ns;
         return NvmeStatus.Success;
     }
@@ -154,7 +162,11 @@ internal static class IoCommands
                     foreach (var each in q.Controller!.Subsystem.Namespaces)
                     {
                         if (!each.TryAcquire(out int epoch)) continue;
-                        if (!each.IsVisibleTo(q.Controller.HostNqn)) { each.Release(epoch); continue; } // masked: not this host's
+                        if (!each.IsVisibleTo(q.Controller.HostNqn) || q.Controller.Subsystem.AnaIoStatus(q.Controller.PortId, each) != NvmeStatus.Success)
+                        {
+                            each.Release(epoch); // masked (not this host's) or not accessible on this path
+                            continue;
+                        }
                         try { await each.Store.FlushAsync().ConfigureAwait(false); }
                         finally { each.Release(epoch); }
                     }

@@ -5,7 +5,7 @@ using Nvme.Core.Spec;
 namespace Nvme.Core.Commands;
 
 /// <summary>Get Log Page (NVMe base spec 5.16): 01 error, 02 SMART, 03 firmware, 04 changed namespaces,
-/// 05 command effects, 70 discovery. LPO offsets and NUMD lengths work on every page.</summary>
+/// 05 command effects, 0C asymmetric namespace access, 70 discovery. LPO offsets and NUMD lengths work on every page.</summary>
 internal static partial class AdminCommands
 {
     private static NvmeStatus GetLogPage(Controller c, NvmeRequest req)
@@ -17,6 +17,7 @@ internal static partial class AdminCommands
         if ((offset & 3) != 0) return NvmeStatus.InvalidField;
 
         byte[] page;
+        ulong logSize = 0; // the size an offset is checked against, when it is not the page's own
         if (c.IsDiscovery)
         {
             if (lid != LogPageId.Discovery) return NvmeStatus.InvalidLogPage;
@@ -52,12 +53,19 @@ internal static partial class AdminCommands
                 case LogPageId.CommandsSupportedAndEffects:
                     page = CommandEffects;
                     break;
+                case LogPageId.AsymmetricNamespaceAccess:
+                    page = c.Subsystem.BuildAnaLog(c, groupsOnly: (sqe.Cdw10 & AnaLogHeader.ReturnGroupsOnly) != 0);
+                    c.AsyncEvents.AnaLogRead(rae);
+                    // Hosts size this log from NANAGRPID and MNAN and read it whole (Linux) or in 4 KiB pieces (nvme-cli):
+                    // up to that size, what lies past the descriptors reads as zeros.
+                    logSize = AnaLogHeader.Size + (ulong)AnaGroupDescriptor.Size * Subsystem.MaxAnaGroups + 4ul * c.Target.Limits.MaxNamespaces;
+                    break;
                 default:
                     return NvmeStatus.InvalidLogPage;
             }
         }
-        if (offset > (ulong)page.Length) return NvmeStatus.InvalidField;
-        Transfer(req, page.AsSpan((int)offset));
+        if (offset > Math.Max(logSize, (ulong)page.Length)) return NvmeStatus.InvalidField;
+        Transfer(req, page.AsSpan((int)Math.Min(offset, (ulong)page.Length)));
         return NvmeStatus.Success;
     }
 

@@ -4,8 +4,8 @@ namespace Nvme.Core.Model;
 
 /// <summary>
 /// Per-controller asynchronous event state (NVMe base spec 5.2): parked Async Event Requests, events waiting
-/// for a request, the Changed Namespace List (log 04h) and the notice mask that holds further namespace
-/// notices back until the host reads the log with RAE=0.
+/// for a request, the Changed Namespace List (log 04h) and, per notice type, the mask that holds further notices
+/// of that type back until the host reads its log with RAE=0 (namespace notices: log 04h; ANA change: log 0Ch).
 /// </summary>
 internal sealed class AsyncEventState
 {
@@ -17,6 +17,7 @@ internal sealed class AsyncEventState
     private readonly SortedSet<uint> _changed = new();
     private bool _changedOverflow;
     private bool _nsNoticeMasked;
+    private bool _anaNoticeMasked;
     private readonly int _limit;
 
     public AsyncEventState(int limit) => _limit = limit;
@@ -53,15 +54,52 @@ internal sealed class AsyncEventState
             }
             if ((Config & AsyncEvent.ConfigNamespaceAttributeNotices) == 0 || _nsNoticeMasked) return null;
             _nsNoticeMasked = true;
-            if (_parked.TryDequeue(out var req))
-            {
-                req.IsParked = false; // its completion follows now
-                req.Cqe.Dword0 = AsyncEvent.NamespaceAttributeChangedDword0;
-                return req;
-            }
-            _pending.Enqueue(AsyncEvent.NamespaceAttributeChangedDword0);
-            return null;
+            return CompleteOrQueue(AsyncEvent.NamespaceAttributeChangedDword0);
         }
+    }
+
+    /// <summary>An ANA change (state or group membership); returns the parked request to complete (dword0 set), if any.
+    /// Masked from then on until the host reads the ANA log with RAE=0 (as the kernel target's aen_masked bit).</summary>
+    public NvmeRequest? AnaChanged()
+    {
+        lock (_lock)
+        {
+            if ((Config & AsyncEvent.ConfigAnaChangeNotices) == 0 || _anaNoticeMasked) return null;
+            _anaNoticeMasked = true;
+            return CompleteOrQueue(AsyncEvent.AnaChangeDword0);
+        }
+    }
+
+    /// <summary>The host read the ANA log: with RAE=0 the notice is unmasked and a queued one dropped (the host has read
+    /// what it would report).</summary>
+    public void AnaLogRead(bool retainAsyncEvent)
+    {
+        if (retainAsyncEvent) return;
+        lock (_lock)
+        {
+            _anaNoticeMasked = false;
+            DropPending(AsyncEvent.AnaChangeDword0);
+        }
+    }
+
+    private NvmeRequest? CompleteOrQueue(uint dword0)
+    {
+        if (_parked.TryDequeue(out var req))
+        {
+            req.IsParked = false; // its completion follows now
+            req.Cqe.Dword0 = dword0;
+            return req;
+        }
+        _pending.Enqueue(dword0);
+        return null;
+    }
+
+    private void DropPending(uint dword0)
+    {
+        if (!_pending.Contains(dword0)) return;
+        var keep = _pending.Where(e => e != dword0).ToArray();
+        _pending.Clear();
+        foreach (var e in keep) _pending.Enqueue(e);
     }
 
     /// <summary>Fills the Changed Namespace List log (4096 bytes) and clears it; RAE=0 unmasks the notice.</summary>
@@ -83,8 +121,8 @@ internal sealed class AsyncEventState
             {
                 _nsNoticeMasked = false;
                 // The read clears the event: a notice still queued for the next AER would report a change
-                // the host has already read (namespace notices are the only events queued here).
-                _pending.Clear();
+                // the host has already read.
+                DropPending(AsyncEvent.NamespaceAttributeChangedDword0);
             }
         }
         page[..Math.Min(log.Length, page.Length)].CopyTo(log);

@@ -164,6 +164,13 @@ public sealed class Controller
         if (req != null) req.Queue?.CompleteParked(req);
     }
 
+    internal void NotifyAnaChanged()
+    {
+        if (IsDestroyed || IsDiscovery) return;
+        var req = AsyncEvents.AnaChanged();
+        if (req != null) req.Queue?.CompleteParked(req);
+    }
+
     // ---- error log ----
     internal void RecordError(NvmeRequest req, ushort qid)
     {

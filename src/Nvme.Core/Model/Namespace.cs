@@ -64,6 +64,16 @@ public sealed class Namespace
     /// <summary>Whether controllers of <paramref name="hostNqn"/> see this namespace (masking).</summary>
     public bool IsVisibleTo(string hostNqn) => Visibility.Allows(hostNqn);
 
+    private uint _anaGroupId = Subsystem.DefaultAnaGroup;
+
+    /// <summary>ANAGRPID: the ANA group the namespace belongs to (1..<see cref="Subsystem.MaxAnaGroups"/>). Set it before
+    /// attaching; while attached, <see cref="Subsystem.SetNamespaceAnaGroup"/> moves it and tells the hosts.</summary>
+    public uint AnaGroupId
+    {
+        get => Volatile.Read(ref _anaGroupId);
+        set => Volatile.Write(ref _anaGroupId, Subsystem.ValidateAnaGroup(value) is string bad ? throw new ArgumentOutOfRangeException(nameof(value), bad) : value);
+    }
+
     private volatile bool _writeProtected;
 
     /// <summary>A simulated write protection (a test lab's fault, never saved): Identify Namespace reports NSATTR bit 0 and

@@ -56,6 +56,49 @@ public struct FirmwareSlotLog
     [FieldOffset(8)] public Bytes8 Slot1;
 }
 
+/// <summary>
+/// Asymmetric Namespace Access log page header, LID 0Ch (NVMe base spec 5.16.1.13), 16 bytes; the group
+/// descriptors follow it.
+/// <code>
+///  0      8        10         16
+/// +------+--------+----------+
+/// |CHGCNT| NGRPS  | reserved |
+/// +------+--------+----------+
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+public struct AnaLogHeader
+{
+    public const int Size = 16;
+    /// <summary>LSP bit 0 (CDW10 bit 8): Return Groups Only, the descriptors carry no NSID list.</summary>
+    public const uint ReturnGroupsOnly = 1u << 8;
+
+    [FieldOffset(0)] public ulong ChangeCount;
+    [FieldOffset(8)] public ushort NumberOfDescriptors;
+}
+
+/// <summary>
+/// ANA Group Descriptor (NVMe base spec Figure "ANA Group Descriptor Format"), 32 bytes followed by NNSIDS NSIDs
+/// (4 bytes each, ascending).
+/// <code>
+///  0        4        8        16      17         32
+/// +--------+--------+--------+-------+----------+----------
+/// |ANAGRPID| NNSIDS | CHGCNT | STATE | reserved | NSID ...
+/// +--------+--------+--------+-------+----------+----------
+/// </code>
+/// </summary>
+[StructLayout(LayoutKind.Explicit, Size = Size)]
+public struct AnaGroupDescriptor
+{
+    public const int Size = 32;
+
+    [FieldOffset(0)] public uint GroupId;
+    [FieldOffset(4)] public uint NumberOfNsids;
+    [FieldOffset(8)] public ulong ChangeCount;
+    /// <summary>ANA state (bits 3:0), see <see cref="Model.AnaState"/>.</summary>
+    [FieldOffset(16)] public byte State;
+}
+
 /// <summary>Commands Supported and Effects log page, LID 05h: 256 admin then 256 I/O dwords.</summary>
 public static class CommandEffectsLog
 {

@@ -54,6 +54,14 @@ public enum NvmeStatus : ushort
     /// <summary>Access Denied (SCT 2h, SC 86h): the host lacks the right (here: the namespace attachment privilege).</summary>
     AccessDenied = 0x286 | Dnr,
 
+    // Path related status (SCT 3): retryable on another path, so never DNR (the Linux host fails over or queues the I/O).
+    /// <summary>ANA Persistent Loss (SCT 3h, SC 01h): the namespace's ANA group is in the persistent loss state on this port.</summary>
+    AnaPersistentLoss = 0x301,
+    /// <summary>ANA Inaccessible (SCT 3h, SC 02h).</summary>
+    AnaInaccessible = 0x302,
+    /// <summary>ANA Transition (SCT 3h, SC 03h): the group is changing state.</summary>
+    AnaTransition = 0x303,
+
     /// <summary>Do Not Retry.</summary>
     Dnr = 0x4000,
 }

@@ -60,6 +60,8 @@ public static class LogPageId
     public const byte FirmwareSlot = 0x03;
     public const byte ChangedNamespaceList = 0x04;
     public const byte CommandsSupportedAndEffects = 0x05;
+    /// <summary>Asymmetric Namespace Access (NVMe base spec 5.16.1.13).</summary>
+    public const byte AsymmetricNamespaceAccess = 0x0C;
     public const byte Discovery = 0x70;
 }
 
@@ -99,6 +101,12 @@ public static class AsyncEvent
         TypeNotice | (InfoNamespaceAttributeChanged << 8) | ((uint)LogPageId.ChangedNamespaceList << 16);
     /// <summary>Async Event Configuration bit 8: Namespace Attribute Notices.</summary>
     public const uint ConfigNamespaceAttributeNotices = 1u << 8;
+    /// <summary>Notice information 03h: Asymmetric Namespace Access Change (read log 0Ch).</summary>
+    public const byte InfoAnaChange = 0x03;
+    /// <summary>The completion dword0 for "ANA change, read log 0x0C".</summary>
+    public const uint AnaChangeDword0 = TypeNotice | (InfoAnaChange << 8) | ((uint)LogPageId.AsymmetricNamespaceAccess << 16);
+    /// <summary>Async Event Configuration bit 11 (and OAES bit 11): Asymmetric Namespace Access Change Notices.</summary>
+    public const uint ConfigAnaChangeNotices = 1u << 11;
 }
 
 public static class WellKnown

@@ -84,6 +84,9 @@ public sealed class CoreMetrics : IDisposable
             "Bytes the memory namespaces promise together (their sizes, allocated or not)");
         m.CreateObservableGauge("nvmet.memory_namespaces.limit", () => _target.Limits.MemoryNamespaceLimit, "By",
             "Limit on the memory namespaces' total size (limits.memoryNamespaces, --memory-namespaces)");
+        m.CreateObservableCounter("nvmet.ana.changes", () => AllSubsystems().Select(s =>
+            new Measurement<long>((long)s.AnaChangeCount, Tag("subsystem", s.Nqn))), "{change}",
+            "ANA changes (a group's state set to another value, a namespace moved to another group): the ANA log's change count, by subsystem");
         m.CreateObservableCounter("nvmet.async_events.sent", () => Interlocked.Read(ref AsyncEventsSent), "{event}",
             "Asynchronous events sent to hosts (completed Asynchronous Event Requests)");
         m.CreateObservableUpDownCounter("nvmet.faults.active", () => new[] { Faults.FaultAction.Error, Faults.FaultAction.Delay, Faults.FaultAction.Stall }

@@ -38,6 +38,7 @@ public static partial class ClientCli
         ["ctrl"] = "connected controllers and their queues",
         ["fault"] = "fault injection for test labs: I/O errors, latency, stalls, connection faults, events (live, never saved)",
         ["trace"] = "wire traces: pcapng files of connections' NVMe/TCP traffic for Wireshark",
+        ["ana"] = "Asymmetric Namespace Access: ANA groups' states per port (live, never saved) and a namespace's group",
     };
 
     public static IReadOnlyCollection<string> Commands => CommandSummaries.Keys;
@@ -147,6 +148,24 @@ public static partial class ClientCli
 
         new("ctrl", "list", "List the connected controllers and their queues.", ["nvme-tcp-target ctrl list"], [], CtrlListAsync),
 
+        new("ana", "list", "List the ANA groups of a subsystem: state on every port, each port's state, namespaces.",
+            ["nvme-tcp-target ana list", "nvme-tcp-target ana list NQN"],
+            [NqnOpt, new("<NQN>", null, "The subsystem (same as --nqn).")], AnaListAsync),
+        new("ana", "set", "Set an ANA group's state, live (never saved); hosts get the ANA change event. I/O to an inaccessible, " +
+                "persistent-loss or change group fails with the path status (a Linux host with one path queues it until the path is usable).",
+            ["nvme-tcp-target ana set NQN 1 inaccessible", "nvme-tcp-target ana set NQN 1 optimized", "nvme-tcp-target ana set 1 non-optimized --port 2"],
+            [
+                NqnOpt,
+                new("<NQN>", null, "The subsystem (may be left out when the target has only one subsystem)."),
+                new("<GROUP>", null, "The ANA group, 1..128 (a namespace's anaGroup; default group 1)."),
+                new("<STATE>", null, "optimized, non-optimized, inaccessible, persistent-loss or change (a host resets a controller\n" +
+                    "whose group stays in change longer than ANATT, 10 s)."),
+                new("--port", "ID", "Only this port (default: every port, which also drops the states set for single ports)."),
+            ], AnaSetAsync),
+        new("ana", "move", "Move a namespace to another ANA group (saved); the hosts that see it get the ANA change event.",
+            ["nvme-tcp-target ana move --nsid 2 --group 5"],
+            [NqnOpt, new("--nsid", "N", "The namespace (required)."), new("--group", "GROUP", "The ANA group, 1..128 (required).")], AnaMoveAsync),
+
         new("fault", "add", "Set an I/O fault, live: matching commands get an error, a latency or a stall.",
             ["nvme-tcp-target fault add --nsid 1 --opcode read --lba 0-2047 --error unrecovered-read-error --dnr",
              "nvme-tcp-target fault add --nsid 1 --opcode write --count 3 --error write-fault --after",
@@ -173,9 +192,15 @@ public static partial class ClientCli
                 new("--after-pdus", "N", "drop: after the connection received N more PDUs (default: now)."),
                 new("--duration", "MS", "pause-receive: how long (required for it)."),
             ], FaultConnectionAsync),
-        new("fault", "event", "Send a Namespace Attribute Changed event now to every controller that sees the namespace.",
-            ["nvme-tcp-target fault event --nsid 1"],
-            [NqnOpt, new("--nsid", "N", "The namespace (required)."), new("--type", "TYPE", "namespace-changed (the default; the only one until ANA groups).")],
+        new("fault", "event", "Send an event now: namespace-changed (to every controller that sees the namespace) or ana-change (the hosts re-read the ANA log).",
+            ["nvme-tcp-target fault event --nsid 1", "nvme-tcp-target fault event ana-change", "nvme-tcp-target fault event ana-change --port 2"],
+            [
+                NqnOpt,
+                new("<TYPE>", null, "namespace-changed (the default) or ana-change (same as --type)."),
+                new("--type", "TYPE", "namespace-changed or ana-change."),
+                new("--nsid", "N", "namespace-changed: the namespace (required)."),
+                new("--port", "ID", "ana-change: only the controllers that came in on this port (default: every controller)."),
+            ],
             FaultEventAsync),
         new("fault", "write-protect", "Simulate a namespace turning write protected (or back): writes fail, hosts mark the disk read-only.",
             ["nvme-tcp-target fault write-protect --nsid 1 --state on"],

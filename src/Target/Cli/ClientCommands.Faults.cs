@@ -134,13 +134,20 @@ public static partial class ClientCli
 
     private static async Task<int> FaultEventAsync(Run r)
     {
-        var nsid = r.Nsid();
+        if (r.Get("--type") is string t && r.Get("<TYPE>") is string p && t != p) throw r.Usage($"the event is '{p}' or '{t}': give it once");
+        var type = r.Get("--type") ?? r.Get("<TYPE>") ?? TargetManager.NamespaceChangedEvent;
+        bool ana = type == TargetManager.AnaChangeEvent;
+        if (ana && r.Has("--nsid")) throw r.Usage($"{TargetManager.AnaChangeEvent} concerns ANA groups: it takes no --nsid (--port limits it to one port)");
+        if (!ana && r.Has("--port")) throw r.Usage("--port goes with ana-change");
+        uint? nsid = ana ? null : r.Nsid();
+        ushort? port = r.Get("--port") is string ps ? PortId(ps) : null;
         var nqn = await r.NqnAsync().ConfigureAwait(false);
-        var raw = await r.Api.SendAsync(HttpMethod.Post, $"{Path(nqn)}/events",
-            new EventRequest { Type = r.Get("--type") ?? TargetManager.NamespaceChangedEvent, Nsid = nsid }).ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Post, $"{Path(nqn)}/events", new EventRequest { Type = type, Nsid = nsid, Port = port }).ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
         var e = ApiClient.Parse<EventResult>(raw);
-        r.Out.WriteLine($"Sent {e.Event} for namespace {nsid} of {nqn} to {Plural(e.ControllersNotified, "controller")}.");
+        r.Out.WriteLine(ana
+            ? $"Sent {e.Event} on {nqn}{(port is ushort x ? $" port {x}" : "")} to {Plural(e.ControllersNotified, "controller")}."
+            : $"Sent {e.Event} for namespace {nsid} of {nqn} to {Plural(e.ControllersNotified, "controller")}.");
         return Ok;
     }
 

@@ -168,6 +168,7 @@ public static class ConfigValidator
         if (ns.Visibility is not (null or NamespaceConfig.VisibilityAuto or NamespaceConfig.VisibilityRestricted))
             e.Add($"{where}: visibility '{ns.Visibility}' is not auto or restricted");
         e.AddRange(ValidateHostList(ns.Hosts, $"{where}: hosts"));
+        if (ns.AnaGroup is uint g && Subsystem.ValidateAnaGroup(g) is string badGroup) e.Add($"{where}: anaGroup: {badGroup}");
         return e;
     }
 

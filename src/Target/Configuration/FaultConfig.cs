@@ -66,9 +66,9 @@ public sealed class FaultConfig
         ["end-to-end-guard-check-error"] = (NvmeStatus)0x282,
         ["compare-failure"] = (NvmeStatus)0x285,
         ["access-denied"] = (NvmeStatus)0x286,
-        ["ana-persistent-loss"] = (NvmeStatus)0x301,
-        ["ana-inaccessible"] = (NvmeStatus)0x302,
-        ["ana-transition"] = (NvmeStatus)0x303,
+        ["ana-persistent-loss"] = NvmeStatus.AnaPersistentLoss,
+        ["ana-inaccessible"] = NvmeStatus.AnaInaccessible,
+        ["ana-transition"] = NvmeStatus.AnaTransition,
     };
 
     /// <summary>A status name or "SCT:SC" (hex), without DNR; null with <paramref name="error"/> when it is neither.</summary>

@@ -222,6 +222,9 @@ public sealed class NamespaceConfig
     public string? CephConf { get; set; }
     public string? ClientId { get; set; }
     public string? Keyring { get; set; }
+    /// <summary>ANAGRPID: the ANA group of the namespace, 1..128 (absent: 1). The groups' states are live state, set through
+    /// the API, never saved.</summary>
+    public uint? AnaGroup { get; set; }
 
     public const string VisibilityAuto = "auto", VisibilityRestricted = "restricted";
 }

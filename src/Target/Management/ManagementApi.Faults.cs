@@ -10,11 +10,11 @@ namespace Target.Management;
 /// <summary>Body of POST /subsystems/{nqn}/events.</summary>
 public sealed class EventRequest
 {
-    /// <summary>namespace-changed (ANA change events come with ANA groups).</summary>
+    /// <summary>namespace-changed (needs nsid) or ana-change (no nsid; port limits it to the controllers that came in there).</summary>
     [JsonRequired]
     public string Type { get; set; } = "";
-    [JsonRequired]
-    public uint Nsid { get; set; }
+    public uint? Nsid { get; set; }
+    public ushort? Port { get; set; }
 }
 
 /// <summary>Body of PUT /subsystems/{nqn}/namespaces/{nsid}/write-protect.</summary>
@@ -61,14 +61,38 @@ public static partial class ManagementApi
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
 
         var sub = api.MapGroup("/subsystems/{nqn}").WithTags("Faults");
-        sub.MapPost("/events", (string nqn, [FromBody] EventRequest body) => TypedResults.Ok(m.SendEvent(Unescape(nqn), body.Type, body.Nsid)))
-            .WithName("SendEvent").WithSummary("Sends a Namespace Attribute Changed event now to every controller that sees the namespace.")
+        sub.MapPost("/events", (string nqn, [FromBody] EventRequest body) => TypedResults.Ok(m.SendEvent(Unescape(nqn), body.Type, body.Nsid, body.Port)))
+            .WithName("SendEvent").WithSummary("Sends an event now: namespace-changed (Namespace Attribute Changed, to every controller that sees the " +
+                "namespace) or ana-change (ANA change, to every controller, or those on one port, without a state change: the hosts re-read the ANA log).")
             .ProducesProblem(400).ProducesProblem(404);
+        MapAna(api, m);
         sub.MapPut("/namespaces/{nsid}/write-protect", (string nqn, uint nsid, [FromBody] WriteProtectRequest body) =>
                 TypedResults.Ok(m.SetWriteProtected(Unescape(nqn), nsid, body.WriteProtected)))
             .WithName("SetWriteProtected")
             .WithSummary("Simulates a namespace turning write protected (or back): Identify Namespace NSATTR bit 0, writes answered Namespace " +
                 "is Write Protected, hosts told with a namespace event (Linux marks the disk read-only). Not saved.")
+            .ProducesProblem(400).ProducesProblem(404);
+    }
+
+    /// <summary>Asymmetric Namespace Access: the groups' live states (never saved) and a namespace's group (saved).</summary>
+    private static void MapAna(RouteGroupBuilder api, TargetManager m)
+    {
+        var ana = api.MapGroup("/subsystems/{nqn}").WithTags("ANA");
+        ana.MapGet("/ana", (string nqn) => m.GetAna(Unescape(nqn)))
+            .WithName("GetAna").WithSummary("The ANA groups that hold a namespace or have a state set: the state on every port, each port's state, " +
+                "the namespaces; and the ANA log's change count.")
+            .ProducesProblem(404);
+        ana.MapPut("/ana/{group}", async (string nqn, uint group, [FromBody] AnaStateRequest body) =>
+                TypedResults.Ok(await m.SetAnaStateAsync(Unescape(nqn), group, body.State, body.Port).ConfigureAwait(false)))
+            .WithName("SetAnaState")
+            .WithSummary("Sets an ANA group's state (optimized, non-optimized, inaccessible, persistent-loss, change) on one port or, without port, " +
+                "on every port. Controllers whose state changed get the ANA change event; I/O to the group's namespaces is answered with the " +
+                "path status of an inaccessible, lost or changing group. Live state, not saved.")
+            .ProducesProblem(400).ProducesProblem(404);
+        ana.MapPut("/namespaces/{nsid}/ana-group", async (string nqn, uint nsid, [FromBody] AnaGroupRequest body) =>
+                TypedResults.Ok(await m.SetNamespaceAnaGroupAsync(Unescape(nqn), nsid, body.AnaGroup).ConfigureAwait(false)))
+            .WithName("SetNamespaceAnaGroup")
+            .WithSummary("Moves a namespace to another ANA group (1..128), saved; the hosts that see it get the ANA change event.")
             .ProducesProblem(400).ProducesProblem(404);
     }
 }

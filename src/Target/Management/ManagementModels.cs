@@ -10,7 +10,7 @@ public sealed record SubsystemInfo(string Nqn, string Serial, string Model, stri
 /// <see cref="Hosts"/>; <see cref="HostsNotAllowed"/>: listed hosts the subsystem no longer allows (kept, without effect).</summary>
 public sealed record NamespaceInfo(uint Nsid, string Backend, string? Path, long SizeBytes, int BlockSize, ulong Blocks,
     Guid Uuid, string Nguid, string Eui64, int InFlight, string Visibility = "auto", IReadOnlyList<string>? Hosts = null,
-    IReadOnlyList<string>? HostsNotAllowed = null, bool WriteProtected = false);
+    IReadOnlyList<string>? HostsNotAllowed = null, bool WriteProtected = false, uint AnaGroup = 1);
 
 public sealed record ControllerInfo(ushort Cntlid, string Subsystem, string HostNqn, Guid HostId, bool Discovery,
     int IoQueues, uint KeepAliveTimeoutMs, DateTimeOffset CreatedAt, IReadOnlyList<QueueInfo> Queues);

@@ -39,7 +39,7 @@ public sealed record ConnectionRef(string Subsystem, ushort Cntlid, string Host,
 /// <summary>Answer of POST /api/v1/faults/connections.</summary>
 public sealed record ConnectionFaultResult(string Action, IReadOnlyList<ConnectionRef> Connections);
 
-/// <summary>Answer of the on-demand events and of write protection: how many controllers were told.</summary>
+/// <summary>Answer of the on-demand events and of write protection: how many controllers were told (Nsid 0: an ANA change).</summary>
 public sealed record EventResult(string Event, uint Nsid, int ControllersNotified);
 
 /// <summary>
@@ -150,17 +150,27 @@ public sealed partial class TargetManager
 
     // ------------------------------------------------------------------ events and write protection
 
-    public const string NamespaceChangedEvent = "namespace-changed";
+    public const string NamespaceChangedEvent = "namespace-changed", AnaChangeEvent = "ana-change";
 
-    public EventResult SendEvent(string nqn, string type, uint nsid)
+    public EventResult SendEvent(string nqn, string type, uint? nsid, ushort? port = null)
     {
         var s = Find(nqn);
-        if (type != NamespaceChangedEvent)
-            throw new ManagementException(ManagementError.Invalid, type.StartsWith("ana", StringComparison.OrdinalIgnoreCase)
-                ? "this target has no ANA groups yet, so it has no ANA change to send; events: " + NamespaceChangedEvent
-                : $"event '{type}' is not {NamespaceChangedEvent}");
-        var ns = FindNamespace(s, nsid);
-        return new EventResult(type, nsid, s.NotifyNamespaceChanged(ns));
+        switch (type)
+        {
+            case NamespaceChangedEvent:
+                if (port != null) throw new ManagementException(ManagementError.Invalid, $"{NamespaceChangedEvent} goes to the controllers that see the namespace: it takes no port");
+                if (nsid is not uint n) throw new ManagementException(ManagementError.Invalid, $"{NamespaceChangedEvent} needs nsid");
+                return new EventResult(type, n, s.NotifyNamespaceChanged(FindNamespace(s, n)));
+            case AnaChangeEvent:
+                if (nsid != null) throw new ManagementException(ManagementError.Invalid, $"{AnaChangeEvent} concerns ANA groups, not a namespace: it takes no nsid (port limits it to one port)");
+                if (port is ushort p && !_target.Ports.Any(x => x.PortId == p))
+                    throw new ManagementException(ManagementError.Invalid, $"port {p} does not exist (the target's ports: {string.Join(", ", _target.Ports.Select(x => x.PortId).Order())})");
+                int told = s.NotifyAnaChanged(port);
+                _log.AnaEventSent(nqn, told);
+                return new EventResult(type, 0, told);
+            default:
+                throw new ManagementException(ManagementError.Invalid, $"event '{type}' is not {NamespaceChangedEvent} or {AnaChangeEvent}");
+        }
     }
 
     public EventResult SetWriteProtected(string nqn, uint nsid, bool on)

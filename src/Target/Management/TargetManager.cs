@@ -420,6 +420,6 @@ public sealed partial class TargetManager
         return new NamespaceInfo(ns.Nsid, backend, (ns.Store as FileBlockStore)?.Path, (long)ns.BlockCount << ns.BlockShift, ns.BlockSize, ns.BlockCount,
             ns.Ids.Uuid, Convert.ToHexStringLower(ns.Ids.Nguid), Convert.ToHexStringLower(ns.Ids.Eui64), ns.InFlight,
             ns.Visibility.Restricted ? NamespaceConfig.VisibilityRestricted : NamespaceConfig.VisibilityAuto, [.. ns.Visibility.Hosts],
-            [.. ns.Visibility.Hosts.Where(h => !s.IsHostAllowed(h))], ns.WriteProtected);
+            [.. ns.Visibility.Hosts.Where(h => !s.IsHostAllowed(h))], ns.WriteProtected, ns.AnaGroupId);
     }
 }

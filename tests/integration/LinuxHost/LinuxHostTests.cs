@@ -111,7 +111,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         Check(Field(idc, "mn") == "NvmeTcpTarget", $"id-ctrl mn: {Field(idc, "mn")}", vm);
         Check(Field(idc, "subnqn") == LinuxTarget.Nqn, "id-ctrl subnqn", vm);
         Check(Field(idc, "mdts") == "8" && Field(idc, "kas") == "10" && Field(idc, "aerl") == "3", "id-ctrl mdts/kas/aerl", vm);
-        Check(Field(idc, "oaes") == "0x100" && Field(idc, "ver") == "0x10300", "id-ctrl oaes/ver", vm);
+        Check(Field(idc, "oaes") == "0x900" && Field(idc, "ver") == "0x10300", "id-ctrl oaes/ver", vm);
         Check(Field(idc, "ioccsz") == "516" && Field(idc, "iorcsz") == "1" && Field(idc, "sgls") == "0x100001", "id-ctrl ioccsz/iorcsz/sgls", vm);
         Check(Field(idc, "maxcmd") == "128" && Field(idc, "nn") == "1024" && Field(idc, "oncs") == "0xc", "id-ctrl maxcmd/nn/oncs", vm);
         var idns = Section(s, "id-ns", vm).Output;
@@ -122,7 +122,7 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         var ns1 = host.Target.FindSubsystem(LinuxTarget.Nqn)!.GetNamespace(1)!;
         Check(descs.Contains($"uuid    : {ns1.Ids.Uuid}") && descs.Contains("nguid   : " + Convert.ToHexStringLower(ns1.Ids.Nguid)), "ns-descs ids", vm);
         Check(Section(s, "feat-queues", vm).Output.Contains("Current value:0x00010001"), "get-feature 7: 2 I/O queues granted to a 2-CPU host", vm);
-        Check(Section(s, "feat-aec", vm).Output.Contains("Current value:0x00000100"), "get-feature 0xb: namespace attribute notices enabled", vm);
+        Check(Section(s, "feat-aec", vm).Output.Contains("Current value:0x00000900"), "get-feature 0xb: namespace attribute and ANA change notices enabled", vm);
         Check(Section(s, "feat-kato", vm).Output.Contains("Current value:0x00001388"), "get-feature 0xf: KATO 5000 ms", vm);
 
         // 4. data: fio crc32c verify without and with digests

@@ -47,6 +47,8 @@ public sealed class ReferenceComparisonTests(ITestOutputHelper output)
               sec $1-feat0f nvme get-feature $C -f 0xf
               sec $1-feat06 nvme get-feature $C -f 6
               sec $1-smart nvme smart-log $C
+              sec $1-ana-log nvme ana-log $C
+              sec $1-ana-state sh -c 'cat /sys/class/nvme/${0#/dev/}/nvme*c*n*/ana_state' $C
               sec $1-fio verify $D 4k 16 4M
               sec $1-disconnect nvme disconnect -n $4
               nodevs
@@ -62,14 +64,15 @@ public sealed class ReferenceComparisonTests(ITestOutputHelper output)
         string Out(string name) => s.TryGetValue(name, out var v) ? v.Output : throw new XunitException($"section {name} missing\n{vm.Console}");
         int Rc(string name) => s.TryGetValue(name, out var v) ? v.Rc : -1;
 
-        foreach (var step in new[] { "discover", "connect", "id-ctrl", "id-ns", "ns-descs", "feat7", "feat0f", "feat06", "smart", "fio", "disconnect" })
+        foreach (var step in new[] { "discover", "connect", "id-ctrl", "id-ns", "ns-descs", "feat7", "feat0f", "feat06", "smart", "ana-log", "ana-state", "fio", "disconnect" })
         {
             Check(Rc("ref-" + step) == 0, $"reference nvmet: {step} failed", vm);
             Check(Rc("ours-" + step) == 0, $"our target: {step} failed where the kernel target succeeded", vm);
         }
 
         // Identify Controller fields a Linux host checks or depends on: equal to the kernel target's.
-        foreach (var field in new[] { "sqes", "cqes", "iorcsz", "icdoff", "fcatt", "msdbd", "cntrltype", "kas", "aerl", "acl", "ver", "vwc", "oncs", "frmw", "elpe", "rab" })
+        foreach (var field in new[] { "sqes", "cqes", "iorcsz", "icdoff", "fcatt", "msdbd", "cntrltype", "kas", "aerl", "acl", "ver", "vwc", "oncs", "frmw", "elpe", "rab",
+                     "cmic", "anatt", "anacap", "anagrpmax", "nanagrpid" })
         {
             string ours = Field(Out("ours-id-ctrl"), field), reference = Field(Out("ref-id-ctrl"), field);
             if (field == "vwc") { ours = (Convert.ToInt32(ours, 16) & 1).ToString(); reference = (Convert.ToInt32(reference, 16) & 1).ToString(); }
@@ -77,7 +80,15 @@ public sealed class ReferenceComparisonTests(ITestOutputHelper output)
             Check(ours == reference, $"id-ctrl {field}: ours '{ours}', kernel target '{reference}'", vm);
         }
         Check(Field(Out("ours-id-ctrl"), "sgls").EndsWith('1') && Field(Out("ref-id-ctrl"), "sgls").EndsWith('1'), "SGLS bits 1:0", vm);
-        Check((Convert.ToUInt32(Field(Out("ours-id-ctrl"), "oaes"), 16) & 0x100) != 0, "OAES bit 8 (namespace attribute notices), as the kernel target", vm);
+        Check((Convert.ToUInt32(Field(Out("ours-id-ctrl"), "oaes"), 16) & 0x900) == 0x900, "OAES bits 8 and 11 (namespace attribute and ANA change notices), as the kernel target", vm);
+        // ANA: the host sees one optimized group 1 holding NSID 1 on both, and a path in the optimized state.
+        foreach (var tag in new[] { "ref", "ours" })
+        {
+            var ana = Out(tag + "-ana-log");
+            Check(Regex.IsMatch(ana, @"ngrps\s*:\s*1\b") && Regex.IsMatch(ana, @"grpid\s*:\s*1\b") && Regex.IsMatch(ana, @"state\s*:\s*optimized\b")
+                && Regex.IsMatch(ana, @"nsid\s*:\s*1\b"), $"{tag}: nvme ana-log is not one optimized group 1 with NSID 1: {ana}", vm);
+            Check(Out(tag + "-ana-state").Trim() == "optimized", $"{tag}: the path's ana_state is not optimized", vm);
+        }
         // Identify Namespace: the same 512-byte LBA format in use, NMIC shared.
         foreach (var field in new[] { "nlbaf", "flbas", "nmic", "mc", "dps" })
             Check(Field(Out("ours-id-ns"), field) == Field(Out("ref-id-ns"), field), $"id-ns {field} differs", vm);

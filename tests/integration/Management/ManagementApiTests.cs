@@ -245,6 +245,9 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
             ("/api/v1/traces/{id}", ["get", "delete"]),
             ("/api/v1/traces/{id}/stop", ["post"]),
             ("/api/v1/traces/{id}/file", ["get"]),
+            ("/api/v1/subsystems/{nqn}/ana", ["get"]),
+            ("/api/v1/subsystems/{nqn}/ana/{group}", ["put"]),
+            ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/ana-group", ["put"]),
         };
         Assert.Equal(expected.Select(e => e.Path).Order(), paths.EnumerateObject().Select(p => p.Name).Order());
         foreach (var (path, methods) in expected)

@@ -170,7 +170,7 @@ public sealed class ManagementFaultTests(ITestOutputHelper output)
 
         var ev = await t.Http.PostJsonAsync($"{Api.Sub()}/events", new { type = "namespace-changed", nsid = 1 }, HttpStatusCode.OK);
         Assert.Equal(1, ev.GetProperty("controllersNotified").GetInt32());
-        await t.Http.ProblemAsync(HttpMethod.Post, $"{Api.Sub()}/events", new { type = "ana-change", nsid = 1 }, HttpStatusCode.BadRequest, "no ANA groups");
+        await t.Http.ProblemAsync(HttpMethod.Post, $"{Api.Sub()}/events", new { type = "ana-change", nsid = 1 }, HttpStatusCode.BadRequest, "takes no nsid");
         await t.Http.ProblemAsync(HttpMethod.Post, $"{Api.Sub()}/events", new { type = "namespace-changed", nsid = 9 }, HttpStatusCode.NotFound, "namespace 9");
     }
 

@@ -1,0 +1,63 @@
+using System.Globalization;
+using Target.Management;
+
+namespace Target.Cli;
+
+public static partial class ClientCli
+{
+    private static async Task<int> AnaListAsync(Run r)
+    {
+        if (r.Get("--nqn") is string a && r.Get("<NQN>") is string b && a != b) throw r.Usage($"the subsystem is '{a}' or '{b}': give it once");
+        var nqn = r.Get("<NQN>") ?? await r.NqnAsync().ConfigureAwait(false);
+        var (ana, raw) = await r.Api.GetAsync<AnaInfo>($"{Path(nqn)}/ana").ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        r.Out.WriteLine($"{ana.Subsystem}: ANA change count {ana.ChangeCount}.");
+        TextTable.Write(r.Out, ["GROUP", "STATE", "PORTS", "NAMESPACES"],
+            ana.Groups.Select(g => new[]
+            {
+                g.Group.ToString(Inv), g.State, g.Ports.Count == 0 ? "-" : string.Join(" ", g.Ports.Select(p => $"{p.Port}:{p.State}")),
+                g.Namespaces.Count == 0 ? "-" : string.Join(",", g.Namespaces.Select(n => n.ToString(Inv))),
+            }));
+        return Ok;
+    }
+
+    private static async Task<int> AnaSetAsync(Run r)
+    {
+        // NQN GROUP STATE, or GROUP STATE with --nqn or a target that has one subsystem.
+        string?[] given = [r.Get("<NQN>"), r.Get("<GROUP>"), r.Get("<STATE>")];
+        string nqn, groupText, state;
+        if (given[2] is string s3)
+        {
+            if (r.Get("--nqn") is string n && n != given[0]) throw r.Usage($"the subsystem is '{given[0]}' or '{n}': give it once");
+            (nqn, groupText, state) = (given[0]!, given[1]!, s3);
+        }
+        else if (given[1] is string s2)
+        {
+            (groupText, state) = (given[0]!, s2);
+            nqn = await r.NqnAsync().ConfigureAwait(false);
+        }
+        else throw r.Usage("give the group and the state: ana set [NQN] GROUP STATE (e.g. ana set 1 inaccessible)");
+        if (!uint.TryParse(groupText, NumberStyles.None, Inv, out var group)) throw r.Usage($"group '{groupText}' is not an ANA group number (1..128)");
+        if (!TargetManager.AnaStateNames.Any(e => string.Equals(e.Name, state, StringComparison.OrdinalIgnoreCase)))
+            throw r.Usage($"state '{state}' is not {string.Join(", ", TargetManager.AnaStateNames.Select(e => e.Name))}");
+        ushort? port = r.Get("--port") is string p ? PortId(p) : null;
+        var raw = await r.Api.SendAsync(HttpMethod.Put, $"{Path(nqn)}/ana/{group}", new AnaStateRequest { State = state.ToLowerInvariant(), Port = port }).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var res = ApiClient.Parse<AnaStateResult>(raw);
+        r.Out.WriteLine($"{nqn}: ANA group {group} is {state.ToLowerInvariant()} on {(port is ushort x ? $"port {x}" : "every port")} (live, not saved); " +
+            $"{Plural(res.ControllersNotified, "controller")} got the ANA change event.");
+        return Ok;
+    }
+
+    private static async Task<int> AnaMoveAsync(Run r)
+    {
+        var nsid = r.Nsid();
+        var groupText = r.Require("--group");
+        if (!uint.TryParse(groupText, NumberStyles.None, Inv, out var group)) throw r.Usage($"--group '{groupText}' is not an ANA group number (1..128)");
+        var nqn = await r.NqnAsync().ConfigureAwait(false);
+        var raw = await r.Api.SendAsync(HttpMethod.Put, $"{Path(nqn)}/namespaces/{nsid}/ana-group", new AnaGroupRequest { AnaGroup = group }).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        r.Out.WriteLine($"Namespace {nsid} of {nqn} is now in ANA group {group} (saved).");
+        return Ok;
+    }
+}
