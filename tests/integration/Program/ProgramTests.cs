@@ -29,7 +29,7 @@ public sealed partial class ProgramTests
     [Theory]
     [InlineData(new[] { "--nqn", "not-an-nqn" }, "NQN 'not-an-nqn' is not of the form")]
     [InlineData(new[] { "--namespace", "memory:lots" }, "size 'lots' is not a size")]
-    [InlineData(new[] { "--namespace", "tape:/dev/st0" }, "backend 'tape' is not memory, file or block")]
+    [InlineData(new[] { "--namespace", "tape:/dev/st0" }, "backend 'tape' is not memory, file, block or rbd")]
     [InlineData(new[] { "--namespace", "file:/nonexistent/dir/x.img" }, "file namespace '/nonexistent/dir/x.img' is outside the storage directories")]
     [InlineData(new[] { "--config", "/nonexistent/target.json" }, "configuration file '/nonexistent/target.json' does not exist")]
     [InlineData(new[] { "--mdts", "40" }, "limits.mdts 40 is outside")]
