@@ -11,6 +11,13 @@ internal static class GuestAssert
         if (!ok) throw new XunitException($"{what}\n----- guest console -----\n{vm.Console}");
     }
 
+    /// <summary>The guest script's section <paramref name="name"/> (output and exit code); fails when it is missing.</summary>
+    public static (string Output, int Rc) Section(Dictionary<string, (string Output, int Rc)> s, string name, GuestVm vm)
+    {
+        Check(s.ContainsKey(name), $"guest section '{name}' missing (script died?)", vm);
+        return s[name];
+    }
+
     /// <summary>The value of "name : value" in nvme-cli's id-ctrl / id-ns output.</summary>
     public static string Field(string idOutput, string name)
     {

@@ -21,10 +21,10 @@ namespace Integration.Tests.LinuxHost;
 /// </summary>
 public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan GuestTimeout = TimeSpan.FromMinutes(6);
+    internal static readonly TimeSpan GuestTimeout = TimeSpan.FromMinutes(6);
     /// <summary>How long the test waits for the guest's next mark; longer than any bounded wait in the guest,
     /// so a guest-side failure (which prints dmesg) is what the assertion shows.</summary>
-    private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(120);
+    internal static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(120);
     private const string Nqn = LinuxTarget.Nqn;
     private const string SecondHostNqn = "nqn.2014-08.org.nvmexpress:uuid:2c9e4b7a-5d1f-4a3b-8e6c-9f0a1b2c3d4e";
     private const string SecondHostId = "2c9e4b7a-5d1f-4a3b-8e6c-9f0a1b2c3d4e";
@@ -32,7 +32,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
     private void Log(string line) => output.WriteLine(line);
 
     /// <summary>Guest helpers for hot-plug scripts (busybox ash).</summary>
-    private const string Helpers = """
+    internal const string Helpers = """
         # "@@MARK name@@" for the test (which then makes the change); "seen name" when the guest saw its effect.
         # Both also go to the kernel log, so they share its clock with the kernel's own nvme lines.
         mark() { echo "<6>hotplug: mark $1" > /dev/kmsg; printf '\n@@MARK %s@@\n' "$1"; }
@@ -64,7 +64,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 
         """;
 
-    private static string Script(int port, string body) =>
+    internal static string Script(int port, string body) =>
         GuestScripts.Prelude + Helpers + $"T=10.0.2.2; P={port}; N={Nqn}\n" + body;
 
     private static NamespaceConfig Memory(uint nsid, string size) => new() { Nsid = nsid, Backend = "memory", Size = size };
@@ -354,13 +354,13 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 
     // ------------------------------------------------------------------ helpers
 
-    private async Task MarkAsync(GuestVm vm, string name)
+    internal static async Task MarkAsync(GuestVm vm, string name)
     {
         try { await vm.WaitForLineAsync($"^@@MARK {Regex.Escape(name)}@@", StepTimeout); }
         catch (TimeoutException e) { throw new XunitException($"guest never reached mark '{name}': {e.Message}"); }
     }
 
-    private static async Task StepAsync(GuestVm vm, string what, Func<Task> step)
+    internal static async Task StepAsync(GuestVm vm, string what, Func<Task> step)
     {
         try { await step(); }
         catch (Exception e) when (e is not XunitException)
@@ -376,14 +376,8 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
         return sorted.Count == 0 ? 0 : sorted[sorted.Count / 2];
     }
 
-    private static (string Output, int Rc) Section(Dictionary<string, (string Output, int Rc)> s, string name, GuestVm vm)
-    {
-        Check(s.ContainsKey(name), $"guest section '{name}' missing (script died?)", vm);
-        return s[name];
-    }
-
     /// <summary>Kernel-log time (ms) of the guest's "hotplug: TEXT" line.</summary>
-    private static long KernelMs(string dmesg, string text, GuestVm vm)
+    internal static long KernelMs(string dmesg, string text, GuestVm vm)
     {
         var m = Regex.Match(dmesg, $@"\[\s*(\d+\.\d+)\] hotplug: {Regex.Escape(text)}\r?$", RegexOptions.Multiline);
         Check(m.Success, $"no 'hotplug: {text}' line in the guest's kernel log", vm);
@@ -394,7 +388,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 
     /// <summary>For the guest's "mark NAME" ... "seen NAME" pair: mark to seen, the first "rescanning namespaces"
     /// in between (the host got the event) to seen, and mark to that event. All on the guest kernel's clock.</summary>
-    private static (long MarkToSeen, long EventToSeen, long MarkToEvent) Timing(string dmesg, string name, GuestVm vm)
+    internal static (long MarkToSeen, long EventToSeen, long MarkToEvent) Timing(string dmesg, string name, GuestVm vm)
     {
         long mark = KernelMs(dmesg, $"mark {name}", vm), seen = KernelMs(dmesg, $"seen {name}", vm);
         long ev = RescanRegex().Matches(dmesg).Select(x => Stamp(x.Groups[1].Value)).Where(t => t >= mark && t <= seen).DefaultIfEmpty(-1).First();
@@ -402,7 +396,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
         return (seen - mark, seen - ev, ev - mark);
     }
 
-    private static void CheckBackgroundFio(Dictionary<string, (string Output, int Rc)> s, GuestVm vm)
+    internal static void CheckBackgroundFio(Dictionary<string, (string Output, int Rc)> s, GuestVm vm)
     {
         Check(vm.Console.Contains("@@BG-FIO-WAS-RUNNING@@"), "the background fio on NSID 1 ended before the last namespace change", vm);
         var bg = Section(s, "bg-fio", vm);
@@ -412,7 +406,7 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
 
     /// <summary>Nothing in the host's kernel log that a correct target would not cause: no I/O errors, no
     /// controller resets or timeouts, no kernel warnings. <paramref name="allowed"/> excuses expected lines.</summary>
-    private static void CheckNoIoErrors(string dmesg, GuestVm vm, Func<string, bool>? allowed = null)
+    internal static void CheckNoIoErrors(string dmesg, GuestVm vm, Func<string, bool>? allowed = null)
     {
         var lines = dmesg.Split('\n').Where(l => allowed is null || !allowed(l)).ToList();
         foreach (var bad in new[] { "I/O error", "Buffer I/O", "Call Trace", "BUG:", "Oops", "WARNING:" })

@@ -23,12 +23,6 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         GuestScripts.Prelude + $"T=10.0.2.2; P={port}; N={LinuxTarget.Nqn}; N2={LinuxTarget.RestrictedNqn}\n" + body;
 
 
-    private static (string Output, int Rc) Section(Dictionary<string, (string Output, int Rc)> s, string name, GuestVm vm)
-    {
-        Check(s.ContainsKey(name), $"guest section '{name}' missing (script died?)", vm);
-        return s[name];
-    }
-
 
     [Theory]
     [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
