@@ -14,7 +14,8 @@ namespace Integration.Tests.LinuxHost;
 /// Two gateways serve one subsystem whose namespace is one Ceph RBD image; the real Linux host (6.1 and 6.12, native
 /// multipath) finds both through the first gateway's discovery log (nvme connect-all), sees two paths, one optimized
 /// and one non-optimized (ANA), and runs fio randwrite with crc32c verify on the multipath device while the optimized
-/// gateway is killed (its connections reset, its listener gone) and the survivor is made optimized; the killed one
+/// gateway is moved by plan (to the other gateway and back) and then killed (its connections reset, its listener
+/// gone) and the survivor is made optimized; the killed one
 /// comes back non-optimized and the host reconnects it; then the same the other way round. fio finishes with zero
 /// errors; the I/O pause at each failover is measured. The takeover itself is driven by the test, as an operator or
 /// an orchestrator would (automatic takeover through a RADOS lock is not built yet).
@@ -77,6 +78,15 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                 sec list-subsys nvme list-subsys
                 bg_fio $D1
                 wait_writes 1 300 || fail "background fio did not start"
+                # a planned move first: B becomes optimized, then A non-optimized, under fio; and back
+                for mv in to-b to-a; do
+                  if [ $mv = to-b ]; then TO=$PB; FROM=$P; else TO=$P; FROM=$PB; fi
+                  mark move-$mv
+                  poll 1200 paths_has "trsvcid=$TO.* live optimized" || fail "move $mv: the target path never turned optimized: $(paths)"
+                  poll 1200 paths_has "trsvcid=$FROM.* live non-optimized" || fail "move $mv: the old path never turned non-optimized: $(paths)"
+                  _w=$(ns_writes 1); wait_writes 1 $((_w + 300)) || fail "move $mv: fio made no progress"
+                  seen move-$mv
+                done
                 for round in 1 2; do
                   if [ $round = 1 ]; then DEAD=$P; LIVE=$PB; else DEAD=$PB; LIVE=$P; fi
                   mark kill-$round
@@ -95,6 +105,13 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                 sec disconnect nvme disconnect -n $N
                 """;
             await using var vm = GuestVm.Start(H.Script(pa, body), H.GuestTimeout, kernel: kernel);
+            // Planned moves: the new owner turns optimized before the old one steps down, so a path stays optimized.
+            foreach (var (mv, to, from) in new[] { ("to-b", b, a), ("to-a", a, b) })
+            {
+                await H.MarkAsync(vm, $"move-{mv}");
+                await H.StepAsync(vm, $"move {mv}: new owner optimized", () => to!.Manager.SetAnaStateAsync(Nqn, 1, "optimized", null));
+                await H.StepAsync(vm, $"move {mv}: old owner non-optimized", () => from!.Manager.SetAnaStateAsync(Nqn, 1, "non-optimized", null));
+            }
             for (int round = 1; round <= 2; round++)
             {
                 await H.MarkAsync(vm, $"kill-{round}");
@@ -122,6 +139,8 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
             var dmesg = Section(s, "dmesg", vm).Output;
             foreach (var bad in new[] { "I/O error", "Buffer I/O", "Call Trace", "BUG:", "Oops", "WARNING:" })
                 Check(!dmesg.Contains(bad), $"host kernel log contains '{bad}'", vm);
+            foreach (var mv in new[] { "to-b", "to-a" })
+                Log($"planned move {mv}: both paths in their new states and 300 more writes done {H.KernelMs(dmesg, $"seen move-{mv}", vm) - H.KernelMs(dmesg, $"mark move-{mv}", vm)} ms after the move began");
             for (int round = 1; round <= 2; round++)
             {
                 long pause = H.KernelMs(dmesg, $"seen kill-{round}", vm) - H.KernelMs(dmesg, $"mark kill-{round}", vm);
