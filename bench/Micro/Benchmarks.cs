@@ -130,18 +130,17 @@ public class DispatchBenchmarks
     public void Write() => Run(_write);
 }
 
-/// <summary>The dispatch of <see cref="DispatchBenchmarks"/> (4 KiB Read) with faults: none set (the I/O path's cost is one
-/// null check; compare with DispatchBenchmarks.Read and with a build before fault injection), and one set that matches
-/// nothing this command has (another namespace: each command pays the match).</summary>
+/// <summary>The 4 KiB Read dispatch of <see cref="DispatchBenchmarks"/> on a core that a subclass sets up first (faults,
+/// ANA states): the cost of that state on the I/O path.</summary>
 [MemoryDiagnoser]
-public class FaultDispatchBenchmarks
+public abstract class ReadDispatchBenchmarkBase
 {
     private InProcessCore _core = null!;
     private NvmeRequest _req = null!;
     private SubmissionQueueEntry _read;
 
-    [Params("none", "other-namespace")]
-    public string Faults { get; set; } = "none";
+    /// <summary>Puts the state to measure in place (after the core is built, before the first command).</summary>
+    protected abstract void Configure(InProcessCore core);
 
     [GlobalSetup]
     public void Setup()
@@ -149,11 +148,7 @@ public class FaultDispatchBenchmarks
         _core = new InProcessCore();
         _req = new NvmeRequest();
         _read = Pdus.Rw(IoOpcode.Read, 1, 0, 8);
-        if (Faults != "none")
-            _core.Target.Faults.Add(new Nvme.Core.Faults.FaultSpec
-            {
-                SubsystemNqn = InProcessCore.Nqn, Nsid = 2, Action = Nvme.Core.Faults.FaultAction.Error, Status = NvmeStatus.UnrecoveredReadError,
-            });
+        Configure(_core);
     }
 
     [GlobalCleanup]
@@ -171,39 +166,34 @@ public class FaultDispatchBenchmarks
     }
 }
 
-/// <summary>The 4 KiB Read dispatch with every ANA group optimized (the I/O path reads one flag) and with another group
-/// inaccessible (the flag is up: each command looks its own group's state up, finds it optimized, and runs).</summary>
-[MemoryDiagnoser]
-public class AnaDispatchBenchmarks
+/// <summary>The dispatch with faults: none set (the I/O path's cost is one null check; compare with
+/// DispatchBenchmarks.Read and with a build before fault injection), and one set that matches nothing this command has
+/// (another namespace: each command pays the match).</summary>
+public class FaultDispatchBenchmarks : ReadDispatchBenchmarkBase
 {
-    private InProcessCore _core = null!;
-    private NvmeRequest _req = null!;
-    private SubmissionQueueEntry _read;
+    [Params("none", "other-namespace")]
+    public string Faults { get; set; } = "none";
 
+    protected override void Configure(InProcessCore core)
+    {
+        if (Faults != "none")
+            core.Target.Faults.Add(new Nvme.Core.Faults.FaultSpec
+            {
+                SubsystemNqn = InProcessCore.Nqn, Nsid = 2, Action = Nvme.Core.Faults.FaultAction.Error, Status = NvmeStatus.UnrecoveredReadError,
+            });
+    }
+}
+
+/// <summary>The dispatch with every ANA group optimized (the I/O path reads one flag) and with another group
+/// inaccessible (the flag is up: each command looks its own group's state up, finds it optimized, and runs).</summary>
+public class AnaDispatchBenchmarks : ReadDispatchBenchmarkBase
+{
     [Params("optimized", "other-group-inaccessible")]
     public string Ana { get; set; } = "optimized";
 
-    [GlobalSetup]
-    public void Setup()
+    protected override void Configure(InProcessCore core)
     {
-        _core = new InProcessCore();
-        _req = new NvmeRequest();
-        _read = Pdus.Rw(IoOpcode.Read, 1, 0, 8);
-        if (Ana != "optimized") _core.Target.FindSubsystem(InProcessCore.Nqn)!.SetAnaState(2, AnaState.Inaccessible);
-    }
-
-    [GlobalCleanup]
-    public void Cleanup() => _core.Dispose();
-
-    [Benchmark]
-    public void Read()
-    {
-        var req = _req;
-        req.Sqe = _read;
-        var status = _core.Io.Prepare(req);
-        if (status != NvmeStatus.Success) throw new InvalidOperationException(status.ToString());
-        _ = req.DataSpan;
-        _core.Io.Execute(req);
+        if (Ana != "optimized") core.Target.FindSubsystem(InProcessCore.Nqn)!.SetAnaState(2, AnaState.Inaccessible);
     }
 }
 
