@@ -68,6 +68,8 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
         {
             var body = $$"""
                 PB={{pb}}
+                # the host logs every failed reconnect to a dead gateway: keep the kernel off the console (dmesg keeps it)
+                dmesg -n 1
                 paths() { for _c in /sys/class/nvme/nvme*; do for _a in $_c/nvme*c*n*/ana_state; do [ -r $_a ] && echo "$(cat $_c/address) $(cat $_c/state) $(cat $_a)"; done; done; }
                 paths_has() { paths | grep -q "$1"; }
                 sec discover nvme discover -t tcp -a $T -s $P

@@ -169,6 +169,8 @@ public sealed partial class GuestVm : IAsyncDisposable
         return result;
     }
 
-    [GeneratedRegex(@"@@BEGIN (\S+)@@\n(.*?)@@END \1 rc=(\d+)@@", RegexOptions.Singleline)]
+    // A kernel message may land on the console right after a BEGIN marker, before its newline (seen with a host retrying a
+    // dead path every second): the rest of that line is not part of the section.
+    [GeneratedRegex(@"@@BEGIN (\S+)@@[^\n]*\n(.*?)@@END \1 rc=(\d+)@@", RegexOptions.Singleline)]
     private static partial Regex SectionRegex();
 }
