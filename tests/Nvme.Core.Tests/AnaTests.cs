@@ -222,16 +222,21 @@ public class AnaTests
         Assert.DoesNotContain(parked, q2.Transport.Responses);
     }
 
-    [Fact]
-    public void Per_port_state_tells_and_blocks_only_that_port()
+    /// <summary>A second port, a controller on each port with ANA and namespace notices enabled, and an AER outstanding on each.</summary>
+    private static (TestQueue On1, TestQueue On2, NvmeRequest Aer1, NvmeRequest Aer2) TwoPortsWithAnaEvents(TestTarget t)
     {
-        using var t = new TestTarget();
         t.Target.AddPort(new Port(2, IPAddress.Parse("192.0.2.11"), 4420) { Transport = FakeTransport.Tcp });
         var on1 = ConnectOnPort(t, 1);
         var on2 = ConnectOnPort(t, 2);
         foreach (var q in new[] { on1, on2 }) q.Ok(Cmd.SetFeatures(FeatureId.AsyncEventConfiguration, AnaAndNsNotices));
-        var aer1 = on1.Submit(Cmd.AsyncEventRequest());
-        var aer2 = on2.Submit(Cmd.AsyncEventRequest());
+        return (on1, on2, on1.Submit(Cmd.AsyncEventRequest()), on2.Submit(Cmd.AsyncEventRequest()));
+    }
+
+    [Fact]
+    public void Per_port_state_tells_and_blocks_only_that_port()
+    {
+        using var t = new TestTarget();
+        var (on1, on2, aer1, aer2) = TwoPortsWithAnaEvents(t);
         var io1 = t.ConnectIo(on1.Controller!.Cntlid);
         var io2 = t.ConnectIo(on2.Controller!.Cntlid);
 
@@ -315,12 +320,7 @@ public class AnaTests
     public void Lab_event_reaches_every_controller_or_one_port()
     {
         using var t = new TestTarget();
-        t.Target.AddPort(new Port(2, IPAddress.Parse("192.0.2.11"), 4420) { Transport = FakeTransport.Tcp });
-        var on1 = ConnectOnPort(t, 1);
-        var on2 = ConnectOnPort(t, 2);
-        foreach (var q in new[] { on1, on2 }) q.Ok(Cmd.SetFeatures(FeatureId.AsyncEventConfiguration, AnaAndNsNotices));
-        var aer1 = on1.Submit(Cmd.AsyncEventRequest());
-        var aer2 = on2.Submit(Cmd.AsyncEventRequest());
+        var (on1, on2, aer1, aer2) = TwoPortsWithAnaEvents(t);
         Assert.Equal(1, t.Subsystem.NotifyAnaChanged(portId: 1));
         Assert.Contains(aer1, on1.Transport.Responses);
         Assert.DoesNotContain(aer2, on2.Transport.Responses);
