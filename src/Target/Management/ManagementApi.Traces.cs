@@ -29,7 +29,11 @@ public static partial class ManagementApi
         traces.MapGet("/{id:int}", (int id) => m.GetTrace(id)).WithName("GetTrace").WithSummary("One trace and its counters.").ProducesProblem(404);
         traces.MapPost("/{id:int}/stop", async (int id) => TypedResults.Ok(await m.StopTraceAsync(id)))
             .WithName("StopTrace").WithSummary("Stops a trace; its file stays (download it from /traces/{id}/file).").ProducesProblem(404);
-        traces.MapGet("/{id:int}/file", (int id) => TypedResults.PhysicalFile(m.TraceFile(id), PcapngContentType, Path.GetFileName(m.TraceFile(id))))
+        traces.MapGet("/{id:int}/file", (int id) =>
+            {
+                var path = m.TraceFile(id);
+                return TypedResults.PhysicalFile(path, PcapngContentType, Path.GetFileName(path));
+            })
             .WithName("DownloadTrace").WithSummary("A stopped trace's pcapng file.").ProducesProblem(404).ProducesProblem(409);
         traces.MapDelete("/{id:int}", async (int id) =>
             {
