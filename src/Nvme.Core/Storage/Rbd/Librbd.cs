@@ -79,7 +79,54 @@ internal static unsafe partial class Librbd
     [LibraryImport(Rbd)]
     public static partial int rbd_update_unwatch(IntPtr image, ulong handle);
 
-    public const int ENOENT = 2, EIO = 5, EACCES = 13, EEXIST = 17, EINVAL = 22, ENOSPC = 28, EPERM = 1, ETIMEDOUT = 110, EDQUOT = 122,
+    // ---- object locks with a lease, extended attributes, blocklisting (gateway ownership of ANA groups)
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct TimeVal { public long Seconds, Microseconds; }
+
+    public const byte LockFlagMayRenew = 1;
+
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rados_lock_exclusive(IntPtr ioctx, string oid, string name, string cookie, string description, TimeVal* duration, byte flags);
+
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rados_lock_shared(IntPtr ioctx, string oid, string name, string cookie, string tag, string description, TimeVal* duration, byte flags);
+
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rados_unlock(IntPtr ioctx, string oid, string name, string cookie);
+
+    /// <summary>The lockers (count, or -ERANGE with the sizes needed filled in); the lists are '\0'-separated.</summary>
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint rados_list_lockers(IntPtr ioctx, string oid, string name, out int exclusive, byte* tag, ref nuint tagLength,
+        byte* clients, ref nuint clientsLength, byte* cookies, ref nuint cookiesLength, byte* addresses, ref nuint addressesLength);
+
+    /// <summary>The length of the value, or a negative errno (-ENODATA: no such attribute).</summary>
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rados_getxattr(IntPtr ioctx, string oid, string name, byte* buffer, nuint length);
+
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rados_setxattr(IntPtr ioctx, string oid, string name, byte* buffer, nuint length);
+
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rados_blocklist_add(IntPtr cluster, string clientAddress, uint expireSeconds);
+
+    /// <summary>This session's addresses (as a blocklist names them); free the string with free().</summary>
+    [LibraryImport(Rados)]
+    public static partial int rados_getaddrs(IntPtr cluster, out IntPtr addresses);
+
+    /// <summary>The N of this session's entity name "client.N" (unique per connection).</summary>
+    [LibraryImport(Rados)]
+    public static partial ulong rados_get_instance_id(IntPtr cluster);
+
+    [LibraryImport(Rbd, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rbd_create2(IntPtr ioctx, string name, ulong size, ulong features, ref int order);
+
+    [LibraryImport(Rbd)]
+    public static partial int rbd_get_features(IntPtr image, out ulong features);
+
+    public const ulong FeatureLayering = 1, FeatureExclusiveLock = 4;
+
+    public const int ENOENT = 2, EIO = 5, EACCES = 13, EEXIST = 17, EINVAL = 22, ENOSPC = 28, EPERM = 1, EBUSY = 16, ERANGE = 34, ENODATA = 61, ETIMEDOUT = 110, EDQUOT = 122,
         ESHUTDOWN = 108, EBLOCKLISTED = 108;
 
     /// <summary>The errno's text (strerror).</summary>

@@ -12,8 +12,9 @@ namespace Nvme.Core.Storage.Rbd;
 /// command's ValueTask — no thread waits per I/O, nothing allocates per I/O (operations are pooled, buffers pinned
 /// for the call). The size is the image's; <see cref="Resize"/> resizes the image; a resize by anyone else reaches
 /// <see cref="ExternallyResized"/> through librbd's update watch. Errors carry the NVMe status a host gets:
-/// ENOSPC/EDQUOT Capacity Exceeded, a blocklisted client (another gateway took over) Internal Error, the rest
-/// Internal Error (a host may retry it).
+/// ENOSPC/EDQUOT Capacity Exceeded; a blocklisted client (another gateway took this one's ANA group over and fenced it)
+/// Asymmetric Access Inaccessible, a path error, so the host retries the command on another path; the rest Internal
+/// Error (a host may retry it).
 /// </summary>
 public sealed unsafe class RbdBlockStore : IBlockStore
 {
@@ -45,6 +46,16 @@ public sealed unsafe class RbdBlockStore : IBlockStore
     public bool IsOpen => Volatile.Read(ref _closed) == 0;
     public string? Problem => IsOpen ? _cluster.Problem : null;
     public string Description => $"rbd {Pool}/{Image} ({_cluster.Description})";
+    /// <summary>The cluster the image is on (the same options share one connection).</summary>
+    public RbdClusterOptions ClusterOptions => _cluster.Options;
+
+    /// <summary>The features of an image several gateways write at once: layering only (no exclusive-lock, which would
+    /// move a lock between them on every change of writer and stall I/O while a dead holder's watch times out).</summary>
+    public const ulong SharedImageFeatures = Librbd.FeatureLayering;
+
+    /// <summary>The image has librbd's exclusive-lock feature: writers from several clients then hand a lock over on
+    /// every change of writer, and a dead holder is only broken after its watch times out.</summary>
+    public bool HasExclusiveLock => IsOpen && Librbd.rbd_get_features(_image, out var f) == 0 && (f & Librbd.FeatureExclusiveLock) != 0;
 
     /// <summary>The image's size changed by someone else (another client's resize): the new size in bytes. Called on a
     /// librbd thread; keep it short.</summary>
@@ -52,8 +63,9 @@ public sealed unsafe class RbdBlockStore : IBlockStore
 
     /// <summary>Opens POOL/IMAGE at its own size, or creates it at <paramref name="createSize"/> bytes when it does not
     /// exist and a size is given. Throws <see cref="StoreException"/> naming what is wrong (no such pool or image, authentication,
-    /// unreachable cluster).</summary>
-    public static RbdBlockStore Open(RbdClusterOptions cluster, string pool, string image, long? createSize = null)
+    /// unreachable cluster). <paramref name="createFeatures"/>: the features of an image this creates (null: librbd's
+    /// default, which includes exclusive-lock; gateways sharing an image create it without, see README).</summary>
+    public static RbdBlockStore Open(RbdClusterOptions cluster, string pool, string image, long? createSize = null, ulong? createFeatures = null)
     {
         if (string.IsNullOrEmpty(pool) || string.IsNullOrEmpty(image)) throw new StoreException("an RBD namespace needs a pool and an image (rbd:POOL/IMAGE)");
         var c = RbdCluster.Acquire(cluster);
@@ -69,7 +81,9 @@ public sealed unsafe class RbdBlockStore : IBlockStore
             {
                 if (size <= 0) throw new StoreException($"size {size} for RBD image {pool}/{image} is not positive");
                 int order = 0; // librbd's default object size
-                rc = Librbd.rbd_create(io, image, (ulong)size, ref order);
+                rc = createFeatures is ulong features
+                    ? Librbd.rbd_create2(io, image, (ulong)size, features, ref order)
+                    : Librbd.rbd_create(io, image, (ulong)size, ref order);
                 if (rc < 0 && rc != -Librbd.EEXIST) throw new StoreException($"cannot create RBD image {pool}/{image}: {Librbd.Describe(rc)}");
                 created = rc == 0;
                 rc = Librbd.rbd_open(io, image, out img, null);
@@ -258,7 +272,7 @@ public sealed unsafe class RbdBlockStore : IBlockStore
             };
             if (rc >= 0) return new StoreIoException(NvmeStatus.UnrecoveredReadError, $"{_store.Description}: {what} returned {rc} bytes");
             int errno = (int)-rc;
-            return new StoreIoException(StoreIoException.StatusFor(errno), $"{_store.Description}: {what} failed: {Librbd.Describe((int)rc)}", errno);
+            return new StoreIoException(errno == Librbd.EBLOCKLISTED ? NvmeStatus.AnaInaccessible : StoreIoException.StatusFor(errno), $"{_store.Description}: {what} failed: {Librbd.Describe((int)rc)}", errno);
         }
 
         public void GetResult(short token)

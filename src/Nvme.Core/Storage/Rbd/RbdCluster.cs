@@ -56,6 +56,8 @@ public sealed class RbdCluster
 
     internal IntPtr Handle => _handle;
 
+    public RbdClusterOptions Options => _options;
+
     /// <summary>Who the cluster is, for messages ("client.admin of /etc/ceph/ceph.conf").</summary>
     public string Description => $"client.{_options.ClientId ?? "admin"} of {_options.CephConf ?? "the default ceph.conf"}";
 
