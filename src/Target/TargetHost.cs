@@ -40,6 +40,7 @@ public sealed class TargetHost : IAsyncDisposable
     private readonly Lifecycle _lifecycle;
     private readonly ILogger _log;
     private readonly Lock _stopLock = new();
+    private AnaFailover? _failover;
     private Task? _stopping;
 
     private TargetHost(HttpListeners http, NvmeTarget target, List<IPEndPoint> endpoints, TargetManager manager,
@@ -123,6 +124,7 @@ public sealed class TargetHost : IAsyncDisposable
         var transportMetrics = new TcpTransportMetrics();
         var managementMetrics = new ManagementMetrics();
         OtlpTelemetry? otlp = null;
+        AnaFailover? failover = null;
         try
         {
             var log = loggerFactory.CreateLogger("Target");
@@ -133,7 +135,13 @@ public sealed class TargetHost : IAsyncDisposable
                 otlp = OtlpTelemetry.Start(telemetry);
                 log.OtlpOn(telemetry.OtlpProtocol, telemetry.OtlpEndpoint, telemetry.TraceIoSampleRate);
             }
-            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management")) { Storage = storage };
+            failover = new AnaFailover(target, config.Gateway?.Name ?? AnaFailover.DefaultGatewayName(),
+                TimeSpan.FromSeconds(config.Gateway?.LeaseSeconds ?? GatewayConfig.DefaultLeaseSeconds), loggerFactory.CreateLogger("Target.Failover"));
+            foreach (var sc in config.Subsystems.Where(sc => sc.Failover == true)) failover.Track(sc.Nqn);
+            managementMetrics.Failover = failover;
+            // Before any port listens: a gateway never starts out optimized for a group another gateway owns.
+            failover.Start();
+            var manager = new TargetManager(target, config, configPath, loggerFactory.CreateLogger("Target.Management")) { Storage = storage, Failover = failover };
             var tcp = transportOptions ?? TransportOptions(config.Limits) with { Polling = Polling(config.Polling) };
             var server = new NvmeTcpServer(target, tcp, loggerFactory, transportMetrics);
             manager.Traces = server.Traces;
@@ -154,7 +162,7 @@ public sealed class TargetHost : IAsyncDisposable
                 if (config.Peers is { Count: > 0 } peers)
                     target.SetPeerPorts(peers.Select(p => new PeerPort(p.PortId, p.Address, p.Port, p.Subsystems)));
                 lifecycle.Phase = LifecyclePhase.Running;
-                return new TargetHost(http, target, endpoints, manager, server, transportMetrics, otlp, lifecycle, exposition, log);
+                return new TargetHost(http, target, endpoints, manager, server, transportMetrics, otlp, lifecycle, exposition, log) { _failover = failover };
             }
             catch
             {
@@ -165,6 +173,7 @@ public sealed class TargetHost : IAsyncDisposable
         }
         catch
         {
+            failover?.Dispose();
             otlp?.Dispose();
             transportMetrics.Dispose();
             managementMetrics.Dispose();
@@ -256,7 +265,7 @@ public sealed class TargetHost : IAsyncDisposable
         try
         {
             foreach (var (host, auth) in sc.AllowedHosts.Auth) sub.SetHostAuthentication(host, auth.ToCore());
-            foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc, storage));
+            foreach (var nc in sc.Namespaces) sub.AttachNamespace(OpenNamespace(sc.Nqn, nc, storage, sc.Failover == true));
             sub.RestoreNamespaceAttachHosts(sc.NamespaceAttachHosts ?? []);
         }
         catch
@@ -271,8 +280,10 @@ public sealed class TargetHost : IAsyncDisposable
     public static NamespaceVisibility VisibilityOf(NamespaceConfig nc) =>
         NamespaceVisibility.Of(nc.Visibility == NamespaceConfig.VisibilityRestricted, nc.Hosts);
 
-    /// <summary>Opens a namespace's store: memory, or a file or block device allowed by <paramref name="storage"/>.</summary>
-    public static Namespace OpenNamespace(string subsystemNqn, NamespaceConfig nc, StoragePolicy storage)
+    /// <summary>Opens a namespace's store: memory, or a file or block device allowed by <paramref name="storage"/>, or an RBD
+    /// image (created when missing and a size is given; for a <paramref name="failover"/> subsystem, whose gateways all
+    /// write the image, without librbd's exclusive-lock feature).</summary>
+    public static Namespace OpenNamespace(string subsystemNqn, NamespaceConfig nc, StoragePolicy storage, bool failover = false)
     {
         long? size = nc.Size != null && Sizes.TryParse(nc.Size, out var s) ? s : null;
         IBlockStore store = nc.Backend switch
@@ -280,7 +291,8 @@ public sealed class TargetHost : IAsyncDisposable
             "memory" => new MemoryBlockStore(size ?? throw new StoreException($"namespace {nc.Nsid}: a memory namespace needs a size")),
             "file" => storage.OpenFile(nc.Path!, size, nc.Preallocate == true),
             "block" => storage.OpenBlockDevice(nc.Path!),
-            "rbd" => RbdBlockStore.Open(new RbdClusterOptions(nc.CephConf, nc.ClientId, nc.Keyring), nc.Pool!, nc.Image!, size),
+            "rbd" => RbdBlockStore.Open(new RbdClusterOptions(nc.CephConf, nc.ClientId, nc.Keyring), nc.Pool!, nc.Image!, size,
+                failover ? RbdBlockStore.SharedImageFeatures : null),
             _ => throw new StoreException($"namespace {nc.Nsid}: unknown backend '{nc.Backend}'"),
         };
         try
@@ -322,6 +334,9 @@ public sealed class TargetHost : IAsyncDisposable
     private async Task StopCoreAsync(TimeSpan grace)
     {
         _lifecycle.Phase = LifecyclePhase.Stopping;
+        // Owned ANA groups first: they turn non-optimized here and are released, so another gateway takes them over
+        // while this one drains (its paths stay accessible until they close: nothing fails).
+        _failover?.StepDownAll();
         int draining = _server.BeginDrain();
         _log.ShutdownDraining(draining, grace.TotalSeconds);
         int leftAtExpiry = 0;
@@ -367,6 +382,7 @@ public sealed class TargetHost : IAsyncDisposable
                 _ = drains[i].ContinueWith(_ => ns.Store.Dispose(), TaskScheduler.Default);
             }
         }
+        _failover?.Dispose();
         if (_otlp != null)
         {
             _otlp.Dispose(); // the last push sees the final counts: the meters live until the target is disposed

@@ -170,4 +170,48 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 447, Level = LogLevel.Warning,
         Message = "Namespace {Nsid} of {Nqn} is {State} (simulated, not saved); {Controllers} controller(s) told")]
     public static partial void WriteProtectionSimulated(this ILogger log, uint nsid, string nqn, string state, int controllers);
+    // ---- automatic failover (AnaFailover)
+
+    [LoggerMessage(EventId = 450, Level = LogLevel.Information,
+        Message = "Automatic failover: gateway {Gateway}, lease {Lease} s, for subsystem(s) {Subsystems}")]
+    public static partial void FailoverStarting(this ILogger log, string gateway, double lease, string subsystems);
+
+    [LoggerMessage(EventId = 451, Level = LogLevel.Warning,
+        Message = "Subsystem {Nqn}: gateway {Gateway} took ANA group {Group} over from {From}")]
+    public static partial void FailoverTookOver(this ILogger log, string nqn, uint group, string gateway, string from);
+
+    [LoggerMessage(EventId = 452, Level = LogLevel.Warning,
+        Message = "Subsystem {Nqn}: gateway {Gateway} lost ANA group {Group} to {Holder}")]
+    public static partial void FailoverLost(this ILogger log, string nqn, uint group, string gateway, string holder);
+
+    [LoggerMessage(EventId = 453, Level = LogLevel.Information,
+        Message = "Subsystem {Nqn}: gateway {Gateway} released ANA group {Group}: {Why}")]
+    public static partial void FailoverSteppedDown(this ILogger log, string nqn, uint group, string gateway, string why);
+
+    [LoggerMessage(EventId = 454, Level = LogLevel.Error,
+        Message = "Subsystem {Nqn}: gateway {Gateway} ({Client}) is blocklisted by the Ceph cluster — another gateway took ANA group {Group} over; " +
+            "its paths are inaccessible until this gateway restarts")]
+    public static partial void FailoverFenced(this ILogger log, string nqn, uint group, string gateway, string client);
+
+    [LoggerMessage(EventId = 455, Level = LogLevel.Error,
+        Message = "Subsystem {Nqn}: the previous owner {Gateway} of ANA group {Group} at {Address} could not be blocklisted: {Reason}{Hint}")]
+    public static partial void FailoverFenceFailed(this ILogger log, string nqn, uint group, string gateway, string address, string reason, string hint);
+
+    [LoggerMessage(EventId = 456, Level = LogLevel.Warning, Message = "Subsystem {Nqn}, ANA group {Group}: {Problem}")]
+    public static partial void FailoverProblem(this ILogger log, string nqn, uint group, string problem);
+
+    [LoggerMessage(EventId = 457, Level = LogLevel.Information,
+        Message = "Subsystem {Nqn}: ANA group {Group} is now {State} on this gateway (was {Before}): {Why}; {Controllers} controller(s) got the ANA change event")]
+    public static partial void FailoverAnaState(this ILogger log, string nqn, uint group, string state, string before, string why, int controllers);
+
+    [LoggerMessage(EventId = 458, Level = LogLevel.Information,
+        Message = "Subsystem {Nqn}: hand-over of ANA group {Group} from {From} to {To} asked")]
+    public static partial void FailoverHandoverAsked(this ILogger log, string nqn, uint group, string from, string to);
+
+    [LoggerMessage(EventId = 459, Level = LogLevel.Error, Message = "Automatic failover of gateway {Gateway}: a pass failed")]
+    public static partial void FailoverPassFailed(this ILogger log, Exception e, string gateway);
+
+    [LoggerMessage(EventId = 460, Level = LogLevel.Warning,
+        Message = "Automatic failover of gateway {Gateway}: the loop did not stop within 5 s (a Ceph call is stuck); releasing anyway")]
+    public static partial void FailoverLoopStuck(this ILogger log, string gateway);
 }

@@ -38,7 +38,7 @@ public static partial class ClientCli
         ["ctrl"] = "connected controllers and their queues",
         ["fault"] = "fault injection for test labs: I/O errors, latency, stalls, connection faults, events (live, never saved)",
         ["trace"] = "wire traces: pcapng files of connections' NVMe/TCP traffic for Wireshark",
-        ["ana"] = "Asymmetric Namespace Access: ANA groups' states per port (live, never saved) and a namespace's group",
+        ["ana"] = "Asymmetric Namespace Access: ANA groups' states per port (live, never saved), a namespace's group, a group's owner under failover",
     };
 
     public static IReadOnlyCollection<string> Commands => CommandSummaries.Keys;
@@ -162,6 +162,15 @@ public static partial class ClientCli
                     "whose group stays in change longer than ANATT, 10 s)."),
                 new("--port", "ID", "Only this port (default: every port, which also drops the states set for single ports)."),
             ], AnaSetAsync),
+        new("ana", "owner", "Automatic failover: hand an ANA group to another gateway (planned maintenance) and wait until it owns the group; " +
+                "the old owner's paths turn non-optimized, the new owner's optimized, and no I/O fails.",
+            ["nvme-tcp-target ana owner 1 gw-b", "nvme-tcp-target ana owner NQN 1 gw-b"],
+            [
+                NqnOpt,
+                new("<NQN>", null, "The subsystem (may be left out when the target has only one subsystem)."),
+                new("<GROUP>", null, "The ANA group, 1..128."),
+                new("<GATEWAY>", null, "The gateway to own it (its --gateway-name; `ana list` shows the gateways alive)."),
+            ], AnaOwnerAsync),
         new("ana", "move", "Move a namespace to another ANA group (saved); the hosts that see it get the ANA change event.",
             ["nvme-tcp-target ana move --nsid 2 --group 5"],
             [NqnOpt, new("--nsid", "N", "The namespace (required)."), new("--group", "GROUP", "The ANA group, 1..128 (required).")], AnaMoveAsync),

@@ -12,11 +12,19 @@ public static partial class ClientCli
         var (ana, raw) = await r.Api.GetAsync<AnaInfo>($"{Path(nqn)}/ana").ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
         r.Out.WriteLine($"{ana.Subsystem}: ANA change count {ana.ChangeCount}.");
-        TextTable.Write(r.Out, ["GROUP", "STATE", "PORTS", "NAMESPACES"],
-            ana.Groups.Select(g => new[]
+        bool failover = ana.Groups.Any(g => g.Managed);
+        string[] columns = failover ? ["GROUP", "STATE", "PORTS", "NAMESPACES", "OWNER", "GATEWAYS"] : ["GROUP", "STATE", "PORTS", "NAMESPACES"];
+        TextTable.Write(r.Out, columns,
+            ana.Groups.Select(g =>
             {
-                g.Group.ToString(Inv), g.State, g.Ports.Count == 0 ? "-" : string.Join(" ", g.Ports.Select(p => $"{p.Port}:{p.State}")),
-                g.Namespaces.Count == 0 ? "-" : string.Join(",", g.Namespaces.Select(n => n.ToString(Inv))),
+                string[] row =
+                [
+                    g.Group.ToString(Inv), g.State, g.Ports.Count == 0 ? "-" : string.Join(" ", g.Ports.Select(p => $"{p.Port}:{p.State}")),
+                    g.Namespaces.Count == 0 ? "-" : string.Join(",", g.Namespaces.Select(n => n.ToString(Inv))),
+                ];
+                if (!failover) return row;
+                string owner = !g.Managed ? "(manual)" : g.Owner is { } o ? o.Gateway + (o.Self ? " (this gateway)" : "") : "nobody";
+                return [.. row, owner, g.Gateways is { Count: > 0 } gw ? string.Join(",", gw) : "-"];
             }));
         return Ok;
     }
@@ -46,6 +54,30 @@ public static partial class ClientCli
         var res = ApiClient.Parse<AnaStateResult>(raw);
         r.Out.WriteLine($"{nqn}: ANA group {group} is {state.ToLowerInvariant()} on {(port is ushort x ? $"port {x}" : "every port")} (live, not saved); " +
             $"{Plural(res.ControllersNotified, "controller")} got the ANA change event.");
+        return Ok;
+    }
+
+    private static async Task<int> AnaOwnerAsync(Run r)
+    {
+        // NQN GROUP GATEWAY, or GROUP GATEWAY with --nqn or a target that has one subsystem.
+        string?[] given = [r.Get("<NQN>"), r.Get("<GROUP>"), r.Get("<GATEWAY>")];
+        string nqn, groupText, gateway;
+        if (given[2] is string g3)
+        {
+            if (r.Get("--nqn") is string n && n != given[0]) throw r.Usage($"the subsystem is '{given[0]}' or '{n}': give it once");
+            (nqn, groupText, gateway) = (given[0]!, given[1]!, g3);
+        }
+        else if (given[1] is string g2)
+        {
+            (groupText, gateway) = (given[0]!, g2);
+            nqn = await r.NqnAsync().ConfigureAwait(false);
+        }
+        else throw r.Usage("give the group and the gateway: ana owner [NQN] GROUP GATEWAY (e.g. ana owner 1 gw-b)");
+        if (!uint.TryParse(groupText, NumberStyles.None, Inv, out var group)) throw r.Usage($"group '{groupText}' is not an ANA group number (1..128)");
+        var raw = await r.Api.SendAsync(HttpMethod.Post, $"{Path(nqn)}/ana/{group}/owner", new AnaOwnerRequest { Gateway = gateway }).ConfigureAwait(false);
+        if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
+        var res = ApiClient.Parse<AnaGroupInfo>(raw);
+        r.Out.WriteLine($"{nqn}: ANA group {group} is now owned by gateway {res.Owner?.Gateway ?? gateway} (optimized there, non-optimized on the others).");
         return Ok;
     }
 

@@ -42,6 +42,13 @@ public sealed class CommandLine
             "lists it too (nvme connect-all finds every path). Replaces the file's \"peers\". The variable takes ';'-separated values."),
         new("--cntlid-range", null, "MIN-MAX", "NVMET_CNTLID_RANGE", "CNTLIDs of the default subsystem (default 1-65519); gateways serving one\n" +
             "subsystem need disjoint ranges. Not with --config (cntlidMin/cntlidMax there)."),
+        new("--failover", null, null, "NVMET_FAILOVER", "Automatic failover for the default subsystem: each ANA group holding RBD namespaces\n" +
+            "is owned by one gateway through a lease in Ceph (optimized there, non-optimized on the\n" +
+            "others); a survivor takes a dead owner's group over and blocklists it. Not with --config."),
+        new("--gateway-name", null, "NAME", "NVMET_GATEWAY_NAME", "This gateway's name among those serving the same subsystems (default: the host\n" +
+            "name); shown as an ANA group's owner."),
+        new("--failover-lease", null, "SECONDS", "NVMET_FAILOVER_LEASE", "How long an ANA group's owner holds it without renewing (default 10, 2..300): a\n" +
+            "dead owner's group is taken over that long after its last renewal."),
         new("--api", null, "unix:PATH|ADDR:PORT|off", "NVMET_API", "Management API listener. Default: a Unix socket only the target's user may use\n" +
             "(/run/nvme-tcp-target/api.sock as root, else $XDG_RUNTIME_DIR/nvme-tcp-target/api.sock). A TCP\n" +
             "listener (ADDR:PORT) needs a token (--api-token-file); off disables the API."),
@@ -216,7 +223,7 @@ public sealed class CommandLine
                 Errors.Add($"configuration file '{ConfigPath}': {ConfigJsonErrors.Describe(e, json, typeof(TargetConfig), TargetConfig.Json)}");
                 return;
             }
-            foreach (var name in new[] { "--nqn", "--namespace", "--allow-host", "--allow-any-host", "--cntlid-range" })
+            foreach (var name in new[] { "--nqn", "--namespace", "--allow-host", "--allow-any-host", "--cntlid-range", "--failover" })
                 if (values.Any(v => v.Option.Long == name))
                     Errors.Add($"{name} describes the default subsystem and cannot be combined with --config (put it in the file)");
         }
@@ -240,7 +247,18 @@ public sealed class CommandLine
                     (sub.CntlidMin, sub.CntlidMax) = (lo, hi);
                 else Errors.Add($"--cntlid-range '{range}' is not MIN-MAX (e.g. 1-999)");
             }
+            if (values.Any(v => v.Option.Long == "--failover")) sub.Failover = true;
             Config.Subsystems.Add(sub);
+        }
+        if (Last("--gateway-name") is string gatewayName)
+        {
+            if (ConfigValidator.GatewayNameProblem(gatewayName) is string bad) Errors.Add($"--gateway-name {bad}");
+            (Config.Gateway ??= new GatewayConfig()).Name = gatewayName;
+        }
+        if (Last("--failover-lease") is string lease)
+        {
+            if (int.TryParse(lease, NumberStyles.None, CultureInfo.InvariantCulture, out int seconds)) (Config.Gateway ??= new GatewayConfig()).LeaseSeconds = seconds;
+            else Errors.Add($"--failover-lease '{lease}' is not a number of seconds");
         }
         if (All("--peer").ToList() is { Count: > 0 } peerSpecs)
         {

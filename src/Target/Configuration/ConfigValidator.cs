@@ -8,6 +8,11 @@ namespace Target.Configuration;
 /// <summary>Checks a configuration before anything starts; every mistake gets its own clear message.</summary>
 public static class ConfigValidator
 {
+    /// <summary>Why <paramref name="name"/> cannot name a gateway (1..64 of letters, digits, '.', '_', '-'), or null.</summary>
+    public static string? GatewayNameProblem(string name) =>
+        name.Length is >= 1 and <= 64 && name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '.' or '_' or '-')
+            ? null : $"'{name}' is not 1..64 letters, digits, '.', '_' or '-'";
+
     public static List<string> Validate(TargetConfig c)
     {
         var e = new List<string>();
@@ -29,6 +34,11 @@ public static class ConfigValidator
                 if (!c.Subsystems.Any(s => s.Nqn == nqn)) e.Add($"peers[{i}]: subsystem {nqn} is not in 'subsystems'");
         }
         foreach (var dup in (c.Peers ?? []).GroupBy(p => p.PortId).Where(g => g.Count() > 1)) e.Add($"peer portId {dup.Key} is used more than once");
+        if (c.Gateway is { } gw)
+        {
+            if (gw.Name != null && GatewayNameProblem(gw.Name) is string bad) e.Add($"gateway.name: {bad}");
+            if (gw.LeaseSeconds is < 2 or > 300) e.Add($"gateway.leaseSeconds {gw.LeaseSeconds} is outside 2..300 (--failover-lease)");
+        }
         for (int i = 0; i < (c.Faults?.Count ?? 0); i++)
         {
             var f = c.Faults![i];

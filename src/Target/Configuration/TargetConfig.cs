@@ -23,6 +23,8 @@ public sealed class TargetConfig
     public List<FaultConfig>? Faults { get; set; }
     /// <summary>Ports of other gateways serving the same subsystems, listed in this target's discovery log. Absent: none.</summary>
     public List<PeerConfig>? Peers { get; set; }
+    /// <summary>This gateway's name and the failover lease (README "Automatic failover"). Absent: the host name, 10 s.</summary>
+    public GatewayConfig? Gateway { get; set; }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -34,6 +36,18 @@ public sealed class TargetConfig
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
+}
+
+/// <summary>Who this target is among the gateways serving the same subsystems, and how long an ANA group's owner
+/// keeps it without renewing (the failover lease).</summary>
+public sealed class GatewayConfig
+{
+    public const int DefaultLeaseSeconds = 10;
+    /// <summary>Unique among the gateways (the cookie of its locks, shown as a group's owner); absent: the host name.</summary>
+    public string? Name { get; set; }
+    /// <summary>Seconds an owner holds an ANA group's lease (2..300, default 10): a dead owner's group is taken over
+    /// that long after its last renewal.</summary>
+    public int? LeaseSeconds { get; set; }
 }
 
 /// <summary>A port of another gateway: its discovery log entries (TRADDR, TRSVCID, PORTID) for the subsystems it serves.</summary>
@@ -191,6 +205,10 @@ public sealed class SubsystemConfig
     /// need disjoint ranges (a host refuses a CNTLID it already has in the subsystem).</summary>
     public ushort? CntlidMin { get; set; }
     public ushort? CntlidMax { get; set; }
+    /// <summary>Automatic failover between gateways: each ANA group holding RBD namespaces is owned through a lease in
+    /// Ceph (a RADOS lock); the owner's paths are optimized, the others' non-optimized; a survivor takes a dead owner's
+    /// group over and blocklists it. Absent or false: the ANA states are the operator's.</summary>
+    public bool? Failover { get; set; }
 }
 
 public sealed class NamespaceConfig

@@ -88,7 +88,14 @@ public static partial class ManagementApi
             .WithSummary("Sets an ANA group's state (optimized, non-optimized, inaccessible, persistent-loss, change) on one port or, without port, " +
                 "on every port. Controllers whose state changed get the ANA change event; I/O to the group's namespaces is answered with the " +
                 "path status of an inaccessible, lost or changing group. Live state, not saved.")
-            .ProducesProblem(400).ProducesProblem(404);
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
+        ana.MapPost("/ana/{group}/owner", async (string nqn, uint group, [FromBody] AnaOwnerRequest body) =>
+                TypedResults.Ok(await m.SetAnaOwnerAsync(Unescape(nqn), group, body.Gateway).ConfigureAwait(false)))
+            .WithName("SetAnaOwner")
+            .WithSummary("Automatic failover: hands an ANA group to another gateway (planned maintenance) and answers once that gateway holds it " +
+                "(at most two leases): the old owner's paths turn non-optimized, the new owner's optimized, and no I/O fails. 409 when the group " +
+                "is not under automatic failover or the move did not happen; 400 when the gateway does not serve the group.")
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409);
         ana.MapPut("/namespaces/{nsid}/ana-group", async (string nqn, uint nsid, [FromBody] AnaGroupRequest body) =>
                 TypedResults.Ok(await m.SetNamespaceAnaGroupAsync(Unescape(nqn), nsid, body.AnaGroup).ConfigureAwait(false)))
             .WithName("SetNamespaceAnaGroup")

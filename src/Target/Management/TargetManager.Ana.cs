@@ -6,8 +6,18 @@ namespace Target.Management;
 public sealed record AnaPortState(ushort Port, string State);
 
 /// <summary>One ANA group of a subsystem: its state on every port, the state each port the subsystem is reachable on has (the
-/// same unless set for that port), and its namespaces.</summary>
-public sealed record AnaGroupInfo(uint Group, string State, IReadOnlyList<AnaPortState> Ports, IReadOnlyList<uint> Namespaces);
+/// same unless set for that port), and its namespaces.
+/// Under automatic failover (<see cref="Managed"/>) the group's <see cref="Owner"/> is the gateway holding its lease
+/// and <see cref="Gateways"/> the gateways alive for it.</summary>
+public sealed record AnaGroupInfo(uint Group, string State, IReadOnlyList<AnaPortState> Ports, IReadOnlyList<uint> Namespaces,
+    bool Managed = false, AnaOwner? Owner = null, IReadOnlyList<string>? Gateways = null);
+
+/// <summary>Body of POST /subsystems/{nqn}/ana/{group}/owner: the gateway to hand the group to.</summary>
+public sealed class AnaOwnerRequest
+{
+    [System.Text.Json.Serialization.JsonRequired]
+    public string Gateway { get; set; } = "";
+}
 
 /// <summary>Answer of GET /subsystems/{nqn}/ana.</summary>
 public sealed record AnaInfo(string Subsystem, ulong ChangeCount, IReadOnlyList<AnaGroupInfo> Groups);
@@ -35,7 +45,8 @@ public sealed class AnaGroupRequest
 /// <summary>
 /// Asymmetric Namespace Access: the groups' states are live state, as write protection and faults are — never saved, a
 /// restarted target comes up with every group optimized (paths start healthy; the state of a path is the operator's
-/// statement about now). A namespace's group is configuration (NamespaceConfig.AnaGroup) and is saved when it moves.
+/// statement about now), except the groups under automatic failover (<see cref="AnaFailover"/>), whose state follows
+/// their owner and is not the operator's to set. A namespace's group is configuration (NamespaceConfig.AnaGroup) and is saved when it moves.
 /// </summary>
 public sealed partial class TargetManager
 {
@@ -57,6 +68,9 @@ public sealed partial class TargetManager
     public Task<AnaStateResult> SetAnaStateAsync(string nqn, uint group, string state, ushort? port) => OnSubsystem(nqn, s =>
     {
         if (Subsystem.ValidateAnaGroup(group) is string bad) throw new ManagementException(ManagementError.Invalid, bad);
+        if (Failover?.IsManaged(nqn, group) == true)
+            throw new ManagementException(ManagementError.Conflict, $"ANA group {group} of {nqn} is under automatic failover: its state follows its owner " +
+                $"({Failover.OwnerOf(nqn, group)?.Gateway ?? "nobody"} now); move it with POST .../ana/{group}/owner (CLI: ana owner)");
         var match = AnaStateNames.Where(e => string.Equals(e.Name, state, StringComparison.OrdinalIgnoreCase)).ToArray();
         if (match.Length == 0)
             throw new ManagementException(ManagementError.Invalid, $"ANA state '{state}' is not {string.Join(", ", AnaStateNames.Select(e => e.Name))}");
@@ -88,11 +102,27 @@ public sealed partial class TargetManager
         return Task.FromResult(Describe(s, ns));
     });
 
+    /// <summary>A planned move under automatic failover: hands the group to <paramref name="gateway"/> and returns once it
+    /// holds it (the old owner's paths turn non-optimized, the new one's optimized; no I/O fails).</summary>
+    public async Task<AnaGroupInfo> SetAnaOwnerAsync(string nqn, uint group, string gateway)
+    {
+        var s = Find(nqn);
+        if (Subsystem.ValidateAnaGroup(group) is string bad) throw new ManagementException(ManagementError.Invalid, bad);
+        if (Configuration.ConfigValidator.GatewayNameProblem(gateway) is string badName) throw new ManagementException(ManagementError.Invalid, $"gateway {badName}");
+        if (Failover is null) throw new ManagementException(ManagementError.Conflict, "this target runs without automatic failover");
+        var owner = await Failover.HandOverAsync(nqn, group, gateway).ConfigureAwait(false);
+        return DescribeAnaGroup(s, group) with { Owner = owner };
+    }
+
     private List<AnaPortState> AnaPorts(Subsystem s, uint group) =>
         [.. _target.Ports.Where(p => s.IsReachableOn(p.PortId)).OrderBy(p => p.PortId)
             .Select(p => new AnaPortState(p.PortId, AnaStateName(s.GetAnaState(p.PortId, group))))];
 
-    private AnaGroupInfo DescribeAnaGroup(Subsystem s, uint group) =>
-        new(group, AnaStateName(s.GetAnaState(group)), AnaPorts(s, group),
-            [.. s.Namespaces.Where(n => n.AnaGroupId == group).Select(n => n.Nsid).Order()]);
+    private AnaGroupInfo DescribeAnaGroup(Subsystem s, uint group)
+    {
+        bool managed = Failover?.IsManaged(s.Nqn, group) == true;
+        return new(group, AnaStateName(s.GetAnaState(group)), AnaPorts(s, group),
+            [.. s.Namespaces.Where(n => n.AnaGroupId == group).Select(n => n.Nsid).Order()],
+            managed, managed ? Failover!.OwnerOf(s.Nqn, group) : null, managed ? Failover!.GatewaysOf(s.Nqn, group) : null);
+    }
 }

@@ -52,6 +52,9 @@ public sealed partial class TargetManager
     /// (TargetHost sets it); default the built-in defaults (no configured directories, no block devices).</summary>
     public StoragePolicy Storage { get; init; } = StoragePolicy.Create(null, null);
 
+    /// <summary>Automatic failover of ANA groups between gateways (null: none, as in tests that build a manager alone).</summary>
+    public AnaFailover? Failover { get; init; }
+
     /// <summary>How long a hot-remove waits for in-flight I/O before detaching anyway.</summary>
     public TimeSpan DrainTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -131,6 +134,11 @@ public sealed partial class TargetManager
             }
             HookInBandAttachment(built);
             foreach (var ns in built.Namespaces) HookExternalResize(built.Nqn, ns);
+            if (sc.Failover == true)
+            {
+                if (Failover is null) throw new ManagementException(ManagementError.Invalid, "this target runs without automatic failover");
+                Failover.Track(sc.Nqn);
+            }
             _target.AddSubsystem(built); // cannot collide: creation is serialised and the NQN was free
             _log.SubsystemCreated(sc.Nqn, sc.Namespaces.Count);
             return Describe(built);
@@ -152,6 +160,7 @@ public sealed partial class TargetManager
                 int index = 0;
                 Persist(() => { index = _config.Subsystems.IndexOf(sc); _config.Subsystems.Remove(sc); }, () => _config.Subsystems.Insert(index, sc));
                 _target.RemoveSubsystem(nqn); // destroys its controllers
+                Failover?.Untrack(nqn);
                 foreach (var ns in s.Namespaces) await s.RemoveNamespaceAsync(ns.Nsid, DrainTimeout).ConfigureAwait(false);
                 _log.SubsystemDeleted(nqn);
             }
@@ -177,7 +186,7 @@ public sealed partial class TargetManager
         // A fresh identity (persisted with the namespace): a host must not mistake it for one removed earlier.
         nc.Uuid ??= Guid.NewGuid();
         using var memory = ReserveMemory(MemoryNamespaceLimit.SizeOf(nc));
-        var ns = Open(() => TargetHost.OpenNamespace(nqn, nc, Storage));
+        var ns = Open(() => TargetHost.OpenNamespace(nqn, nc, Storage, Failover?.IsFailover(nqn) == true));
         try
         {
             var namespaces = ConfigOf(nqn).Namespaces;
@@ -416,8 +425,13 @@ public sealed partial class TargetManager
 
     private static NamespaceInfo Describe(Subsystem s, Namespace ns)
     {
-        string backend = ns.Store switch { MemoryBlockStore => "memory", FileBlockStore f when f.Description.StartsWith("block", StringComparison.Ordinal) => "block", _ => "file" };
-        return new NamespaceInfo(ns.Nsid, backend, (ns.Store as FileBlockStore)?.Path, (long)ns.BlockCount << ns.BlockShift, ns.BlockSize, ns.BlockCount,
+        string backend = ns.Store switch
+        {
+            MemoryBlockStore => "memory", Nvme.Core.Storage.Rbd.RbdBlockStore => "rbd",
+            FileBlockStore f when f.Description.StartsWith("block", StringComparison.Ordinal) => "block", _ => "file",
+        };
+        string? path = ns.Store switch { FileBlockStore f => f.Path, Nvme.Core.Storage.Rbd.RbdBlockStore r => $"{r.Pool}/{r.Image}", _ => null };
+        return new NamespaceInfo(ns.Nsid, backend, path, (long)ns.BlockCount << ns.BlockShift, ns.BlockSize, ns.BlockCount,
             ns.Ids.Uuid, Convert.ToHexStringLower(ns.Ids.Nguid), Convert.ToHexStringLower(ns.Ids.Eui64), ns.InFlight,
             ns.Visibility.Restricted ? NamespaceConfig.VisibilityRestricted : NamespaceConfig.VisibilityAuto, [.. ns.Visibility.Hosts],
             [.. ns.Visibility.Hosts.Where(h => !s.IsHostAllowed(h))], ns.WriteProtected, ns.AnaGroupId);

@@ -42,6 +42,37 @@ public sealed class GatewayTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void FailoverOptions_AreParsedAndValidated()
+    {
+        var env = new System.Collections.Hashtable();
+        var cl = CommandLine.Parse(["--failover", "--gateway-name", "gw-a.1", "--failover-lease", "4"], env);
+        Assert.Empty(cl.Errors);
+        Assert.True(cl.Config.Subsystems[0].Failover);
+        Assert.Equal(("gw-a.1", (int?)4), (cl.Config.Gateway!.Name, cl.Config.Gateway.LeaseSeconds));
+        Assert.DoesNotContain(ConfigValidator.Validate(cl.Config), m => m.Contains("gateway"));
+        // Without the options: no failover, no gateway section (the zero-setup start is unchanged).
+        var plain = CommandLine.Parse([], env);
+        Assert.Null(plain.Config.Subsystems[0].Failover);
+        Assert.Null(plain.Config.Gateway);
+        // From the environment.
+        var fromEnv = CommandLine.Parse([], new System.Collections.Hashtable { ["NVMET_FAILOVER"] = "1", ["NVMET_GATEWAY_NAME"] = "gw-b", ["NVMET_FAILOVER_LEASE"] = "6" });
+        Assert.Empty(fromEnv.Errors);
+        Assert.Equal((true, "gw-b", (int?)6), (fromEnv.Config.Subsystems[0].Failover == true, fromEnv.Config.Gateway!.Name, fromEnv.Config.Gateway.LeaseSeconds));
+        Assert.Contains(CommandLine.Parse(["--gateway-name", "gw a"], env).Errors, m => m.Contains("--gateway-name 'gw a' is not 1..64 letters"));
+        Assert.Contains(CommandLine.Parse(["--failover-lease", "soon"], env).Errors, m => m.Contains("--failover-lease 'soon' is not a number of seconds"));
+        var shortLease = CommandLine.Parse(["--failover-lease", "1"], env);
+        Assert.Contains(ConfigValidator.Validate(shortLease.Config), m => m.Contains("gateway.leaseSeconds 1 is outside 2..300"));
+        var file = Path.Combine(Path.GetTempPath(), $"failover-{Guid.NewGuid():N}.json");
+        try
+        {
+            File.WriteAllText(file, System.Text.Json.JsonSerializer.Serialize(TestTarget.DefaultConfig(), TargetConfig.Json));
+            Assert.Contains(CommandLine.Parse(["--config", file, "--failover"], env).Errors,
+                m => m.Contains("--failover describes the default subsystem and cannot be combined with --config"));
+        }
+        finally { File.Delete(file); }
+    }
+
+    [Fact]
     public async Task DiscoveryLog_ListsThePeersPorts()
     {
         const string Other = "nqn.2026-01.io.nvmetcptarget.test:sub2";
