@@ -376,8 +376,12 @@ public sealed class AnaFailover : IDisposable
             }
         }
         e.Lock.SetAttribute(OwnerAttribute, $"{Gateway} {e.Lock.Client} {e.Lock.Address}");
+        // The release was the previous owner's: this owner has released nothing (until it steps down itself).
+        if (released is { Length: > 0 }) e.Lock.SetAttribute(ReleasedAttribute, "");
         if (handedOver) e.Lock.SetAttribute(HandoverAttribute, "");
-        string from = parts is { Length: 3 } ? (released == parts[1] ? $"{parts[0]}, which released it" : parts[0]) : "nobody";
+        string from = parts is not { Length: 3 } ? "nobody"
+            : released == parts[1] ? $"{parts[0]}, which released it"
+            : parts[1] == e.Lock.Client ? $"{parts[0]} (this session, after a lapse)" : parts[0];
         e.Owned = true;
         e.Holder = null;
         Problem(e, null);

@@ -127,56 +127,10 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
 
     // ------------------------------------------------------------------ gateways as processes
 
-    private sealed class GatewayProcess(string name, int port, string socket, Process process, ProcessLog log) : IAsyncDisposable
-    {
-        public string Name { get; } = name;
-        public int Port { get; } = port;
-        public Process Process { get; } = process;
-        public ProcessLog Log { get; } = log;
-        public ApiClient Api { get; } = new(new Uri("http://localhost/"), null, socketPath: socket);
-
-        public async Task<AnaGroupInfo> GroupAsync(string nqn) =>
-            (await Api.GetAsync<AnaInfo>($"subsystems/{ApiClient.Segment(nqn)}/ana")).Value.Groups.Single(g => g.Group == 1);
-
-        public async ValueTask DisposeAsync()
-        {
-            try { Process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            try { Signal(Process.Id, 18); } catch (Exception) { } // SIGCONT: a stopped process cannot die
-            await Process.WaitForExitAsync();
-            Process.Dispose();
-        }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static extern int Kill(int pid, int signal);
-
-    private static void Signal(int pid, int signal)
-    {
-        if (Kill(pid, signal) != 0) throw new InvalidOperationException($"kill({pid}, {signal}) failed");
-    }
-
-    private async Task<GatewayProcess> StartProcessAsync(string nqn, string image, string name, int port, string cntlids)
-    {
-        string socket = Path.Combine(Path.GetTempPath(), $"fo-{Environment.ProcessId}-{name}-{Guid.NewGuid().ToString("N")[..6]}.sock");
-        var psi = TargetProcess.StartInfo(new Dictionary<string, string> { ["CEPH_CONF"] = ceph.Conf },
+    private Task<GatewayProcess> StartProcessAsync(string nqn, string image, string name, int port, string cntlids) =>
+        GatewayProcess.StartAsync(name, port, new Dictionary<string, string> { ["CEPH_CONF"] = ceph.Conf },
             "--listen", $"127.0.0.1:{port}", "--nqn", nqn, "--namespace", $"rbd:{CephCluster.Pool}/{image}:16M", "--allow-any-host",
-            "--failover", "--gateway-name", name, "--failover-lease", "2", "--cntlid-range", cntlids,
-            "--api", "unix:" + socket, "--probes", "off");
-        var p = Process.Start(psi)!;
-        var log = new ProcessLog(p);
-        var g = new GatewayProcess(name, port, socket, p, log);
-        var sw = Stopwatch.StartNew();
-        while (!log.Text.Contains("Listening for NVMe/TCP") || !File.Exists(socket))
-        {
-            if (p.HasExited || sw.Elapsed > TimeSpan.FromSeconds(60))
-            {
-                await g.DisposeAsync();
-                throw new InvalidOperationException($"gateway {name} did not start:\n{log.Text}");
-            }
-            await Task.Delay(50);
-        }
-        return g;
-    }
+            "--failover", "--gateway-name", name, "--failover-lease", "2", "--cntlid-range", cntlids);
 
     private static async Task<bool> UntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
     {
@@ -207,8 +161,7 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
 
             // SIGKILL: nothing is released; B takes over once A's lease (2 s) has run out, and blocklists A.
             var sw = Stopwatch.StartNew();
-            a.Process.Kill();
-            await a.Process.WaitForExitAsync();
+            await a.KillAsync();
             Assert.True(await UntilAsync(async () => (await b.GroupAsync(nqn)).State == "optimized", TimeSpan.FromSeconds(20)), "B never took over");
             output.WriteLine($"B optimized {sw.ElapsedMilliseconds} ms after A was killed (lease 2 s)");
             Assert.True(sw.Elapsed >= TimeSpan.FromSeconds(1), "B took over before A's lease could have run out");
@@ -244,12 +197,12 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
             // A frozen owner (SIGSTOP) is fenced: B takes over and blocklists it; woken up, B's writes fail with a path status.
             await using var zombieHost = await NvmeTcpHost.ConnectAsync(new IPEndPoint(IPAddress.Loopback, pb), nqn, new NvmeTcpHostOptions { KeepAliveTimeoutMs = 0 });
             await zombieHost.CreateIoQueuesAsync(1);
-            Signal(b.Process.Id, 19); // SIGSTOP
+            b.Freeze();
             try
             {
                 Assert.True(await UntilAsync(async () => (await a.GroupAsync(nqn)).State == "optimized", TimeSpan.FromSeconds(20)), "A never took over from the frozen B");
             }
-            finally { Signal(b.Process.Id, 18); } // SIGCONT
+            finally { b.Thaw(); }
             Assert.True(await UntilAsync(async () => (await b.GroupAsync(nqn)).State == "inaccessible", TimeSpan.FromSeconds(20)),
                 "the fenced gateway did not turn its paths inaccessible");
             Assert.True(b.Log.Text.Contains("is blocklisted by the Ceph cluster"), b.Log.Text);

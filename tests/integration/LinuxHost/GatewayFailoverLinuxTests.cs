@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Text.RegularExpressions;
 using Integration.Tests.Ceph;
-using Target;
 using Target.Configuration;
 using Xunit.Abstractions;
 
@@ -11,14 +11,14 @@ using H = Integration.Tests.LinuxHost.HotPlugLinuxTests;
 namespace Integration.Tests.LinuxHost;
 
 /// <summary>
-/// Two gateways serve one subsystem whose namespace is one Ceph RBD image; the real Linux host (6.1 and 6.12, native
-/// multipath) finds both through the first gateway's discovery log (nvme connect-all), sees two paths, one optimized
-/// and one non-optimized (ANA), and runs fio randwrite with crc32c verify on the multipath device while the optimized
-/// gateway is moved by plan (to the other gateway and back) and then killed (its connections reset, its listener
-/// gone) and the survivor is made optimized; the killed one
-/// comes back non-optimized and the host reconnects it; then the same the other way round. fio finishes with zero
-/// errors; the I/O pause at each failover is measured. The takeover itself is driven by the test, as an operator or
-/// an orchestrator would (automatic takeover through a RADOS lock is not built yet).
+/// Two gateway processes serve one subsystem whose namespace is one Ceph RBD image, with automatic failover (a RADOS
+/// lease per ANA group, 3 s here); the real Linux host (6.1 and 6.12, native multipath) finds both through the first
+/// gateway's discovery log (nvme connect-all), sees two paths, one optimized and one non-optimized (ANA), and runs fio
+/// randwrite with crc32c verify on the multipath device while the group is moved by plan (`ana owner`, to the other
+/// gateway and back) and then the optimized gateway is killed with SIGKILL, three times in a row: the survivor takes
+/// the group over by itself once the dead owner's lease has run out (and blocklists it), the killed gateway is
+/// restarted and comes back non-optimized, and the host reconnects it. fio finishes with zero errors; the I/O pause
+/// at each failover is measured.
 /// </summary>
 [Collection(CephCollection.Name)]
 public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelper output)
@@ -33,39 +33,49 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
         return ((IPEndPoint)l.LocalEndpoint).Port;
     }
 
-    private TargetConfig Gateway(string image, ushort portId, int port, int peerPort, ushort cntlidMin)
+    private const int Rounds = 3;
+
+    private string GatewayConfigFile(string image, string name, ushort portId, int port, int peerPort, ushort cntlidMin)
     {
         var config = LinuxTarget.Config(port, s =>
         {
             s.Namespaces = [new NamespaceConfig { Nsid = 1, Backend = "rbd", Pool = CephCluster.Pool, Image = image, Size = "256M", CephConf = ceph.Conf }];
             (s.CntlidMin, s.CntlidMax) = (cntlidMin, (ushort)(cntlidMin + 99));
+            s.Failover = true;
         });
         config.Ports[0].Id = portId;
         config.Subsystems.RemoveAll(s => s.Nqn != Nqn);
         config.Peers = [new PeerConfig { PortId = portId == 1 ? (ushort)2 : (ushort)1, Address = "10.0.2.2", Port = peerPort, Subsystems = [Nqn] }];
-        return config;
+        config.Gateway = new GatewayConfig { Name = name, LeaseSeconds = 3 };
+        var file = Path.Combine(Path.GetTempPath(), $"gw-{Environment.ProcessId}-{name}-{Guid.NewGuid().ToString("N")[..6]}.json");
+        File.WriteAllText(file, System.Text.Json.JsonSerializer.Serialize(config, TargetConfig.Json));
+        return file;
     }
 
-    private static async Task<TargetHost> StartAsync(TargetConfig config, Microsoft.Extensions.Logging.ILoggerFactory logs, string anaState)
+    private async Task<GatewayProcess> StartAsync(string name, int port, string configFile)
     {
-        var host = await TargetHost.StartAsync(config, logs);
-        await host.Manager.SetAnaStateAsync(Nqn, 1, anaState, null);
-        return host;
+        var g = await GatewayProcess.StartAsync(name, port, new Dictionary<string, string> { ["CEPH_CONF"] = ceph.Conf }, "--config", configFile);
+        Log($"{name} started (pid {g.Process.Id}) on port {port}: {(await g.GroupAsync(Nqn)).State}");
+        return g;
     }
 
     [Theory]
     [MemberData(nameof(GuestKernels.Both), MemberType = typeof(GuestKernels))]
     public async Task TwoGateways_KillTheOptimizedOne_UnderFio_ZeroErrors(GuestKernel kernel)
     {
-        using var logs = LinuxTarget.Logs(Log);
         string image = "mp-" + Guid.NewGuid().ToString("N")[..8];
         int pa = FreePort(), pb = FreePort();
-        var configA = Gateway(image, 1, pa, pb, 1);
-        var configB = Gateway(image, 2, pb, pa, 100);
-        TargetHost? a = await StartAsync(configA, logs, "optimized");
-        TargetHost? b = await StartAsync(configB, logs, "non-optimized");
+        string fileA = GatewayConfigFile(image, "gw-a", 1, pa, pb, 1), fileB = GatewayConfigFile(image, "gw-b", 2, pb, pa, 100);
+        var gateways = new GatewayProcess?[2];
         try
         {
+            gateways[0] = await StartAsync("gw-a", pa, fileA); // the first to start owns the group
+            gateways[1] = await StartAsync("gw-b", pb, fileB);
+            // (a gateway of an earlier run may still hold the lease: it runs out within 3 s)
+            var until = DateTime.UtcNow.AddSeconds(15);
+            while (DateTime.UtcNow < until && (await gateways[0]!.GroupAsync(Nqn)).State != "optimized") await Task.Delay(100);
+            Assert.True((await gateways[0]!.GroupAsync(Nqn)).State == "optimized" && (await gateways[1]!.GroupAsync(Nqn)).State == "non-optimized",
+                "at the start gw-a is not the optimized owner and gw-b the non-optimized standby");
             var body = $$"""
                 PB={{pb}}
                 # the host logs every failed reconnect to a dead gateway: keep the kernel off the console (dmesg keeps it)
@@ -80,7 +90,7 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                 sec list-subsys nvme list-subsys
                 bg_fio $D1
                 wait_writes 1 300 || fail "background fio did not start"
-                # a planned move first: B becomes optimized, then A non-optimized, under fio; and back
+                # planned moves under fio: to gw-b, and back to gw-a
                 for mv in to-b to-a; do
                   if [ $mv = to-b ]; then TO=$PB; FROM=$P; else TO=$P; FROM=$PB; fi
                   mark move-$mv
@@ -89,8 +99,9 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                   _w=$(ns_writes 1); wait_writes 1 $((_w + 300)) || fail "move $mv: fio made no progress"
                   seen move-$mv
                 done
-                for round in 1 2; do
-                  if [ $round = 1 ]; then DEAD=$P; LIVE=$PB; else DEAD=$PB; LIVE=$P; fi
+                # SIGKILL of the optimized gateway, {{Rounds}} times: gw-a, then gw-b, then gw-a
+                for round in $(seq 1 {{Rounds}}); do
+                  if [ $((round % 2)) = 1 ]; then DEAD=$P; LIVE=$PB; else DEAD=$PB; LIVE=$P; fi
                   mark kill-$round
                   poll 2400 paths_has "trsvcid=$LIVE.* live optimized" || fail "round $round: the survivor never turned optimized: $(paths)"
                   _w=$(ns_writes 1); wait_writes 1 $((_w + 300)) || fail "round $round: fio made no progress on the survivor"
@@ -107,26 +118,32 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                 sec disconnect nvme disconnect -n $N
                 """;
             await using var vm = GuestVm.Start(H.Script(pa, body), H.GuestTimeout, kernel: kernel);
-            // Planned moves: the new owner turns optimized before the old one steps down, so a path stays optimized.
-            foreach (var (mv, to, from) in new[] { ("to-b", b, a), ("to-a", a, b) })
+            // Planned moves, asked on either gateway: the owner steps down, the named gateway takes the group.
+            foreach (var (mv, to, askOn) in new[] { ("to-b", "gw-b", 0), ("to-a", "gw-a", 0) })
             {
                 await H.MarkAsync(vm, $"move-{mv}");
-                await H.StepAsync(vm, $"move {mv}: new owner optimized", () => to!.Manager.SetAnaStateAsync(Nqn, 1, "optimized", null));
-                await H.StepAsync(vm, $"move {mv}: old owner non-optimized", () => from!.Manager.SetAnaStateAsync(Nqn, 1, "non-optimized", null));
+                await H.StepAsync(vm, $"move {mv}", () => gateways[askOn]!.Api.SendAsync(HttpMethod.Post,
+                    $"subsystems/{Target.Cli.ApiClient.Segment(Nqn)}/ana/1/owner", new Target.Management.AnaOwnerRequest { Gateway = to }));
             }
-            for (int round = 1; round <= 2; round++)
+            for (int round = 1; round <= Rounds; round++)
             {
                 await H.MarkAsync(vm, $"kill-{round}");
-                // The optimized gateway dies: connections reset, listener gone (as SIGKILL leaves it to the host).
-                var dead = round == 1 ? a : b;
-                await dead!.StopAsync(TimeSpan.Zero);
-                await dead.DisposeAsync();
-                if (round == 1) a = null; else b = null;
-                var survivor = round == 1 ? b! : a!;
-                await H.StepAsync(vm, "make the survivor optimized", () => survivor.Manager.SetAnaStateAsync(Nqn, 1, "optimized", null));
+                int dead = round % 2 == 1 ? 0 : 1;
+                var victim = gateways[dead]!;
+                Check((await victim.GroupAsync(Nqn)).State == "optimized", $"round {round}: {victim.Name} is not the optimized owner before the kill", vm);
+                await victim.KillAsync(); // nothing released: the survivor takes over when the lease runs out
+                Log($"round {round}: {victim.Name} killed");
+                await victim.DisposeAsync();
+                Log($"---- {victim.Name} until killed in round {round}:\n{victim.Log.Text}");
+                gateways[dead] = null;
                 await H.MarkAsync(vm, $"restart-{round}");
-                if (round == 1) a = await StartAsync(configA, logs, "non-optimized");
-                else b = await StartAsync(configB, logs, "non-optimized");
+                var survivor = gateways[1 - dead]!;
+                var owner = await survivor.GroupAsync(Nqn);
+                Check(owner.State == "optimized" && owner.Owner?.Self == true, $"round {round}: the survivor {survivor.Name} does not own the group: {owner}", vm);
+                Check(Regex.IsMatch(survivor.Log.Text, $@"took ANA group 1 over from {victim.Name}; the previous owner {victim.Name} \(client\.\d+ at [^)]+\) is blocklisted"),
+                    $"round {round}: the survivor did not log the takeover with the blocklisting of {victim.Name}", vm);
+                gateways[dead] = await StartAsync(victim.Name, victim.Port, dead == 0 ? fileA : fileB);
+                Check((await gateways[dead]!.GroupAsync(Nqn)).State == "non-optimized", $"round {round}: the restarted {victim.Name} is not non-optimized", vm);
             }
 
             int rc = await vm.WaitForExitAsync(H.GuestTimeout);
@@ -143,19 +160,25 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                 Check(!dmesg.Contains(bad), $"host kernel log contains '{bad}'", vm);
             foreach (var mv in new[] { "to-b", "to-a" })
                 Log($"planned move {mv}: both paths in their new states and 300 more writes done {H.KernelMs(dmesg, $"seen move-{mv}", vm) - H.KernelMs(dmesg, $"mark move-{mv}", vm)} ms after the move began");
-            for (int round = 1; round <= 2; round++)
+            for (int round = 1; round <= Rounds; round++)
             {
                 long pause = H.KernelMs(dmesg, $"seen kill-{round}", vm) - H.KernelMs(dmesg, $"mark kill-{round}", vm);
                 long back = H.KernelMs(dmesg, $"seen restart-{round}", vm) - H.KernelMs(dmesg, $"mark restart-{round}", vm);
-                Log($"round {round}: from the kill to 300 more writes done on the survivor, optimized: {pause} ms; restarted gateway back as a live non-optimized path after {back} ms");
+                Log($"round {round}: from the SIGKILL to the survivor optimized with 300 more writes done: {pause} ms (lease 3 s); restarted gateway back as a live non-optimized path after {back} ms");
                 Log($"  paths after the kill: {Section(s, $"paths-killed-{round}", vm).Output.Replace('\n', '|')}; after the restart: {Section(s, $"paths-restarted-{round}", vm).Output.Replace('\n', '|')}");
             }
             Log("background fio: " + string.Join(" | ", Section(s, "bg-fio", vm).Output.Split('\n').Where(l => l.Contains("IOPS=") || l.Contains("err=")).Select(l => l.Trim())));
         }
         finally
         {
-            if (a != null) await a.DisposeAsync();
-            if (b != null) await b.DisposeAsync();
+            foreach (var g in gateways)
+            {
+                if (g == null) continue;
+                await g.DisposeAsync();
+                Log($"---- {g.Name}:\n{g.Log.Text}");
+            }
+            File.Delete(fileA);
+            File.Delete(fileB);
         }
     }
 }
