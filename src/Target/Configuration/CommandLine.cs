@@ -148,7 +148,7 @@ public sealed class CommandLine
         w.WriteLine("  nvme-tcp-target ns list|add|remove|resize      namespaces (hot-add/remove: connected hosts are notified)");
         w.WriteLine("  nvme-tcp-target hosts list|add|remove          allowed host NQNs");
         w.WriteLine("  nvme-tcp-target ctrl list                      connected controllers and their queues");
-        w.WriteLine("  nvme-tcp-target ana list|set|move              ANA groups: a group's state per port (live), a namespace's group");
+        w.WriteLine("  nvme-tcp-target ana list|set|move|owner        ANA groups: a group's state per port (live), a namespace's group, a failover group's owner");
         w.WriteLine($"  e.g. nvme-tcp-target ns add --nqn {DefaultNqn} --memory 1G");
         w.WriteLine();
         w.WriteLine("Who may do what: the management API (--api) listens on a Unix socket that only the target's user (and");

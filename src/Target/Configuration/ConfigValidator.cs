@@ -82,7 +82,10 @@ public static class ConfigValidator
         [.. c.Subsystems.Where(s => s.AllowAnyHost is null && s.AllowedHosts.Count == 0).Select(s =>
             $"subsystem {s.Nqn} has no allowed hosts and no \"allowAnyHost\": no host can connect to it. Earlier versions let any host " +
             "connect when allowedHosts was empty; list the hosts in allowedHosts (or add them with: nvme-tcp-target hosts add), " +
-            "or set \"allowAnyHost\": true to admit every host deliberately")];
+            "or set \"allowAnyHost\": true to admit every host deliberately"),
+        .. c.Subsystems.Where(s => s.Failover == true && !s.Namespaces.Any(n => n.Backend == "rbd")).Select(s =>
+            $"subsystem {s.Nqn} has \"failover\" but no RBD namespace: automatic failover manages only ANA groups that hold RBD " +
+            "namespaces (their lease lives in Ceph), so its groups stay optimized until you set them (ana set) or add an RBD namespace")];
 
     /// <summary>The resource bounds of issue 10 (limits.maxConnections ... limits.tcpKeepAlive).</summary>
     private static IEnumerable<string> ValidateBounds(LimitsConfig l)

@@ -111,6 +111,10 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
             Assert.True(await UntilAsync(() => Group(b, nqn).State == "optimized", TimeSpan.FromSeconds(10)), "B never took the group over after A stopped");
             output.WriteLine($"after A's graceful stop B was optimized within {sw.ElapsedMilliseconds} ms (lease 2 s)");
             Assert.True(Group(b, nqn).Owner!.Self);
+            // Took over twice (the move to it, the stop of A), owns one group.
+            var metrics = b.Metrics.Collect();
+            Assert.Contains("nvmet_ana_takeovers_total 2", metrics);
+            Assert.Contains("nvmet_ana_groups_owned 1", metrics);
 
             // The image several gateways write has no exclusive-lock (librbd would move a lock on every change of writer).
             var (code, info) = await ceph.ToolAsync("rbd", "--conf", ceph.Conf, "info", $"{CephCluster.Pool}/{image}");

@@ -67,8 +67,21 @@ internal sealed class GatewayProcess : IAsyncDisposable
         if (Kill(Process.Id, signal) != 0) throw new InvalidOperationException($"kill({Process.Id}, {signal}) failed");
     }
 
+    /// <summary>SIGTERM and waits for the graceful stop (which releases the gateway's ANA groups); false if it took longer than 20 s.</summary>
+    public async Task<bool> StopAsync()
+    {
+        if (Process.HasExited) return true;
+        _ = Kill(Process.Id, 18);
+        _ = Kill(Process.Id, 15);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        try { await Process.WaitForExitAsync(cts.Token); return true; }
+        catch (OperationCanceledException) { return false; }
+    }
+
+    /// <summary>Stops gracefully (SIGTERM, so later tests find the group's lease released), killing it after 20 s.</summary>
     public async ValueTask DisposeAsync()
     {
+        await StopAsync();
         if (!Process.HasExited)
         {
             try { Process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }

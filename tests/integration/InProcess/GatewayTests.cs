@@ -50,6 +50,7 @@ public sealed class GatewayTests(ITestOutputHelper output)
         Assert.True(cl.Config.Subsystems[0].Failover);
         Assert.Equal(("gw-a.1", (int?)4), (cl.Config.Gateway!.Name, cl.Config.Gateway.LeaseSeconds));
         Assert.DoesNotContain(ConfigValidator.Validate(cl.Config), m => m.Contains("gateway"));
+        Assert.Contains(ConfigValidator.Warnings(cl.Config), m => m.Contains("has \"failover\" but no RBD namespace")); // memory:1G only
         // Without the options: no failover, no gateway section (the zero-setup start is unchanged).
         var plain = CommandLine.Parse([], env);
         Assert.Null(plain.Config.Subsystems[0].Failover);

@@ -69,11 +69,12 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
         var gateways = new GatewayProcess?[2];
         try
         {
-            gateways[0] = await StartAsync("gw-a", pa, fileA); // the first to start owns the group
-            gateways[1] = await StartAsync("gw-b", pb, fileB);
-            // (a gateway of an earlier run may still hold the lease: it runs out within 3 s)
+            gateways[0] = await StartAsync("gw-a", pa, fileA);
+            // gw-a owns the group before gw-b starts (a gateway of an earlier run that was killed may hold the lease
+            // for up to 3 s more)
             var until = DateTime.UtcNow.AddSeconds(15);
             while (DateTime.UtcNow < until && (await gateways[0]!.GroupAsync(Nqn)).State != "optimized") await Task.Delay(100);
+            gateways[1] = await StartAsync("gw-b", pb, fileB);
             Assert.True((await gateways[0]!.GroupAsync(Nqn)).State == "optimized" && (await gateways[1]!.GroupAsync(Nqn)).State == "non-optimized",
                 "at the start gw-a is not the optimized owner and gw-b the non-optimized standby");
             var body = $$"""
@@ -82,6 +83,7 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                 dmesg -n 1
                 paths() { for _c in /sys/class/nvme/nvme*; do for _a in $_c/nvme*c*n*/ana_state; do [ -r $_a ] && echo "$(cat $_c/address) $(cat $_c/state) $(cat $_a)"; done; done; }
                 paths_has() { paths | grep -q "$1"; }
+                dead_path() { ! paths_has "trsvcid=$DEAD.* live"; }
                 sec discover nvme discover -t tcp -a $T -s $P
                 sec connect nvme connect-all -t tcp -a $T -s $P --ctrl-loss-tmo=120 --reconnect-delay=1
                 poll 600 sh -c '[ $(ls -d /sys/class/nvme/nvme*/nvme*c*n1 2>/dev/null | wc -l) -ge 2 ]' || fail "the host did not get two paths: $(paths)"
@@ -103,9 +105,15 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                 for round in $(seq 1 {{Rounds}}); do
                   if [ $((round % 2)) = 1 ]; then DEAD=$P; LIVE=$PB; else DEAD=$PB; LIVE=$P; fi
                   mark kill-$round
+                  # the host sees the killed gateway's path go (its connection reset), then fio's writes go on on the
+                  # survivor, non-optimized until the dead owner's lease has run out, then optimized
+                  poll 2400 dead_path || fail "round $round: the killed gateway's path stayed live: $(paths)"
+                  seen dead-$round
+                  _w=$(ns_writes 1); wait_writes 1 $((_w + 50)) || fail "round $round: fio made no progress after the kill"
+                  seen io-$round
                   poll 2400 paths_has "trsvcid=$LIVE.* live optimized" || fail "round $round: the survivor never turned optimized: $(paths)"
-                  _w=$(ns_writes 1); wait_writes 1 $((_w + 300)) || fail "round $round: fio made no progress on the survivor"
                   seen kill-$round
+                  _w=$(ns_writes 1); wait_writes 1 $((_w + 300)) || fail "round $round: fio made no progress on the optimized survivor"
                   sec paths-killed-$round paths
                   mark restart-$round
                   poll 2400 paths_has "trsvcid=$DEAD.* live non-optimized" || fail "round $round: the restarted gateway never came back non-optimized: $(paths)"
@@ -162,9 +170,14 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
                 Log($"planned move {mv}: both paths in their new states and 300 more writes done {H.KernelMs(dmesg, $"seen move-{mv}", vm) - H.KernelMs(dmesg, $"mark move-{mv}", vm)} ms after the move began");
             for (int round = 1; round <= Rounds; round++)
             {
-                long pause = H.KernelMs(dmesg, $"seen kill-{round}", vm) - H.KernelMs(dmesg, $"mark kill-{round}", vm);
+                long dead = H.KernelMs(dmesg, $"seen dead-{round}", vm);
+                long seenDead = dead - H.KernelMs(dmesg, $"mark kill-{round}", vm);
+                long pause = H.KernelMs(dmesg, $"seen io-{round}", vm) - dead;
+                long optimized = H.KernelMs(dmesg, $"seen kill-{round}", vm) - dead;
                 long back = H.KernelMs(dmesg, $"seen restart-{round}", vm) - H.KernelMs(dmesg, $"mark restart-{round}", vm);
-                Log($"round {round}: from the SIGKILL to the survivor optimized with 300 more writes done: {pause} ms (lease 3 s); restarted gateway back as a live non-optimized path after {back} ms");
+                Log($"round {round}: the host saw the killed path go {seenDead} ms after the kill was asked; I/O pause (path gone to 50 more writes done " +
+                    $"on the survivor): {pause} ms; survivor optimized {optimized} ms after the path went (lease 3 s); restarted gateway back as a live " +
+                    $"non-optimized path after {back} ms");
                 Log($"  paths after the kill: {Section(s, $"paths-killed-{round}", vm).Output.Replace('\n', '|')}; after the restart: {Section(s, $"paths-restarted-{round}", vm).Output.Replace('\n', '|')}");
             }
             Log("background fio: " + string.Join(" | ", Section(s, "bg-fio", vm).Output.Split('\n').Where(l => l.Contains("IOPS=") || l.Contains("err=")).Select(l => l.Trim())));

@@ -188,6 +188,20 @@ public sealed class ManagementAnaTests(ITestOutputHelper output)
         (helpCode, help, _) = await Cli.RunAsync("ana", "set", "--help");
         Assert.Equal(0, helpCode);
         Assert.Contains("persistent-loss", help);
-        Assert.Contains("nvme-tcp-target ana list|set|move", Target.Configuration.CommandLine.HelpText());
+        Assert.Contains("nvme-tcp-target ana list|set|move|owner", Target.Configuration.CommandLine.HelpText());
+
+        // ana owner: usage mistakes, and a target without automatic failover says so (the Ceph tests move groups for real).
+        (code, _, stderr) = await Cli.RunAsync("ana", "owner", "1", "--api", t.ApiUrl);
+        Assert.Equal(2, code);
+        Assert.Contains("give the group and the gateway: ana owner [NQN] GROUP GATEWAY", stderr);
+        (code, _, stderr) = await Cli.RunAsync("ana", "owner", "one", "gw-b", "--api", t.ApiUrl);
+        Assert.Equal(2, code);
+        Assert.Contains("group 'one' is not an ANA group number", stderr);
+        (code, _, stderr) = await Cli.RunAsync("ana", "owner", "1", "gw b", "--api", t.ApiUrl);
+        Assert.Equal(1, code);
+        Assert.Contains("gateway 'gw b' is not 1..64 letters", stderr);
+        (code, _, stderr) = await Cli.RunAsync("ana", "owner", "1", "gw-b", "--api", t.ApiUrl);
+        Assert.Equal(1, code);
+        Assert.Contains("ANA group 1 of " + ApiTarget.Nqn + " is not under automatic failover", stderr);
     }
 }

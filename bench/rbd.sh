@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# RBD-backed namespaces against librbd alone, on the same cluster and image: `rbd bench` (librbd, no target) and the
+# target with an rbd namespace driven by bench/LoadGen over NVMe/TCP, for 4k randread/randwrite QD32 and 128k
+# sequential read/write QD8. Prints one table with the ratio target/librbd.
+# Needs a running cluster: CEPH_CONF=... (e.g. tests/integration/ceph/ceph-up.sh brings one up on loopback).
+# Usage: CEPH_CONF=/path/ceph.conf bench/rbd.sh [SECONDS_PER_CELL]   Environment: POOL (rbd), PORT (4530), SIZE (1G)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${CEPH_CONF:?set CEPH_CONF to the cluster's ceph.conf}"
+export CEPH_CONF
+DUR=${1:-10}
+POOL=${POOL:-rbd}
+PORT=${PORT:-4530}
+SIZE=${SIZE:-1G}
+IMAGE=bench-$$
+TARGET_PID=""
+
+cleanup() {
+  if [ -n "$TARGET_PID" ] && kill -0 "$TARGET_PID" 2>/dev/null; then
+    kill -TERM "$TARGET_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$TARGET_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$TARGET_PID" 2>/dev/null || true
+  fi
+  rbd rm --no-progress "$POOL/$IMAGE" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "building (Release)..." >&2
+dotnet build src/Target/Target.csproj -c Release -v q -nologo >&2
+dotnet build bench/LoadGen/LoadGen.csproj -c Release -v q -nologo >&2
+LG="dotnet bench/LoadGen/bin/Release/net10.0/nvme-tcp-loadgen.dll"
+
+rbd create --size "$SIZE" --image-feature layering "$POOL/$IMAGE"
+# Every object written once, so reads read data (librbd answers reads of absent objects without any OSD).
+rbd bench --io-type write --io-size 4M --io-threads 8 --io-total "$SIZE" --io-pattern seq "$POOL/$IMAGE" >/dev/null
+
+# IOPS of `rbd bench` for TYPE SIZE THREADS PATTERN, run for about DUR seconds (its total is sized from a first pass).
+rbd_iops() {
+  local type=$1 bs=$2 qd=$3 pattern=$4 total out
+  total=$(( $(numfmt --from=iec "$bs") * 20000 ))
+  out=$(rbd bench --io-type "$type" --io-size "$bs" --io-threads "$qd" --io-total "$total" --io-pattern "$pattern" "$POOL/$IMAGE" 2>&1 | tail -1)
+  # "elapsed: 3   ops: 20000   ops/sec: 6422.71   bytes/sec: ..."
+  local rate elapsed
+  rate=$(echo "$out" | sed -n 's/.*ops\/sec: *\([0-9.]*\).*/\1/p')
+  elapsed=$(echo "$out" | sed -n 's/.*elapsed: *\([0-9.]*\).*/\1/p')
+  if [ -n "$rate" ] && [ "${elapsed%.*}" -lt "$DUR" ] 2>/dev/null; then
+    total=$(awk -v r="$rate" -v d="$DUR" -v b="$(numfmt --from=iec "$bs")" 'BEGIN { printf "%d", r * d * b }')
+    out=$(rbd bench --io-type "$type" --io-size "$bs" --io-threads "$qd" --io-total "$total" --io-pattern "$pattern" "$POOL/$IMAGE" 2>&1 | tail -1)
+    rate=$(echo "$out" | sed -n 's/.*ops\/sec: *\([0-9.]*\).*/\1/p')
+  fi
+  printf '%.0f' "${rate:-0}"
+}
+
+dotnet src/Target/bin/Release/net10.0/nvme-tcp-target.dll --listen "127.0.0.1:$PORT" --namespace "rbd:$POOL/$IMAGE" \
+  --api off --probes off --log-level warning &
+TARGET_PID=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+
+target_iops() {
+  local rw=$1 bs=$2 qd=$3 json
+  json=$(mktemp)
+  $LG --target "127.0.0.1:$PORT" --rw "$rw" --bs "$bs" --qd "$qd" --duration "$DUR" --warmup 2 --size "$SIZE" --json "$json" >/dev/null
+  python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["iops"]))' "$json"
+  rm -f "$json"
+}
+
+printf '%-26s %12s %12s %8s\n' cell "rbd bench" target ratio
+for cell in "randread 4k 32 rand read" "randwrite 4k 32 rand write" "read 128k 8 seq read" "write 128k 8 seq write"; do
+  set -- $cell
+  lib=$(rbd_iops "$5" "$2" "$3" "$4")
+  ours=$(target_iops "$1" "$2" "$3")
+  printf '%-26s %12s %12s %8s\n' "$1 $2 QD$3" "$lib" "$ours" "$(awk -v a="$ours" -v b="$lib" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+done
