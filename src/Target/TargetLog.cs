@@ -170,6 +170,7 @@ internal static partial class TargetLog
     [LoggerMessage(EventId = 447, Level = LogLevel.Warning,
         Message = "Namespace {Nsid} of {Nqn} is {State} (simulated, not saved); {Controllers} controller(s) told")]
     public static partial void WriteProtectionSimulated(this ILogger log, uint nsid, string nqn, string state, int controllers);
+
     // ---- automatic failover (AnaFailover)
 
     [LoggerMessage(EventId = 450, Level = LogLevel.Information,

@@ -29,23 +29,29 @@ public static partial class ClientCli
         return Ok;
     }
 
-    private static async Task<int> AnaSetAsync(Run r)
+    /// <summary>NQN GROUP VALUE, or GROUP VALUE with --nqn or a target that has one subsystem (ana set, ana owner).</summary>
+    private static async Task<(string Nqn, uint Group, string Value)> GroupAndValueAsync(Run r, string valueName, string usage)
     {
-        // NQN GROUP STATE, or GROUP STATE with --nqn or a target that has one subsystem.
-        string?[] given = [r.Get("<NQN>"), r.Get("<GROUP>"), r.Get("<STATE>")];
-        string nqn, groupText, state;
-        if (given[2] is string s3)
+        string?[] given = [r.Get("<NQN>"), r.Get("<GROUP>"), r.Get(valueName)];
+        string nqn, groupText, value;
+        if (given[2] is string v3)
         {
             if (r.Get("--nqn") is string n && n != given[0]) throw r.Usage($"the subsystem is '{given[0]}' or '{n}': give it once");
-            (nqn, groupText, state) = (given[0]!, given[1]!, s3);
+            (nqn, groupText, value) = (given[0]!, given[1]!, v3);
         }
-        else if (given[1] is string s2)
+        else if (given[1] is string v2)
         {
-            (groupText, state) = (given[0]!, s2);
+            (groupText, value) = (given[0]!, v2);
             nqn = await r.NqnAsync().ConfigureAwait(false);
         }
-        else throw r.Usage("give the group and the state: ana set [NQN] GROUP STATE (e.g. ana set 1 inaccessible)");
+        else throw r.Usage(usage);
         if (!uint.TryParse(groupText, NumberStyles.None, Inv, out var group)) throw r.Usage($"group '{groupText}' is not an ANA group number (1..128)");
+        return (nqn, group, value);
+    }
+
+    private static async Task<int> AnaSetAsync(Run r)
+    {
+        var (nqn, group, state) = await GroupAndValueAsync(r, "<STATE>", "give the group and the state: ana set [NQN] GROUP STATE (e.g. ana set 1 inaccessible)").ConfigureAwait(false);
         if (!TargetManager.AnaStateNames.Any(e => string.Equals(e.Name, state, StringComparison.OrdinalIgnoreCase)))
             throw r.Usage($"state '{state}' is not {string.Join(", ", TargetManager.AnaStateNames.Select(e => e.Name))}");
         ushort? port = r.Get("--port") is string p ? PortId(p) : null;
@@ -59,21 +65,7 @@ public static partial class ClientCli
 
     private static async Task<int> AnaOwnerAsync(Run r)
     {
-        // NQN GROUP GATEWAY, or GROUP GATEWAY with --nqn or a target that has one subsystem.
-        string?[] given = [r.Get("<NQN>"), r.Get("<GROUP>"), r.Get("<GATEWAY>")];
-        string nqn, groupText, gateway;
-        if (given[2] is string g3)
-        {
-            if (r.Get("--nqn") is string n && n != given[0]) throw r.Usage($"the subsystem is '{given[0]}' or '{n}': give it once");
-            (nqn, groupText, gateway) = (given[0]!, given[1]!, g3);
-        }
-        else if (given[1] is string g2)
-        {
-            (groupText, gateway) = (given[0]!, g2);
-            nqn = await r.NqnAsync().ConfigureAwait(false);
-        }
-        else throw r.Usage("give the group and the gateway: ana owner [NQN] GROUP GATEWAY (e.g. ana owner 1 gw-b)");
-        if (!uint.TryParse(groupText, NumberStyles.None, Inv, out var group)) throw r.Usage($"group '{groupText}' is not an ANA group number (1..128)");
+        var (nqn, group, gateway) = await GroupAndValueAsync(r, "<GATEWAY>", "give the group and the gateway: ana owner [NQN] GROUP GATEWAY (e.g. ana owner 1 gw-b)").ConfigureAwait(false);
         var raw = await r.Api.SendAsync(HttpMethod.Post, $"{Path(nqn)}/ana/{group}/owner", new AnaOwnerRequest { Gateway = gateway }).ConfigureAwait(false);
         if (r.Json) { r.Out.WriteLine(ApiClient.Pretty(raw)); return Ok; }
         var res = ApiClient.Parse<AnaGroupInfo>(raw);
