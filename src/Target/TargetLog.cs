@@ -213,6 +213,6 @@ internal static partial class TargetLog
     public static partial void FailoverPassFailed(this ILogger log, Exception e, string gateway);
 
     [LoggerMessage(EventId = 460, Level = LogLevel.Warning,
-        Message = "Automatic failover of gateway {Gateway}: the loop did not stop within 5 s (a Ceph call is stuck); releasing anyway")]
+        Message = "Automatic failover of gateway {Gateway}: Ceph did not answer within 5 s while stopping (a call is stuck); going on without (the leases run out by themselves)")]
     public static partial void FailoverLoopStuck(this ILogger log, string gateway);
 }

@@ -133,14 +133,14 @@ public sealed class AnaFailover : IDisposable
     {
         if (!_entries.TryGetValue((nqn, group), out var e))
             throw new ManagementException(ManagementError.Conflict, $"ANA group {group} of {nqn} is not under automatic failover (failover is off, or the group holds no RBD namespace)");
-        var members = await Task.Run(() => e.Lock.Lockers(MemberLockName), cancel).ConfigureAwait(false);
+        var members = await CephAsync(() => e.Lock.Lockers(MemberLockName), cancel).ConfigureAwait(false);
         if (!members.Any(m => m.Cookie == gateway))
             throw new ManagementException(ManagementError.Invalid, $"gateway '{gateway}' does not serve ANA group {group} of {nqn} (gateways alive: {string.Join(", ", members.Select(m => m.Cookie).Order(StringComparer.Ordinal))})");
-        var holder = await Task.Run(e.Lock.Holder, cancel).ConfigureAwait(false);
+        var holder = await CephAsync(e.Lock.Holder, cancel).ConfigureAwait(false);
         if (holder?.Cookie == gateway) return Describe(e, holder);
         var timeout = Lease * 2 + TimeSpan.FromSeconds(2);
         long until = DateTimeOffset.UtcNow.Add(timeout).ToUnixTimeMilliseconds();
-        int rc = await Task.Run(() => e.Lock.SetAttribute(HandoverAttribute, $"{gateway} {until.ToString(CultureInfo.InvariantCulture)}"), cancel).ConfigureAwait(false);
+        int rc = await CephAsync(() => e.Lock.SetAttribute(HandoverAttribute, $"{gateway} {until.ToString(CultureInfo.InvariantCulture)}"), cancel).ConfigureAwait(false);
         if (rc < 0) throw new ManagementException(ManagementError.Conflict, $"cannot ask for the hand-over of ANA group {group} of {nqn}: {RadosLock.Describe(rc)}");
         _log.FailoverHandoverAsked(nqn, group, holder?.Cookie ?? "nobody", gateway);
         _wake.Set();
@@ -148,7 +148,7 @@ public sealed class AnaFailover : IDisposable
         while (DateTime.UtcNow < deadline)
         {
             await Task.Delay(TimeSpan.FromMilliseconds(100), cancel).ConfigureAwait(false);
-            holder = await Task.Run(e.Lock.Holder, cancel).ConfigureAwait(false);
+            holder = await CephAsync(e.Lock.Holder, cancel).ConfigureAwait(false);
             if (holder?.Cookie == gateway)
             {
                 for (int i = 0; i < 50 && e.Owned && holder.Cookie != Gateway; i++) await Task.Delay(20, cancel).ConfigureAwait(false); // our side has stepped down
@@ -160,34 +160,58 @@ public sealed class AnaFailover : IDisposable
             $"gateway '{gateway}' did not take ANA group {group} of {nqn} over within {timeout.TotalSeconds:0} s (owner now: {holder?.Cookie ?? "nobody"})");
     }
 
+    /// <summary>A RADOS call for a request, off the request's thread and bounded: a cluster that does not answer within
+    /// 10 s is a 409 that says so, not a request that hangs.</summary>
+    private static async Task<T> CephAsync<T>(Func<T> call, CancellationToken cancel)
+    {
+        try { return await Task.Run(call, cancel).WaitAsync(TimeSpan.FromSeconds(10), cancel).ConfigureAwait(false); }
+        catch (TimeoutException) { throw new ManagementException(ManagementError.Conflict, "the Ceph cluster did not answer within 10 s"); }
+        catch (RadosException x) { throw new ManagementException(ManagementError.Conflict, x.Message); }
+    }
+
     private AnaOwner Describe(Entry e, RadosLockHolder h) => new(h.Cookie, h.Client, h.Address, h.Cookie == Gateway && e.Lock.IsThisSession(h.Address));
 
+    /// <summary>How long a stop waits for Ceph (the releases, the loop's last call) before it goes on without.</summary>
+    public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
+
     /// <summary>Graceful stop: every owned group turns non-optimized here and is released (marked released, so the
-    /// gateway taking it over does not blocklist this one); the loop ends.</summary>
+    /// gateway taking it over does not blocklist this one); the loop ends. Bounded: with the cluster gone, the stop goes
+    /// on after <see cref="StopTimeout"/> (the lease then runs out by itself).</summary>
     public void StepDownAll()
     {
+        if (_stopping) return;
         _stopping = true;
         _wake.Set();
         _watchdog?.Dispose();
-        if (_thread != null && !_thread.Join(TimeSpan.FromSeconds(5))) _log.FailoverLoopStuck(Gateway);
-        lock (_lock)
-            foreach (var e in _entries.Values)
-                if (e.Owned) StepDown(e, "this gateway is stopping");
+        // The paths turn non-optimized at once, whatever Ceph does; then the releases, bounded.
+        foreach (var e in _entries.Values)
+            if (e.Owned && _target.FindSubsystem(e.Nqn) is { } s) Apply(s, e.Group, AnaState.NonOptimized, "this gateway is stopping");
+        var release = Task.Run(() =>
+        {
+            _thread?.Join();
+            lock (_lock)
+                foreach (var e in _entries.Values)
+                    if (e.Owned) StepDown(e, "this gateway is stopping");
+        });
+        if (!release.Wait(StopTimeout)) _log.FailoverLoopStuck(Gateway);
     }
 
     public void Dispose()
     {
-        if (!_stopping) StepDownAll();
-        lock (_lock)
+        StepDownAll();
+        var close = Task.Run(() =>
         {
-            foreach (var e in _entries.Values)
+            lock (_lock)
             {
-                try { e.Lock.Unlock(MemberLockName); } catch (Exception x) when (x is not OutOfMemoryException) { }
-                e.Lock.Dispose();
+                foreach (var e in _entries.Values)
+                {
+                    try { e.Lock.Unlock(MemberLockName); } catch (Exception x) when (x is not OutOfMemoryException) { }
+                    e.Lock.Dispose();
+                }
+                _entries.Clear();
             }
-            _entries.Clear();
-        }
-        _wake.Dispose();
+        });
+        if (!close.Wait(StopTimeout)) _log.FailoverLoopStuck(Gateway);
     }
 
     // ------------------------------------------------------------------ the loop
