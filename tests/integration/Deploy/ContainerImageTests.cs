@@ -28,7 +28,9 @@ namespace Integration.Tests.Deploy;
 /// NVMe/TCP I/O for the allowed host and a refusal for another, the probes port refusing management, only the two
 /// ports listening, the management socket (0600, the app UID) serving the client with the token and refusing it
 /// without, the UID and PID 1, and a clean stop. The container and the image are removed on every exit path (there
-/// is no resource reaper here). Fails with the reason when Docker cannot run: never skipped.
+/// is no resource reaper here). A second test starts the image with an rbd: namespace on an unreachable Ceph cluster:
+/// librbd loads, and the start fails with the target's own message. Fails with the reason when Docker cannot run:
+/// never skipped.
 /// </summary>
 public sealed class ContainerImageTests(ITestOutputHelper output)
 {
@@ -60,27 +62,7 @@ public sealed class ContainerImageTests(ITestOutputHelper output)
         bool passed = false;
         try
         {
-            // The base (debootstrap, cached) and the self-contained publish are independent: do both at once.
-            var baseImage = DebootstrapBase.EnsureAsync(Say);
-            var publish = PublishAsync(Path.Combine(context, "artifacts", "publish"));
-            await Task.WhenAll(baseImage, publish);
-
-            Say($"building deploy/Dockerfile --target runtime-prebuilt on {baseImage.Result}");
-            image = new ImageFromDockerfileBuilder()
-                .WithName($"nvmet-deploy-test:{id}")
-                .WithDockerfileDirectory(Repo.DeployDir)
-                .WithDockerfile("Dockerfile")
-                .WithContextDirectory(context)
-                .WithTarget("runtime-prebuilt")
-                .WithBuildArgument("RUNTIME_BASE", baseImage.Result)
-                // Testcontainers pulls the image of every FROM it does not have, whatever the target: SDK_IMAGE
-                // (the build stage, which runtime-prebuilt never reaches) would be pulled from a registry. Naming
-                // the local base there keeps the build offline; the legacy builder stops at runtime-prebuilt.
-                .WithBuildArgument("SDK_IMAGE", baseImage.Result)
-                .WithCreateParameterModifier(p => p.ForceRemove = true) // no intermediate container left by a failed step
-                .WithLogger(logger)
-                .Build();
-            await image.CreateAsync();
+            image = await BuildImageAsync(id, context, logger);
 
             // The Deployment's configuration, its placeholder host replaced by the test initiator's host NQN.
             var deployment = Manifests.Load("deployment.yaml").Single(o => o.Kind == "Deployment");
@@ -247,6 +229,151 @@ public sealed class ContainerImageTests(ITestOutputHelper output)
             Say("removed the container, its volume and the image (the base image stays cached)");
             if (passed && errors.Count > 0) throw new AggregateException("cleaning up after the container test failed", errors);
         }
+    }
+
+    /// <summary>
+    /// librbd loads in the image: the target started as the gateways start (an rbd: namespace, $CEPH_CONF naming the
+    /// cluster), with no network at all (--network none) and a ceph.conf whose only monitor is 127.0.0.1:1 inside the
+    /// container, where nothing listens, fails with its own "unreachable" message after librados gave up waiting for a
+    /// monitor (the connect timeout, 10 s) — not with "apt-get install librbd1", which is what it says when librados
+    /// or librbd cannot be loaded — and exits non-zero (2: the namespace cannot be opened, a configuration error).
+    /// Then as deploy/kubernetes/gateways.yaml runs it: the StatefulSet's init script renders gateway 0's configuration
+    /// in the image, and the target started from it with the StatefulSet's args and environment fails the same way.
+    /// </summary>
+    [Fact]
+    public async Task Image_LoadsLibrbd_AnRbdNamespaceOnAnUnreachableClusterFailsTheStartWithTheTargetsMessage()
+    {
+        var id = Guid.NewGuid().ToString("N")[..10];
+        var work = Directory.CreateTempSubdirectory("nvmet-deploy-rbd-");
+        var context = Path.Combine(work.FullName, "context");
+        var name = $"nvmet-deploy-rbd-test-{id}";
+        var volume = name + "-data";
+        await using var engine = await TestDocker.StartAsync(Say);
+        IFutureDockerImage? image = null;
+        try
+        {
+            image = await BuildImageAsync(id, context, TestDocker.Logger(Say));
+            // Only a monitor nobody serves; no cephx (there is no key to read: the connection attempt is what fails).
+            var cephConf = Path.Combine(work.FullName, "ceph.conf");
+            await File.WriteAllTextAsync(cephConf, "[global]\nmon_host = 127.0.0.1:1\nauth_client_required = none\n");
+            File.SetUnixFileMode(cephConf, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+
+            var sw = Stopwatch.StartNew();
+            // Hardened as the gateways run (read-only root, no capabilities, the socket's tmpfs), no network at all.
+            var run = await Cmd.RunAsync("docker", ["run", "--rm", "--name", name, "--network", "none",
+                "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--tmpfs", $"{Deployed.SocketDir}:uid={AppUid},gid={AppUid},mode=0700,size=1m",
+                "-v", $"{cephConf}:/etc/nvmet-ceph/ceph.conf:ro", "-e", "CEPH_CONF=/etc/nvmet-ceph/ceph.conf",
+                image.FullName, "--namespace", "rbd:rbd/x:16M", "--allow-host", AllowedHost], TimeSpan.FromMinutes(2));
+            sw.Stop();
+            var said = run.Err + run.Out;
+            Say($"docker run exited {run.Code} after {sw.Elapsed.TotalSeconds:0.0} s:\n{Cmd.Tail(said, 10)}");
+            Assert.DoesNotContain("apt-get install librbd1", said);    // librados and librbd were found and loaded
+            Assert.DoesNotContain("Unable to load shared library", said);
+            Assert.Matches(@"the Ceph cluster of .* is unreachable \(no monitor answered within [0-9]+ s\)", said);
+            Assert.True(run.Code != 0, $"the target exited {run.Code} with an unreachable cluster");
+            Assert.Equal(2, run.Code);
+            Assert.DoesNotContain("Listening for NVMe/TCP", said);     // it never served anything
+            // librados waited for a monitor (the connect timeout) instead of failing at once, and not much longer.
+            Assert.InRange(sw.Elapsed.TotalSeconds, 5, 60);
+
+            // The same as gateways.yaml runs it: the StatefulSet's init container script in the image (its shell, getent
+            // and sed) writes gateway 0's configuration into the data volume — the Services' ClusterIPs come from
+            // --add-host here, loopback addresses never contacted — and the target started with it and the
+            // StatefulSet's environment reads it and fails at Ceph, naming the ceph.conf of the mounted secret.
+            (await Cmd.Docker("volume", "create", volume)).Ensure("docker volume create");
+            var set = GatewaySet.StatefulSet();
+            var pod = $"{set.Name}-0";
+            var templateDir = Directory.CreateDirectory(Path.Combine(work.FullName, "configmap")).FullName;
+            var init = GatewaySet.InitContainer();
+            var initEnv = Manifests.EffectiveEnv(init, podName: pod);
+            var templatePath = initEnv["TEMPLATE"];
+            await File.WriteAllTextAsync(Path.Combine(templateDir, Path.GetFileName(templatePath)), GatewaySet.Template());
+            var cephDir = Directory.CreateDirectory(Path.Combine(work.FullName, "ceph-secret")).FullName;
+            File.Copy(cephConf, Path.Combine(cephDir, "ceph.conf"));
+            await File.WriteAllTextAsync(Path.Combine(cephDir, "keyring"), "[client.nvmet-gateway]\n\tkey = AQAAAAAAAAAAABAAAAAAAAAAAAAAAAAAAAAAAA==\n");
+            foreach (var d in new[] { templateDir, cephDir })
+            {
+                File.SetUnixFileMode(d, (UnixFileMode)0b111_101_101);
+                foreach (var f in Directory.GetFiles(d)) File.SetUnixFileMode(f, (UnixFileMode)0b110_100_100);
+            }
+            var tokenFile = Path.Combine(work.FullName, "api-token");
+            await File.WriteAllTextAsync(tokenFile, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24)) + "\n");
+            File.SetUnixFileMode(tokenFile, (UnixFileMode)0b100_100_100);
+            var hardened = new List<string> { "--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges" };
+            foreach (var (service, address) in GatewaySet.ServiceAddresses()) hardened.AddRange(["--add-host", $"{service}:{address}"]);
+            string[] Env(IEnumerable<Y> items, Dictionary<string, string> values) =>
+                [.. items.Select(e => e["name"].S).SelectMany(k => new[] { "-e", $"{k}={values[k]}" })];
+
+            var rendered = await Cmd.RunAsync("docker", ["run", "--rm", "--name", name + "-init", .. hardened,
+                "-v", $"{volume}:{Deployed.DataDir}", "-v", $"{templateDir}:{Path.GetDirectoryName(templatePath)}:ro",
+                .. Env(init["env"].Items, initEnv), "--entrypoint", "/bin/sh", image.FullName, "-c", GatewaySet.Script()], TimeSpan.FromMinutes(2));
+            Say($"gateway-config exited {rendered.Code}: {rendered.Out.Trim()}{rendered.Err.Trim()}");
+            Assert.True(rendered.Code == 0, $"the init container's script failed in the image: {rendered.Err}");
+            Assert.Contains($"{pod}: port 1 advertised as {GatewaySet.ServiceAddresses()[pod]}, CNTLIDs 1-999", rendered.Out);
+            var configPath = initEnv["CONFIG"];
+            var json = await Cmd.RunAsync("docker", ["run", "--rm", "--network", "none", "-v", $"{volume}:{Deployed.DataDir}", "--entrypoint", "cat", image.FullName, configPath], TimeSpan.FromMinutes(1));
+            var gateway = JsonSerializer.Deserialize<TargetConfig>(json.Ensure("reading the rendered configuration").Out, TargetConfig.Json)!;
+            Assert.Equal(pod, gateway.Gateway?.Name);
+            Assert.Equal(((ushort)1, (ushort)999), (gateway.Subsystems[0].CntlidMin, gateway.Subsystems[0].CntlidMax));
+
+            var target = Manifests.TargetContainer(set.PodSpec);
+            var targetEnv = Manifests.EffectiveEnv(target, podName: pod);
+            var args = target["args"].Items.Select(a => a.S).ToArray();
+            Assert.Equal(["--config", configPath], args);
+            sw.Restart();
+            var started = await Cmd.RunAsync("docker", ["run", "--rm", "--name", name + "-gateway", .. hardened,
+                "--tmpfs", $"{Deployed.SocketDir}:uid={AppUid},gid={AppUid},mode=0700,size=1m",
+                "-v", $"{volume}:{Deployed.DataDir}", "-v", $"{cephDir}:/etc/nvmet-ceph:ro", "-v", $"{tokenFile}:{Deployed.TokenFile}:ro",
+                .. Env(target["env"].Items, targetEnv), image.FullName, .. args], TimeSpan.FromMinutes(2));
+            sw.Stop();
+            said = started.Err + started.Out;
+            Say($"the gateway exited {started.Code} after {sw.Elapsed.TotalSeconds:0.0} s:\n{Cmd.Tail(said, 10)}");
+            Assert.DoesNotContain("apt-get install librbd1", said);
+            Assert.Contains("the Ceph cluster of /etc/nvmet-ceph/ceph.conf is unreachable (no monitor answered within", said);
+            Assert.Equal(2, started.Code);
+        }
+        finally
+        {
+            foreach (var c in new[] { name, name + "-init", name + "-gateway" })
+                await Cmd.RunAsync("docker", ["rm", "-f", c], TimeSpan.FromMinutes(1)); // only after a timeout is one still there
+            await Cmd.RunAsync("docker", ["volume", "rm", "-f", volume], TimeSpan.FromMinutes(1));
+            if (image != null) { await image.DeleteAsync(); await image.DisposeAsync(); }
+            try { work.Delete(recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            Say("removed the container and the image (the base image stays cached)");
+        }
+    }
+
+    /// <summary>deploy/Dockerfile's runtime-prebuilt target on the debootstrap base (cached) with the target published
+    /// on this machine (no registry is needed); the image's name is unique to the test, which deletes it.</summary>
+    private async Task<IFutureDockerImage> BuildImageAsync(string id, string context, Microsoft.Extensions.Logging.ILogger logger)
+    {
+        // The base (debootstrap, cached) and the self-contained publish are independent: do both at once.
+        var baseImage = DebootstrapBase.EnsureAsync(Say);
+        var publish = PublishAsync(Path.Combine(context, "artifacts", "publish"));
+        await Task.WhenAll(baseImage, publish);
+
+        Say($"building deploy/Dockerfile --target runtime-prebuilt on {baseImage.Result}");
+        var sw = Stopwatch.StartNew();
+        var image = new ImageFromDockerfileBuilder()
+            .WithName($"nvmet-deploy-test:{id}")
+            .WithDockerfileDirectory(Repo.DeployDir)
+            .WithDockerfile("Dockerfile")
+            .WithContextDirectory(context)
+            .WithTarget("runtime-prebuilt")
+            .WithBuildArgument("RUNTIME_BASE", baseImage.Result)
+            // Testcontainers pulls the image of every FROM it does not have, whatever the target: SDK_IMAGE
+            // (the build stage, which runtime-prebuilt never reaches) would be pulled from a registry. Naming
+            // the local base there keeps the build offline; the legacy builder stops at runtime-prebuilt.
+            .WithBuildArgument("SDK_IMAGE", baseImage.Result)
+            .WithCreateParameterModifier(p => p.ForceRemove = true) // no intermediate container left by a failed step
+            .WithLogger(logger)
+            .Build();
+        try { await image.CreateAsync(); }
+        catch { await image.DisposeAsync(); throw; }
+        var size = await Cmd.Docker("image", "inspect", "--format", "{{.Size}}", image.FullName);
+        Say($"image {image.FullName} built in {sw.Elapsed.TotalSeconds:0} s, {size.Out.Trim()} bytes");
+        return image;
     }
 
     /// <summary>The configuration with every subsystem's allowedHosts replaced by <paramref name="hostNqn"/> alone

@@ -110,16 +110,16 @@ internal static class Manifests
         AllContainers(podSpec).SingleOrDefault(c => c["name"].Text == "nvme-tcp-target")
         ?? throw new Xunit.Sdk.XunitException($"{podSpec}: no container named nvme-tcp-target");
 
-    /// <summary>The Pod spec of every workload (Pod, Deployment) in deploy/kubernetes, with the labels its Pods carry.</summary>
+    /// <summary>The Pod spec of every workload (Pod, Deployment, StatefulSet) in deploy/kubernetes, with the labels its Pods carry.</summary>
     public static IEnumerable<(KubeObject Workload, Y Spec, IReadOnlyDictionary<string, string> Labels)> Workloads() =>
-        LoadAll().Where(o => o.Kind is "Pod" or "Deployment").Select(o => (o, o.PodSpec,
+        LoadAll().Where(o => o.Kind is "Pod" or "Deployment" or "StatefulSet").Select(o => (o, o.PodSpec,
             (IReadOnlyDictionary<string, string>)(o.Kind == "Pod" ? o.Root["metadata"]["labels"] : o.Root["spec"]["template"]["metadata"]["labels"])
                 .Entries.ToDictionary(e => e.Key, e => e.Value.S)));
 
     /// <summary>The environment a container runs with: the image's ENV (for the target's image), then the container's
-    /// env. A fieldRef to the Pod IP yields <paramref name="podIp"/>; any other source fails the test (no secret may come
-    /// through the environment: the token is a file).</summary>
-    public static Dictionary<string, string> EffectiveEnv(Y container, string podIp = "10.244.1.17")
+    /// env. A fieldRef to the Pod IP yields <paramref name="podIp"/>, one to the Pod's name <paramref name="podName"/>;
+    /// any other source fails the test (no secret may come through the environment: the token is a file).</summary>
+    public static Dictionary<string, string> EffectiveEnv(Y container, string podIp = "10.244.1.17", string podName = "nvmet-pod-0")
     {
         var env = new Dictionary<string, string>(StringComparer.Ordinal);
         if (container["image"].S.Split(':')[0].Split('/')[^1] == "nvme-tcp-target")
@@ -130,7 +130,8 @@ internal static class Manifests
             var name = e["name"].S;
             if (e["value"].Exists) env[name] = e["value"].S;
             else if (e["valueFrom"]["fieldRef"]["fieldPath"].Text == "status.podIP") env[name] = podIp;
-            else Assert.Fail($"{e}: {name} comes from {string.Join(",", e["valueFrom"].Keys)}; only the Pod IP may come from elsewhere (the token is a mounted file)");
+            else if (e["valueFrom"]["fieldRef"]["fieldPath"].Text == "metadata.name") env[name] = podName;
+            else Assert.Fail($"{e}: {name} comes from {string.Join(",", e["valueFrom"].Keys)}; only the Pod IP and name may come from elsewhere (the token is a mounted file)");
         }
         return env;
     }
@@ -256,4 +257,77 @@ internal sealed partial class DockerfileModel
 
     [GeneratedRegex(@"([A-Za-z_][A-Za-z0-9_]*)=(""[^""]*""|\S*)")]
     private static partial Regex EnvPairRegex();
+}
+
+/// <summary>deploy/kubernetes/gateways.yaml: the StatefulSet, its gateway-config init container and the ConfigMap's
+/// configuration template; renders a gateway's configuration by running that init container's own script with
+/// /bin/sh, as the Pod would, with getent answering from a table instead of the cluster's DNS.</summary>
+internal static class GatewaySet
+{
+    public const string FileName = "gateways.yaml";
+    public const string InitName = "gateway-config";
+
+    public static IReadOnlyList<KubeObject> Objects() => Manifests.Load(FileName);
+    public static KubeObject StatefulSet() => Objects().Single(o => o.Kind == "StatefulSet");
+    public static Y InitContainer() => Manifests.AllContainers(StatefulSet().PodSpec).Single(c => c["name"].Text == InitName);
+    public static string Template() => Objects().Single(o => o.Kind == "ConfigMap").Root["data"]["target.json.in"].S;
+    public static int Replicas() => StatefulSet().Root["spec"]["replicas"].Int;
+
+    /// <summary>The init container's script: its command is /bin/sh -c SCRIPT.</summary>
+    public static string Script()
+    {
+        var command = InitContainer()["command"].Items.Select(c => c.S).ToList();
+        Assert.Equal(3, command.Count);
+        Assert.Equal(["/bin/sh", "-c"], command.Take(2));
+        return command[2];
+    }
+
+    /// <summary>The Services' ClusterIPs as the test's getent gives them: nvmet-gateway-K at 127.0.10.(K+1) for each
+    /// per-gateway Service of the file (addresses that are only written into the configuration, never contacted).</summary>
+    public static Dictionary<string, string> ServiceAddresses()
+    {
+        var prefix = StatefulSet().Name + "-";
+        return Objects().Where(o => o.Kind == "Service" && o.Name.StartsWith(prefix, StringComparison.Ordinal))
+            .ToDictionary(o => o.Name, o => $"127.0.10.{int.Parse(o.Name[prefix.Length..], System.Globalization.CultureInfo.InvariantCulture) + 1}");
+    }
+
+    public sealed record Rendered(int Code, string Out, string Err, string ConfigPath)
+    {
+        public string Json => File.ReadAllText(ConfigPath);
+    }
+
+    /// <summary>Runs the script for Pod <c>nvmet-gateway-ORDINAL</c> with the init container's environment (GATEWAYS
+    /// replaced by <paramref name="gateways"/> when given), the template and the output in <paramref name="dir"/>, a
+    /// getent that knows <paramref name="services"/> only, and a sleep that returns at once (the script's wait for a
+    /// missing Service).</summary>
+    public static async Task<Rendered> RenderAsync(int ordinal, IReadOnlyDictionary<string, string> services, string dir, int? gateways = null)
+    {
+        var bin = Path.Combine(dir, "bin");
+        Directory.CreateDirectory(bin);
+        var cases = string.Concat(services.Select(s => $"  {s.Key}) echo \"{s.Value}       {s.Key}.nvmet.svc.cluster.local\" ;;\n"));
+        WriteExecutable(Path.Combine(bin, "getent"), $"#!/bin/sh\n[ \"$1\" = hosts ] || exit 1\ncase \"$2\" in\n{cases}  *) exit 2 ;;\nesac\n");
+        WriteExecutable(Path.Combine(bin, "sleep"), "#!/bin/sh\nexit 0\n");
+        var template = Path.Combine(dir, "target.json.in");
+        File.WriteAllText(template, Template());
+        var config = Path.Combine(dir, $"target-{ordinal}.json");
+
+        var podName = $"{StatefulSet().Name}-{ordinal}";
+        var env = Manifests.EffectiveEnv(InitContainer(), podName: podName);
+        Assert.Equal(podName, env["POD_NAME"]);
+        var r = await Cmd.RunAsync("/bin/sh", ["-c", Script()], TimeSpan.FromSeconds(30), psi =>
+        {
+            foreach (var (k, v) in env) psi.Environment[k] = v;
+            if (gateways is int n) psi.Environment["GATEWAYS"] = n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            psi.Environment["TEMPLATE"] = template;
+            psi.Environment["CONFIG"] = config;
+            psi.Environment["PATH"] = bin + ":/usr/bin:/bin";
+        });
+        return new Rendered(r.Code, r.Out, r.Err, config);
+    }
+
+    private static void WriteExecutable(string path, string text)
+    {
+        File.WriteAllText(path, text);
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
 }

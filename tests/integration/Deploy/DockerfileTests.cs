@@ -90,6 +90,34 @@ public sealed class DockerfileTests
         Assert.DoesNotContain(commands, c => c[0] == "chmod" && c.Contains(Deployed.SocketDir) && c[1] != "0700");
     }
 
+    /// <summary>RBD namespaces load librbd and librados through P/Invoke: Debian's librbd1 (which pulls librados2) is
+    /// installed in the runtime base that both runtime targets build on, as root (before USER), without recommended
+    /// packages, and the package lists are removed in the same layer.</summary>
+    [Theory]
+    [InlineData("runtime")]
+    [InlineData("runtime-prebuilt")]
+    public void RuntimeStage_InstallsLibrbd1_WithoutRecommends_AndWithoutPackageLists(string stage)
+    {
+        var ins = Dockerfile.For(stage).ToList();
+        var install = Assert.Single(ins, i => i.Keyword == "RUN" && i.Arguments.Contains("apt-get install", StringComparison.Ordinal));
+        Assert.Equal("runtime-base", install.Stage);
+        var commands = install.Arguments.Split("&&", StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Select(c => c.Split(' ', StringSplitOptions.RemoveEmptyEntries).SkipWhile(w => w.Contains('=')).ToArray()).ToList();
+        int update = commands.FindIndex(c => c is ["apt-get", "update", ..]);
+        int get = commands.FindIndex(c => c is ["apt-get", "install", ..]);
+        int clean = commands.FindIndex(c => c is ["rm", "-rf", ..] && c.Contains("/var/lib/apt/lists/*"));
+        Assert.True(update >= 0 && update < get, $"apt-get update must come first in the same RUN: {install.Arguments}");
+        Assert.True(clean > get, $"the package lists must be removed after the install, in the same layer: {install.Arguments}");
+        var packages = commands[get].Skip(2).Where(w => !w.StartsWith('-')).ToList();
+        Assert.Equal(["librbd1"], packages);
+        Assert.Contains("-y", commands[get]);
+        Assert.Contains("--no-install-recommends", commands[get]);
+        // As root: the RUN comes before the image switches to the app user.
+        Assert.True(ins.IndexOf(install) < ins.FindIndex(i => i.Keyword == "USER"), "librbd1 must be installed before USER");
+        // Only the runtime base installs packages: the build stage has the SDK image's own.
+        Assert.DoesNotContain(Dockerfile.Instructions, i => i.Stage != "runtime-base" && i.Keyword == "RUN" && i.Arguments.Contains("apt-get", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void DockerIgnore_SendsOnlyWhatTheBuildNeeds()
     {

@@ -9,12 +9,16 @@ namespace Integration.Tests.Deploy;
 /// in-memory emptyDir, shared with another container only where the example needs it; the token as a required,
 /// mounted secret; no service-account token; the ConfigMaps' configuration through the target's validator and
 /// fail-closed hosts; hardening and resources; the Service; the NetworkPolicies guarding every target Pod.</summary>
-public sealed class ManifestTests
+public sealed partial class ManifestTests
 {
     private const string TargetImage = "nvme-tcp-target";
     private const string PodIp = "10.244.1.17";
 
-    public static TheoryData<string> PodFiles => new() { "sidecar.yaml", "deployment.yaml" };
+    /// <summary>Every file with a workload that runs the target.</summary>
+    public static TheoryData<string> PodFiles => new() { "sidecar.yaml", "deployment.yaml", GatewaySet.FileName };
+    /// <summary>The files whose ConfigMap holds the target's configuration as it is (target.json); gateways.yaml holds a
+    /// template its init container fills in per gateway (ManifestTests.Gateways.cs).</summary>
+    public static TheoryData<string> ConfigFiles => new() { "sidecar.yaml", "deployment.yaml" };
 
     /// <summary>The containers each example gives the management socket to: the target everywhere, and the
     /// application in the sidecar example, which manages its own namespaces (sidecar.yaml says why).</summary>
@@ -22,9 +26,10 @@ public sealed class ManifestTests
     {
         ["deployment.yaml"] = ["nvme-tcp-target"],
         ["sidecar.yaml"] = ["nvme-tcp-target", "app"],
+        [GatewaySet.FileName] = ["nvme-tcp-target"],
     };
 
-    private static Y PodSpecOf(string file) => Manifests.Load(file).Single(o => o.Kind is "Pod" or "Deployment").PodSpec;
+    private static Y PodSpecOf(string file) => Manifests.Load(file).Single(o => o.Kind is "Pod" or "Deployment" or "StatefulSet").PodSpec;
 
     [Fact]
     public void EveryDocument_HasTheExpectedKinds()
@@ -41,13 +46,14 @@ public sealed class ManifestTests
         Assert.Equal("ConfigMap,PersistentVolumeClaim,Deployment", Kinds("deployment.yaml"));
         Assert.Equal("Service", Kinds("service.yaml"));
         Assert.Equal("NetworkPolicy,NetworkPolicy", Kinds("networkpolicy.yaml"));
-        Assert.Equal(["deployment.yaml", "networkpolicy.yaml", "service.yaml", "sidecar.yaml"], all.Select(o => o.File).Distinct().Order(StringComparer.Ordinal));
+        Assert.Equal("CephBlockPool,CephClient,ConfigMap,Service,Service,Service,StatefulSet,PodDisruptionBudget,NetworkPolicy", Kinds(GatewaySet.FileName));
+        Assert.Equal(["deployment.yaml", GatewaySet.FileName, "networkpolicy.yaml", "service.yaml", "sidecar.yaml"], all.Select(o => o.File).Distinct().Order(StringComparer.Ordinal));
         foreach (var dup in all.GroupBy(o => (o.Kind, o.Name)).Where(g => g.Count() > 1))
             Assert.Fail($"{dup.Key.Kind}/{dup.Key.Name} is defined more than once");
     }
 
     [Theory]
-    [MemberData(nameof(PodFiles))]
+    [MemberData(nameof(ConfigFiles))]
     public void ConfigMap_HoldsAConfigurationTheTargetAccepts(string file)
     {
         var json = Manifests.TargetJson(file);
@@ -76,7 +82,7 @@ public sealed class ManifestTests
     /// <summary>Every subsystem names the hosts that may connect; "anyone" is never the result of an empty list. An
     /// example that wants any host says allowAnyHost explicitly, and a NetworkPolicy must then guard its Pod.</summary>
     [Theory]
-    [MemberData(nameof(PodFiles))]
+    [MemberData(nameof(ConfigFiles))]
     public void ConfigMap_SubsystemsAreFailClosed(string file)
     {
         var config = JsonSerializer.Deserialize<TargetConfig>(Manifests.TargetJson(file), TargetConfig.Json)!;
@@ -98,7 +104,7 @@ public sealed class ManifestTests
     /// <summary>The target container's environment (image ENV, then env), args, ports and probes agree: NVMe/TCP and the
     /// read-only probes listener on the Pod address, management on the socket, storage in the data volume.</summary>
     [Theory]
-    [MemberData(nameof(PodFiles))]
+    [MemberData(nameof(ConfigFiles))]
     public void TargetContainer_ListenersPortsAndProbesAgree(string file)
     {
         var objects = Manifests.Load(file);
@@ -303,7 +309,7 @@ public sealed class ManifestTests
     public void Volumes_AreDeclared_AndTheDataVolumeIsWritable(string file)
     {
         var objects = Manifests.Load(file);
-        var spec = objects.Single(o => o.Kind is "Pod" or "Deployment").PodSpec;
+        var spec = objects.Single(o => o.Kind is "Pod" or "Deployment" or "StatefulSet").PodSpec;
         var volumes = spec["volumes"].Items.ToDictionary(v => v["name"].S);
         foreach (var c in Manifests.AllContainers(spec))
             foreach (var m in c["volumeMounts"].Items)
@@ -365,13 +371,15 @@ public sealed class ManifestTests
                 Assert.NotEqual(Deployed.ProbesPort, Manifests.ResolvePort(target, p["targetPort"].Exists ? p["targetPort"] : p["port"]));
     }
 
-    /// <summary>Every Pod that runs the target is isolated for ingress by a NetworkPolicy of networkpolicy.yaml.</summary>
+    /// <summary>Every Pod that runs the target is isolated for ingress by a NetworkPolicy: those of networkpolicy.yaml
+    /// for the standalone target and the sidecar, gateways.yaml's own for the gateways.</summary>
     [Fact]
     public void NetworkPolicy_SelectsEveryTargetPod()
     {
-        var policies = Manifests.Load("networkpolicy.yaml");
+        var policies = Manifests.LoadAll().Where(o => o.Kind == "NetworkPolicy").ToList();
+        Assert.Equal(3, policies.Count);
         var workloads = Manifests.Workloads().ToList();
-        Assert.Equal(2, workloads.Count);
+        Assert.Equal(3, workloads.Count);
         foreach (var (workload, spec, labels) in workloads)
         {
             _ = Manifests.TargetContainer(spec);
@@ -379,6 +387,7 @@ public sealed class ManifestTests
             Assert.True(selecting.Count == 1, $"{workload}: selected by {selecting.Count} NetworkPolicies, expected one");
             Assert.NotEmpty(selecting[0].Root["spec"]["podSelector"]["matchLabels"].Entries); // never "every Pod of the namespace"
             Assert.Contains("Ingress", selecting[0].Root["spec"]["policyTypes"].Items.Select(t => t.S));
+            Assert.Equal(workload.File is "deployment.yaml" or "sidecar.yaml" ? "networkpolicy.yaml" : workload.File, selecting[0].File);
         }
         foreach (var p in policies) Assert.Contains(workloads, w => Manifests.Selects(p.Root["spec"]["podSelector"], w.Labels));
     }
@@ -389,7 +398,7 @@ public sealed class ManifestTests
     [Fact]
     public void NetworkPolicy_AdmitsNvmeTcpOnlyFromLabelledClients_AndProbesOnlyFromMonitoring()
     {
-        foreach (var policy in Manifests.Load("networkpolicy.yaml"))
+        foreach (var policy in Manifests.LoadAll().Where(o => o.Kind == "NetworkPolicy"))
         {
             var admitted = new HashSet<int>();
             foreach (var rule in policy.Root["spec"]["ingress"].Items)
