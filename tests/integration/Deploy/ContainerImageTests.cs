@@ -270,7 +270,8 @@ public sealed class ContainerImageTests(ITestOutputHelper output)
             Say($"docker run exited {run.Code} after {sw.Elapsed.TotalSeconds:0.0} s:\n{Cmd.Tail(said, 10)}");
             Assert.DoesNotContain("apt-get install librbd1", said);    // librados and librbd were found and loaded
             Assert.DoesNotContain("Unable to load shared library", said);
-            Assert.Matches(@"the Ceph cluster of .* is unreachable \(no monitor answered within [0-9]+ s\)", said);
+            // ... naming the configuration librados read: the one $CEPH_CONF names
+            Assert.Matches(@"the Ceph cluster of /etc/nvmet-ceph/ceph.conf \(\$CEPH_CONF\) is unreachable \(no monitor answered within [0-9]+ s\)", said);
             Assert.True(run.Code != 0, $"the target exited {run.Code} with an unreachable cluster");
             Assert.Equal(2, run.Code);
             Assert.DoesNotContain("Listening for NVMe/TCP", said);     // it never served anything

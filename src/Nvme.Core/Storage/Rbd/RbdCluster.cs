@@ -59,7 +59,12 @@ public sealed class RbdCluster
     public RbdClusterOptions Options => _options;
 
     /// <summary>Who the cluster is, for messages ("client.admin of /etc/ceph/ceph.conf").</summary>
-    public string Description => $"client.{_options.ClientId ?? "admin"} of {_options.CephConf ?? "the default ceph.conf"}";
+    public string Description => $"client.{_options.ClientId ?? "admin"} of {ConfName(_options)}";
+
+    /// <summary>The configuration file librados reads for <paramref name="o"/>, for messages: the given one, else
+    /// $CEPH_CONF's, else /etc/ceph/ceph.conf.</summary>
+    internal static string ConfName(RbdClusterOptions o) =>
+        o.CephConf ?? (Environment.GetEnvironmentVariable("CEPH_CONF") is { Length: > 0 } env ? $"{env} ($CEPH_CONF)" : "/etc/ceph/ceph.conf");
 
     /// <summary>The shared connection to the cluster <paramref name="options"/> name, connecting when there is none
     /// (release it with <see cref="Release"/>). Throws <see cref="StoreException"/> saying what went wrong.</summary>
@@ -113,7 +118,7 @@ public sealed class RbdCluster
         {
             if (o.CephConf != null && !File.Exists(o.CephConf)) throw new StoreException($"Ceph configuration file '{o.CephConf}' does not exist");
             int rc = Librbd.rados_conf_read_file(h, o.CephConf);
-            if (rc < 0) throw new StoreException($"cannot read the Ceph configuration {o.CephConf ?? "($CEPH_CONF or /etc/ceph/ceph.conf)"}: {Librbd.Describe(rc)}");
+            if (rc < 0) throw new StoreException($"cannot read the Ceph configuration {ConfName(o)}: {Librbd.Describe(rc)}");
             if (o.Keyring != null)
             {
                 if (!File.Exists(o.Keyring)) throw new StoreException($"Ceph keyring '{o.Keyring}' does not exist");
@@ -130,7 +135,7 @@ public sealed class RbdCluster
             if (rc < 0)
                 throw new StoreException(-rc switch
                 {
-                    Librbd.ETIMEDOUT => $"the Ceph cluster of {o.CephConf ?? "the default ceph.conf"} is unreachable (no monitor answered within {seconds} s)",
+                    Librbd.ETIMEDOUT => $"the Ceph cluster of {ConfName(o)} is unreachable (no monitor answered within {seconds} s)",
                     Librbd.EACCES or Librbd.EPERM => $"the Ceph cluster refused {who}'s authentication (check the keyring{(o.Keyring != null ? " " + o.Keyring : "")} and the client id)",
                     Librbd.ENOENT => $"cannot connect to Ceph as {who}: no key for it (keyring missing or without that client)",
                     _ => $"cannot connect to Ceph as {who}: {Librbd.Describe(rc)}",
