@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # RBD-backed namespaces against librbd alone, on the same cluster and image: `rbd bench` (librbd, no target) and the
 # target with an rbd namespace driven by bench/LoadGen over NVMe/TCP, for 4k randread/randwrite QD32 and 128k
-# sequential read/write QD8. Prints one table with the ratio target/librbd.
+# sequential read/write QD8. Prints one table with the ratio target/librbd. Both without librbd's writeback cache:
+# the target turns it off (a write is answered once the OSDs have it; see README "Namespaces on Ceph RBD"), and
+# `rbd bench` with its default cache would answer writes from memory.
 # Needs a running cluster: CEPH_CONF=... (e.g. tests/integration/ceph/ceph-up.sh brings one up on loopback).
 # Usage: CEPH_CONF=/path/ceph.conf bench/rbd.sh [SECONDS_PER_CELL]   Environment: POOL (rbd), PORT (4530), SIZE (1G)
 set -euo pipefail
@@ -49,7 +51,7 @@ per_io() { awk -v r="$1" -v d="$2" -v o0="$3" -v o1="$4" -v b0="$5" -v b1="$6" -
 rbd_iops() {
   local type=$1 bs=$2 qd=$3 pattern=$4 total out
   total=$(( $(bytes "$bs") * 20000 ))
-  out=$(rbd bench --io-type "$type" --io-size "$(bytes "$bs")" --io-threads "$qd" --io-total "$total" --io-pattern "$pattern" "$POOL/$IMAGE" 2>&1 | tail -1)
+  out=$(rbd bench --rbd-cache=false --io-type "$type" --io-size "$(bytes "$bs")" --io-threads "$qd" --io-total "$total" --io-pattern "$pattern" "$POOL/$IMAGE" 2>&1 | tail -1)
   # "elapsed: 3   ops: 20000   ops/sec: 6422.71   bytes/sec: ..."
   local rate elapsed
   rate=$(echo "$out" | sed -n 's/.*ops\/sec: *\([0-9.]*\).*/\1/p')
@@ -57,7 +59,7 @@ rbd_iops() {
   total=$(awk -v r="${rate:-1000}" -v d="$DUR" -v b="$(bytes "$bs")" 'BEGIN { printf "%d", r * d * b }')
   local o0 b0 t0 t1
   o0=$(osd_ticks); b0=$(busy_ticks); t0=$(date +%s.%N)
-  out=$(rbd bench --io-type "$type" --io-size "$(bytes "$bs")" --io-threads "$qd" --io-total "$total" --io-pattern "$pattern" "$POOL/$IMAGE" 2>&1 | tail -1)
+  out=$(rbd bench --rbd-cache=false --io-type "$type" --io-size "$(bytes "$bs")" --io-threads "$qd" --io-total "$total" --io-pattern "$pattern" "$POOL/$IMAGE" 2>&1 | tail -1)
   t1=$(date +%s.%N)
   rate=$(echo "$out" | sed -n 's/.*ops\/sec: *\([0-9.]*\).*/\1/p')
   per_io "$(printf '%.0f' "${rate:-0}")" "$(echo "$t1 - $t0" | bc)" "$o0" "$(osd_ticks)" "$b0" "$(busy_ticks)"

@@ -131,6 +131,10 @@ public sealed class RbdCluster
             // A deallocated range reads back as zeros (Identify says so): librbd otherwise skips the parts of a
             // discard that do not cover whole objects, and they keep their old data.
             Set(h, "rbd_skip_partial_discard", "false");
+            // No librbd writeback cache: a write is answered once the OSDs have it. With the cache, librbd acknowledges
+            // writes from this process's memory after the host's first flush; another gateway serving the same image
+            // would then read stale data, and a gateway that dies loses writes the host saw complete.
+            Set(h, "rbd_cache", "false");
             rc = Librbd.rados_connect(h);
             if (rc < 0)
                 throw new StoreException(-rc switch
