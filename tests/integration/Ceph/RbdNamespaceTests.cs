@@ -69,12 +69,26 @@ public sealed class RbdNamespaceTests(CephCluster ceph, ITestOutputHelper output
         Assert.Equal(a, exported[..a.Length]);
         Assert.Equal(b, exported.AsSpan((65536 - 8) * 512, b.Length).ToArray());
 
+        // After a flush a write is on the OSDs when it completes, with no flush of its own: librbd's writeback cache is off
+        // (with it, the write would sit in this process, and another gateway or `rbd export` would read the old data).
+        // Read at once by another Ceph client (its own connection: other options), before any cache could have written back.
+        using (var other = RbdBlockStore.Open(new RbdClusterOptions(ceph.Conf, "admin", ceph.AdminKeyring), CephCluster.Pool, image))
+        {
+            var c1 = Pattern(4096, 3);
+            (await host.WriteAsync(0, 1, 200, c1)).EnsureSuccess("write after the flush");
+            var seen = new byte[4096];
+            await other.ReadAsync(200 * 512, seen);
+            Assert.Equal(c1, seen);
+        }
+        var c = Pattern(4096, 3);
+
         // Write Zeroes and a deallocation reach the image.
         (await host.WriteZeroesAsync(0, 1, 0, 8)).EnsureSuccess("write zeroes");
         (await host.DeallocateAsync(0, 1, [(64, 64)])).EnsureSuccess("deallocate");
         exported = await ExportAsync(image);
         Assert.All(exported[..4096], x => Assert.Equal(0, x));
         Assert.All(exported.AsSpan(64 * 512, 64 * 512).ToArray(), x => Assert.Equal(0, x));
+        Assert.Equal(c, exported.AsSpan(200 * 512, c.Length).ToArray());
         Assert.Equal(a[4096..(64 * 512)], exported[4096..(64 * 512)]);
 
         // Resize through the API: the image follows.
