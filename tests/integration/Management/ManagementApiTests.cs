@@ -247,6 +247,7 @@ public sealed class ManagementApiTests(ITestOutputHelper output)
             ("/api/v1/traces/{id}/file", ["get"]),
             ("/api/v1/subsystems/{nqn}/ana", ["get"]),
             ("/api/v1/subsystems/{nqn}/ana/{group}", ["put"]),
+            ("/api/v1/subsystems/{nqn}/ana/{group}/owner", ["post"]),
             ("/api/v1/subsystems/{nqn}/namespaces/{nsid}/ana-group", ["put"]),
         };
         Assert.Equal(expected.Select(e => e.Path).Order(), paths.EnumerateObject().Select(p => p.Name).Order());
