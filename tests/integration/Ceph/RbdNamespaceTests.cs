@@ -71,6 +71,11 @@ public sealed class RbdNamespaceTests(CephCluster ceph, ITestOutputHelper output
 
         // After a flush a write is on the OSDs when it completes, with no flush of its own: librbd's writeback cache is off
         // (with it, the write would sit in this process, and another gateway or `rbd export` would read the old data).
+        // The connection's librbd settings: no writeback cache, discards that zero partial objects.
+        var rbdStore = (RbdBlockStore)t.Host.Target.Subsystems.Single(s => s.Nqn == ApiTarget.Nqn).GetNamespace(1)!.Store;
+        Assert.Equal("false", rbdStore.ClusterOption("rbd_cache"));
+        Assert.Equal("false", rbdStore.ClusterOption("rbd_skip_partial_discard"));
+        Assert.Null(rbdStore.ClusterOption("no_such_option"));
         // Read at once by another Ceph client (its own connection: other options), before any cache could have written back.
         using (var other = RbdBlockStore.Open(new RbdClusterOptions(ceph.Conf, "admin", ceph.AdminKeyring), CephCluster.Pool, image))
         {

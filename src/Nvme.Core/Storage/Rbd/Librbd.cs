@@ -17,6 +17,9 @@ internal static unsafe partial class Librbd
     [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int rados_conf_set(IntPtr cluster, string option, string value);
 
+    [LibraryImport(Rados, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int rados_conf_get(IntPtr cluster, string option, byte* buffer, nuint length);
+
     [LibraryImport(Rados)]
     public static partial int rados_connect(IntPtr cluster);
 

@@ -49,6 +49,9 @@ public sealed unsafe class RbdBlockStore : IBlockStore
     /// <summary>The cluster the image is on (the same options share one connection).</summary>
     public RbdClusterOptions ClusterOptions => _cluster.Options;
 
+    /// <summary>A librados/librbd option of the image's cluster connection, as it is set (null: no such option).</summary>
+    public string? ClusterOption(string name) => _cluster.GetOption(name);
+
     /// <summary>The features of an image several gateways write at once: layering only (no exclusive-lock, which would
     /// move a lock between them on every change of writer and stall I/O while a dead holder's watch times out).</summary>
     public const ulong SharedImageFeatures = Librbd.FeatureLayering;

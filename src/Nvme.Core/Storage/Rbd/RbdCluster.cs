@@ -58,6 +58,17 @@ public sealed class RbdCluster
 
     public RbdClusterOptions Options => _options;
 
+    /// <summary>A librados/librbd option as this connection has it (null: no such option).</summary>
+    public unsafe string? GetOption(string name)
+    {
+        var buffer = new byte[4096];
+        int rc;
+        fixed (byte* b = buffer) rc = Librbd.rados_conf_get(_handle, name, b, (nuint)buffer.Length);
+        if (rc < 0) return null;
+        int end = Array.IndexOf(buffer, (byte)0);
+        return System.Text.Encoding.UTF8.GetString(buffer, 0, end < 0 ? buffer.Length : end);
+    }
+
     /// <summary>Who the cluster is, for messages ("client.admin of /etc/ceph/ceph.conf").</summary>
     public string Description => $"client.{_options.ClientId ?? "admin"} of {ConfName(_options)}";
 
