@@ -124,10 +124,7 @@ internal static unsafe partial class Librbd
     [LibraryImport(Rbd, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int rbd_create2(IntPtr ioctx, string name, ulong size, ulong features, ref int order);
 
-    [LibraryImport(Rbd)]
-    public static partial int rbd_get_features(IntPtr image, out ulong features);
-
-    public const ulong FeatureLayering = 1, FeatureExclusiveLock = 4;
+    public const ulong FeatureLayering = 1;
 
     public const int ENOENT = 2, EIO = 5, EACCES = 13, EEXIST = 17, EINVAL = 22, ENOSPC = 28, EPERM = 1, EBUSY = 16, ERANGE = 34, ENODATA = 61, ETIMEDOUT = 110, EDQUOT = 122,
         ESHUTDOWN = 108, EBLOCKLISTED = 108;

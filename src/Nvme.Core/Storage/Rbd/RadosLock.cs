@@ -55,10 +55,7 @@ public sealed unsafe partial class RadosLock : IDisposable
         var c = RbdCluster.Acquire(options);
         try
         {
-            int rc = Librbd.rados_ioctx_create(c.Handle, pool, out var io);
-            if (rc < 0)
-                throw new StoreException(rc == -Librbd.ENOENT ? $"Ceph pool '{pool}' does not exist ({c.Description})" : $"cannot open Ceph pool '{pool}': {Librbd.Describe(rc)}");
-            return new RadosLock(c, io, pool, oid, name, cookie);
+            return new RadosLock(c, c.OpenPool(pool), pool, oid, name, cookie);
         }
         catch
         {

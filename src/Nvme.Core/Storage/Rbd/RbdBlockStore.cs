@@ -56,10 +56,6 @@ public sealed unsafe class RbdBlockStore : IBlockStore
     /// move a lock between them on every change of writer and stall I/O while a dead holder's watch times out).</summary>
     public const ulong SharedImageFeatures = Librbd.FeatureLayering;
 
-    /// <summary>The image has librbd's exclusive-lock feature: writers from several clients then hand a lock over on
-    /// every change of writer, and a dead holder is only broken after its watch times out.</summary>
-    public bool HasExclusiveLock => IsOpen && Librbd.rbd_get_features(_image, out var f) == 0 && (f & Librbd.FeatureExclusiveLock) != 0;
-
     /// <summary>The image's size changed by someone else (another client's resize): the new size in bytes. Called on a
     /// librbd thread; keep it short.</summary>
     public event Action<RbdBlockStore, long>? ExternallyResized;
@@ -75,11 +71,9 @@ public sealed unsafe class RbdBlockStore : IBlockStore
         IntPtr io = IntPtr.Zero, img = IntPtr.Zero;
         try
         {
-            int rc = Librbd.rados_ioctx_create(c.Handle, pool, out io);
-            if (rc < 0)
-                throw new StoreException(rc == -Librbd.ENOENT ? $"Ceph pool '{pool}' does not exist ({c.Description})" : $"cannot open Ceph pool '{pool}': {Librbd.Describe(rc)}");
+            io = c.OpenPool(pool);
             bool created = false;
-            rc = Librbd.rbd_open(io, image, out img, null);
+            int rc = Librbd.rbd_open(io, image, out img, null);
             if (rc == -Librbd.ENOENT && createSize is long size)
             {
                 if (size <= 0) throw new StoreException($"size {size} for RBD image {pool}/{image} is not positive");

@@ -58,6 +58,16 @@ public sealed class RbdCluster
 
     public RbdClusterOptions Options => _options;
 
+    /// <summary>An I/O context on <paramref name="pool"/> (destroy it with rados_ioctx_destroy). Throws
+    /// <see cref="StoreException"/> naming a pool that does not exist.</summary>
+    internal IntPtr OpenPool(string pool)
+    {
+        int rc = Librbd.rados_ioctx_create(_handle, pool, out var io);
+        if (rc < 0)
+            throw new StoreException(rc == -Librbd.ENOENT ? $"Ceph pool '{pool}' does not exist ({Description})" : $"cannot open Ceph pool '{pool}': {Librbd.Describe(rc)}");
+        return io;
+    }
+
     /// <summary>A librados/librbd option as this connection has it (null: no such option).</summary>
     public unsafe string? GetOption(string name)
     {
