@@ -13,4 +13,16 @@ internal static class Poll
         }
         return true;
     }
+
+    /// <summary>The same for a condition that has to be awaited (an API call, a query of another process).</summary>
+    public static async Task<bool> UntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await condition().ConfigureAwait(false))
+        {
+            if (DateTime.UtcNow > deadline) return false;
+            await Task.Delay(25).ConfigureAwait(false);
+        }
+        return true;
+    }
 }

@@ -203,11 +203,7 @@ public sealed class AnaFailover : IDisposable
         {
             lock (_lock)
             {
-                foreach (var e in _entries.Values)
-                {
-                    try { e.Lock.Unlock(MemberLockName); } catch (Exception x) when (x is not OutOfMemoryException) { }
-                    e.Lock.Dispose();
-                }
+                foreach (var e in _entries.Values) Close(e);
                 _entries.Clear();
             }
         });
@@ -290,19 +286,30 @@ public sealed class AnaFailover : IDisposable
         {
             if (!_entries.TryRemove(k, out _)) return;
             if (e.Owned) StepDown(e, "the group holds no RBD namespace of a failover subsystem any more");
-            try { e.Lock.Unlock(MemberLockName); } catch (Exception x) when (x is not OutOfMemoryException) { }
-            e.Lock.Dispose();
+            Close(e);
         }
     }
 
-    private (string Gateway, long Until)? Handover(Entry e)
+    /// <summary>Leaves the group's gateways alive (the shared lock) and closes its lock object.</summary>
+    private static void Close(Entry e)
+    {
+        try { e.Lock.Unlock(MemberLockName); } catch (Exception x) when (x is not OutOfMemoryException) { }
+        e.Lock.Dispose();
+    }
+
+    /// <summary>The owner has not renewed for 3/4 of the lease: it must not stay optimized (another gateway may take
+    /// the group over once the lease runs out).</summary>
+    private bool RenewalOverdue(Entry e, long now) => now - Volatile.Read(ref e.LastRenewed) > Lease.TotalMilliseconds * 3 / 4;
+
+    /// <summary>The gateway a hand-over that has not expired names, or null.</summary>
+    private static string? HandoverTarget(Entry e)
     {
         string? v;
         try { v = e.Lock.GetAttribute(HandoverAttribute); }
         catch (RadosException) { return null; }
         var parts = v?.Split(' ');
         if (parts is not { Length: 2 } || !long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out long until)) return null;
-        return until > DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() ? (parts[0], until) : null;
+        return until > DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() ? parts[0] : null;
     }
 
     private void Step(Subsystem s, Entry e)
@@ -312,13 +319,13 @@ public sealed class AnaFailover : IDisposable
         if (member == -RadosLock.ESHUTDOWN) { Fence(s, e); return; }
         try { Volatile.Write(ref e.Members, [.. e.Lock.Lockers(MemberLockName).Select(m => m.Cookie).Distinct().Order(StringComparer.Ordinal)]); }
         catch (RadosException) { }
-        var handover = Handover(e);
+        var handover = HandoverTarget(e);
         long now = Environment.TickCount64;
         if (e.Owned)
         {
-            if (handover is { } h && h.Gateway != Gateway)
+            if (handover is { } h && h != Gateway)
             {
-                StepDown(e, $"handed over to {h.Gateway}");
+                StepDown(e, $"handed over to {h}");
                 return;
             }
             int rc = e.Lock.TryLock(Lease, renew: true, _description);
@@ -339,14 +346,14 @@ public sealed class AnaFailover : IDisposable
             else
             {
                 Problem(e, $"cannot renew the lease: {RadosLock.Describe(rc)}");
-                if (now - e.LastRenewed > Lease.TotalMilliseconds * 3 / 4) Demote(s, e);
+                if (RenewalOverdue(e, now)) Demote(s, e);
             }
             return;
         }
-        if (handover is { } other && other.Gateway != Gateway)
+        if (handover is { } other && other != Gateway)
         {
             e.Holder = TryHolder(e);
-            Apply(s, e.Group, AnaState.NonOptimized, $"it is being handed over to {other.Gateway}");
+            Apply(s, e.Group, AnaState.NonOptimized, $"it is being handed over to {other}");
             return;
         }
         int got = e.Lock.TryLock(Lease, renew: false, _description);
@@ -450,7 +457,7 @@ public sealed class AnaFailover : IDisposable
         long now = Environment.TickCount64;
         foreach (var e in _entries.Values)
         {
-            if (!e.Owned || now - Volatile.Read(ref e.LastRenewed) <= Lease.TotalMilliseconds * 3 / 4) continue;
+            if (!e.Owned || !RenewalOverdue(e, now)) continue;
             if (_target.FindSubsystem(e.Nqn) is { } s && s.GetAnaState(e.Group) == AnaState.Optimized)
                 Apply(s, e.Group, AnaState.NonOptimized, "its lease renewal is stuck");
         }

@@ -45,17 +45,6 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
         return config;
     }
 
-    private static async Task<bool> UntilAsync(Func<bool> condition, TimeSpan timeout)
-    {
-        var sw = Stopwatch.StartNew();
-        while (sw.Elapsed < timeout)
-        {
-            if (condition()) return true;
-            await Task.Delay(50);
-        }
-        return condition();
-    }
-
     private static AnaGroupInfo Group(TargetHost h, string nqn) => h.Manager.GetAna(nqn).Groups.Single(g => g.Group == 1);
 
     [Fact]
@@ -75,7 +64,7 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
             var gb = Group(b, nqn);
             Assert.Equal("non-optimized", gb.State);
             Assert.Equal(("gw-a", false), (gb.Owner!.Gateway, gb.Owner.Self));
-            Assert.True(await UntilAsync(() => Group(a, nqn).Gateways is ["gw-a", "gw-b"], TimeSpan.FromSeconds(10)), "A never saw both gateways alive");
+            Assert.True(await Poll.UntilAsync(() => Group(a, nqn).Gateways is ["gw-a", "gw-b"], TimeSpan.FromSeconds(10)), "A never saw both gateways alive");
 
             // A host on B: the ANA log says non-optimized, and I/O works (a non-optimized path is accessible).
             await using (var host = await NvmeTcpHost.ConnectAsync(b.Endpoints[0], nqn))
@@ -98,17 +87,17 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
             var moved = await a.Manager.SetAnaOwnerAsync(nqn, 1, "gw-b"); // asked on the old owner
             Assert.Equal("gw-b", moved.Owner!.Gateway);
             Assert.Equal("non-optimized", Group(a, nqn).State);
-            Assert.True(await UntilAsync(() => Group(b, nqn).State == "optimized", TimeSpan.FromSeconds(5)));
+            Assert.True(await Poll.UntilAsync(() => Group(b, nqn).State == "optimized", TimeSpan.FromSeconds(5)));
             var back = await a.Manager.SetAnaOwnerAsync(nqn, 1, "gw-a"); // asked on the new owner's peer for itself
             Assert.True(back.Owner!.Self);
             Assert.Equal("optimized", Group(a, nqn).State);
-            Assert.True(await UntilAsync(() => Group(b, nqn).State == "non-optimized", TimeSpan.FromSeconds(5)));
+            Assert.True(await Poll.UntilAsync(() => Group(b, nqn).State == "non-optimized", TimeSpan.FromSeconds(5)));
             Assert.Equal("non-optimized", Group(b, nqn).State);
 
             // A graceful stop releases the group: B takes it over within a tick, not after a lease.
             var sw = Stopwatch.StartNew();
             await a.StopAsync();
-            Assert.True(await UntilAsync(() => Group(b, nqn).State == "optimized", TimeSpan.FromSeconds(10)), "B never took the group over after A stopped");
+            Assert.True(await Poll.UntilAsync(() => Group(b, nqn).State == "optimized", TimeSpan.FromSeconds(10)), "B never took the group over after A stopped");
             output.WriteLine($"after A's graceful stop B was optimized within {sw.ElapsedMilliseconds} ms (lease 2 s)");
             Assert.True(Group(b, nqn).Owner!.Self);
             // Took over twice (the move to it, the stop of A), owns one group.
@@ -136,17 +125,6 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
             "--listen", $"127.0.0.1:{port}", "--nqn", nqn, "--namespace", $"rbd:{CephCluster.Pool}/{image}:16M", "--allow-any-host",
             "--failover", "--gateway-name", name, "--failover-lease", "2", "--cntlid-range", cntlids);
 
-    private static async Task<bool> UntilAsync(Func<Task<bool>> condition, TimeSpan timeout)
-    {
-        var sw = Stopwatch.StartNew();
-        while (sw.Elapsed < timeout)
-        {
-            if (await condition()) return true;
-            await Task.Delay(100);
-        }
-        return await condition();
-    }
-
     [Fact]
     public async Task SigkillTheOwner_SurvivorTakesOverAndBlocklistsIt_Restarted_ComesBackNonOptimized_FrozenOwnerIsFenced()
     {
@@ -166,7 +144,7 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
             // SIGKILL: nothing is released; B takes over once A's lease (2 s) has run out, and blocklists A.
             var sw = Stopwatch.StartNew();
             await a.KillAsync();
-            Assert.True(await UntilAsync(async () => (await b.GroupAsync(nqn)).State == "optimized", TimeSpan.FromSeconds(20)), "B never took over");
+            Assert.True(await Poll.UntilAsync(async () => (await b.GroupAsync(nqn)).State == "optimized", TimeSpan.FromSeconds(20)), "B never took over");
             output.WriteLine($"B optimized {sw.ElapsedMilliseconds} ms after A was killed (lease 2 s)");
             Assert.True(sw.Elapsed >= TimeSpan.FromSeconds(1), "B took over before A's lease could have run out");
             Assert.True(b.Log.Text.Contains("took ANA group 1 over from gw-a; the previous owner gw-a"), b.Log.Text);
@@ -204,10 +182,10 @@ public sealed class FailoverTests(CephCluster ceph, ITestOutputHelper output)
             b.Freeze();
             try
             {
-                Assert.True(await UntilAsync(async () => (await a.GroupAsync(nqn)).State == "optimized", TimeSpan.FromSeconds(20)), "A never took over from the frozen B");
+                Assert.True(await Poll.UntilAsync(async () => (await a.GroupAsync(nqn)).State == "optimized", TimeSpan.FromSeconds(20)), "A never took over from the frozen B");
             }
             finally { b.Thaw(); }
-            Assert.True(await UntilAsync(async () => (await b.GroupAsync(nqn)).State == "inaccessible", TimeSpan.FromSeconds(20)),
+            Assert.True(await Poll.UntilAsync(async () => (await b.GroupAsync(nqn)).State == "inaccessible", TimeSpan.FromSeconds(20)),
                 "the fenced gateway did not turn its paths inaccessible");
             Assert.True(b.Log.Text.Contains("is blocklisted by the Ceph cluster"), b.Log.Text);
             var late = await zombieHost.WriteAsync(0, 1, 64, new byte[4096]);

@@ -72,8 +72,7 @@ public sealed class GatewayFailoverLinuxTests(CephCluster ceph, ITestOutputHelpe
             gateways[0] = await StartAsync("gw-a", pa, fileA);
             // gw-a owns the group before gw-b starts (a gateway of an earlier run that was killed may hold the lease
             // for up to 3 s more)
-            var until = DateTime.UtcNow.AddSeconds(15);
-            while (DateTime.UtcNow < until && (await gateways[0]!.GroupAsync(Nqn)).State != "optimized") await Task.Delay(100);
+            await Poll.UntilAsync(async () => (await gateways[0]!.GroupAsync(Nqn)).State == "optimized", TimeSpan.FromSeconds(15));
             gateways[1] = await StartAsync("gw-b", pb, fileB);
             Assert.True((await gateways[0]!.GroupAsync(Nqn)).State == "optimized" && (await gateways[1]!.GroupAsync(Nqn)).State == "non-optimized",
                 "at the start gw-a is not the optimized owner and gw-b the non-optimized standby");
