@@ -149,6 +149,45 @@ public class PduReaderTests
     // ------------------------------------------------------------------ field by field
 
     [Fact]
+    public void TryReadHeader_gives_the_header_and_layout_before_the_data_arrives()
+    {
+        var pdu = CaptureVectors.ConnectCmd; // HDGST + 1024 bytes in-capsule data + DDGST
+        for (int have = 0; have < pdu.Length; have += 7)
+        {
+            var buffer = new ReadOnlySequence<byte>(pdu, 0, have);
+            var r = PduReader.TryReadHeader(buffer, Digests, out var p, out var layout, out _);
+            if (have < 76)
+            {
+                Assert.Equal(PduReadResult.Incomplete, r);
+                continue;
+            }
+            Assert.Equal(PduReadResult.Complete, r);
+            Assert.Equal(PduType.CapsuleCmd, p.Type);
+            Assert.Equal(pdu.AsSpan(0, 72).ToArray(), p.Header.ToArray());
+            Assert.True(p.Data.IsEmpty);
+            Assert.Equal((72, 4, 1024, 4, 76, 1104L), (layout.HeaderLength, layout.HeaderDigestLength, layout.DataLength, layout.DataDigestLength, layout.DataStart, layout.Length));
+            Assert.Equal(PduReadResult.Incomplete, PduReader.TryRead(ref buffer, Digests, out _, out _)); // the whole PDU is not here
+        }
+    }
+
+    [Fact]
+    public void TryReadHeader_checks_the_header_digest_and_the_common_header()
+    {
+        var bad = CaptureVectors.ConnectCmd.ToArray();
+        bad[72] ^= 1;
+        AssertHeaderError(bad.AsSpan(0, 80).ToArray(), FatalErrorStatus.HeaderDigestError);
+        var plen = CaptureVectors.ConnectCmd.ToArray();
+        BinaryPrimitives.WriteUInt32LittleEndian(plen.AsSpan(4), 1 << 20); // beyond the in-capsule limit
+        AssertHeaderError(plen.AsSpan(0, 8).ToArray(), FatalErrorStatus.DataTransferLimitExceeded); // known from 8 bytes
+    }
+
+    private static void AssertHeaderError(byte[] bytes, FatalErrorStatus status)
+    {
+        Assert.Equal(PduReadResult.Error, PduReader.TryReadHeader(new ReadOnlySequence<byte>(bytes), Digests, out _, out _, out var e));
+        Assert.Equal(status, e.Status);
+    }
+
+    [Fact]
     public void ICReq_fields()
     {
         var p = Read(CaptureVectors.ICReq, NoDigests);

@@ -36,6 +36,14 @@ public readonly record struct PduError(FatalErrorStatus Status, uint FieldOffset
 
 public enum PduReadResult { Complete, Incomplete, Error }
 
+/// <summary>Where a PDU's parts lie, from its common header: header, header digest, data (from
+/// <see cref="DataStart"/>, CPDA being 0), data digest; <see cref="Length"/> is PLEN.</summary>
+public readonly record struct PduLayout(PduType Type, byte Flags, int HeaderLength, int HeaderDigestLength, int DataLength, int DataDigestLength)
+{
+    public int DataStart => HeaderLength + HeaderDigestLength;
+    public long Length => (long)DataStart + DataLength + DataDigestLength;
+}
+
 /// <summary>
 /// Frames NVMe/TCP PDUs out of a byte sequence. Like Kestrel's HTTP/2 frame reader, the common header is
 /// validated (type, HLEN, PDO, PLEN against limits) before waiting for the rest, so a hostile PLEN never
@@ -58,6 +66,42 @@ public static class PduReader
     public static PduReadResult TryRead(ref ReadOnlySequence<byte> buffer, in PduReaderSettings settings, out ReceivedPdu pdu, out PduError error)
     {
         pdu = default;
+        var r = Frame(buffer, settings, out var layout, out error);
+        if (r != PduReadResult.Complete) return r;
+        if (buffer.Length < layout.Length) return PduReadResult.Incomplete;
+        r = ReadHeader(buffer, layout, ref pdu, out error);
+        if (r != PduReadResult.Complete) return r;
+        if (layout.DataLength > 0)
+        {
+            pdu.Data = buffer.Slice(layout.DataStart, layout.DataLength);
+            if (layout.DataDigestLength != 0)
+            {
+                Span<byte> digest = stackalloc byte[4];
+                buffer.Slice(layout.DataStart + layout.DataLength, 4).CopyTo(digest);
+                pdu.DataDigestError = Crc32C.Compute(pdu.Data) != BinaryPrimitives.ReadUInt32LittleEndian(digest);
+            }
+        }
+        buffer = buffer.Slice(layout.Length);
+        return PduReadResult.Complete;
+    }
+
+    /// <summary>The PDU at the buffer's start as far as its header: Complete when the header (and its digest) has
+    /// arrived and is valid, whether or not its data has; <paramref name="layout"/> says where the data lies. The
+    /// buffer is not advanced. <see cref="ReceivedPdu.Data"/> stays empty.</summary>
+    public static PduReadResult TryReadHeader(in ReadOnlySequence<byte> buffer, in PduReaderSettings settings, out ReceivedPdu pdu, out PduLayout layout, out PduError error)
+    {
+        pdu = default;
+        var r = Frame(buffer, settings, out layout, out error);
+        if (r != PduReadResult.Complete) return r;
+        if (buffer.Length < layout.DataStart) return PduReadResult.Incomplete;
+        return ReadHeader(buffer, layout, ref pdu, out error);
+    }
+
+    /// <summary>Validates the common header (type, HLEN, digest flags, PDO, PLEN against the limits) and works out
+    /// the layout; Incomplete only while the 8 bytes of the common header have not all arrived.</summary>
+    private static PduReadResult Frame(in ReadOnlySequence<byte> buffer, in PduReaderSettings settings, out PduLayout layout, out PduError error)
+    {
+        layout = default;
         error = default;
         if (buffer.Length < CommonHeader.Size) return PduReadResult.Incomplete;
 
@@ -78,7 +122,6 @@ public static class PduReader
 
         long dataAndDigest = plen - hlen - hd;
         int ddgst = 0;
-        int dataStart = hlen + hd;
         if (dataAndDigest > 0)
         {
             long max;
@@ -103,34 +146,28 @@ public static class PduReader
             if (dataAndDigest - ddgst > max)
                 return Fail(out error, FatalErrorStatus.DataTransferLimitExceeded, 4, $"{ch.Type} carries {dataAndDigest - ddgst} data bytes, limit {max}");
         }
-        if (buffer.Length < plen) return PduReadResult.Incomplete;
+        layout = new PduLayout(ch.Type, ch.Flags, hlen, hd, (int)(dataAndDigest > 0 ? dataAndDigest - ddgst : 0), ddgst);
+        return PduReadResult.Complete;
+    }
 
-        pdu.Type = ch.Type;
-        pdu.Flags = ch.Flags;
-        pdu.HeaderLength = hlen;
+    /// <summary>Copies the header (its length is in <paramref name="layout"/>) and checks its digest.</summary>
+    private static PduReadResult ReadHeader(in ReadOnlySequence<byte> buffer, in PduLayout layout, ref ReceivedPdu pdu, out PduError error)
+    {
+        error = default;
+        pdu.Type = layout.Type;
+        pdu.Flags = layout.Flags;
+        pdu.HeaderLength = layout.HeaderLength;
         Span<byte> header = pdu.HeaderBytes;
-        buffer.Slice(0, hlen).CopyTo(header);
-        if (hdgst)
+        buffer.Slice(0, layout.HeaderLength).CopyTo(header);
+        if (layout.HeaderDigestLength != 0)
         {
             Span<byte> digest = stackalloc byte[4];
-            buffer.Slice(hlen, 4).CopyTo(digest);
-            uint expected = Crc32C.Compute(header[..hlen]);
+            buffer.Slice(layout.HeaderLength, 4).CopyTo(digest);
+            uint expected = Crc32C.Compute(header[..layout.HeaderLength]);
             uint received = BinaryPrimitives.ReadUInt32LittleEndian(digest);
             if (expected != received)
-                return Fail(out error, FatalErrorStatus.HeaderDigestError, 0, $"header digest 0x{received:x8} != 0x{expected:x8} on {ch.Type}");
+                return Fail(out error, FatalErrorStatus.HeaderDigestError, 0, $"header digest 0x{received:x8} != 0x{expected:x8} on {layout.Type}");
         }
-        if (dataAndDigest > 0)
-        {
-            int dataLength = (int)(dataAndDigest - ddgst);
-            pdu.Data = buffer.Slice(dataStart, dataLength);
-            if (ddgst != 0)
-            {
-                Span<byte> digest = stackalloc byte[4];
-                buffer.Slice(dataStart + dataLength, 4).CopyTo(digest);
-                pdu.DataDigestError = Crc32C.Compute(pdu.Data) != BinaryPrimitives.ReadUInt32LittleEndian(digest);
-            }
-        }
-        buffer = buffer.Slice(plen);
         return PduReadResult.Complete;
     }
 
