@@ -234,6 +234,9 @@ public sealed class TargetHost : IAsyncDisposable
 
     /// <summary>The NVMe/TCP settings of a validated configuration: in-capsule data, MAXH2CDATA, C2HData SUCCESS, and the
     /// bounds (connections, deadlines, keep-alive).</summary>
+    /// <summary>NVMET_TCP_DIRECT_RECEIVE=0: H2CData payloads go through the input pipe (to measure what the direct receive saves).</summary>
+    public const string DirectReceiveVariable = "NVMET_TCP_DIRECT_RECEIVE";
+
     public static TcpTransportOptions TransportOptions(LimitsConfig l)
     {
         var d = new TcpTransportOptions();
@@ -250,6 +253,8 @@ public sealed class TargetHost : IAsyncDisposable
             TcpKeepAlive = l.TcpKeepAlive is string k && ConfigValidator.TcpKeepAliveSeconds(k) is int idle
                 ? idle == 0 ? null : TimeSpan.FromSeconds(idle)
                 : d.TcpKeepAlive,
+            // An A/B switch for benchmarks (bench/README.md), not a setting: 0 sends write data through the input pipe.
+            DirectDataReceive = Environment.GetEnvironmentVariable(DirectReceiveVariable) != "0",
         };
     }
 

@@ -63,6 +63,7 @@ public sealed partial class NvmeTcpQueue
     private void Shutdown()
     {
         _writer.Close();
+        EndDirect(); // before the buffers go: a reactor may be receiving into one
         for (int i = 0; i < _slotCount; i++)
         {
             var req = _slots[i]!;

@@ -155,6 +155,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
         _writer.BeginClose(); // what is queued still goes out (a TermReq, the last answers)
         _writer.Wake();
         _input.CancelPendingRead();
+        CancelDirect();
     }
 
     // ------------------------------------------------------------------ receive
@@ -164,6 +165,11 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
         while (!_closing)
         {
             ReadResult result;
+            if (_directReq != null && _directCancel != null)
+            {
+                if (!await ReceiveDirectAsync().ConfigureAwait(false)) return;
+                continue;
+            }
             if (Volatile.Read(ref _pauseUntilMs) != 0) await PauseIfAskedAsync().ConfigureAwait(false);
             try
             {
@@ -182,11 +188,11 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
             bool keepGoing = ProcessBatch(ref buffer);
             if (taps != null) TapCarry(taps, buffer.Length);
             _input.AdvanceTo(buffer.Start, buffer.End);
-            TrackPartialPdu(buffer.Length, buffer.Length < received);
+            TrackPartialPdu(DirectActive ? 1 : buffer.Length, buffer.Length < received);
             if (!keepGoing) return;
             if (result.IsCompleted)
             {
-                SetCloseReason(buffer.IsEmpty ? PeerClosed : PeerClosedMidPdu);
+                SetCloseReason(buffer.IsEmpty && !DirectActive ? PeerClosed : PeerClosedMidPdu);
                 return;
             }
         }
@@ -201,7 +207,8 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
             while (true)
             {
                 var r = PduReader.TryRead(ref buffer, _settings, out var pdu, out var error);
-                if (r == PduReadResult.Incomplete) return true;
+                if (r == PduReadResult.Incomplete)
+                    return _directInput is null || buffer.IsEmpty || TryBeginDirect(ref buffer) != DirectStart.Fatal;
                 if (r == PduReadResult.Error)
                 {
                     Span<byte> header = stackalloc byte[(int)Math.Min(buffer.Length, TermReqPdu.MaxDataLength)];
@@ -379,26 +386,41 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
     private bool HandleH2CData(ref ReceivedPdu pdu)
     {
         var h = pdu.As<DataPdu>();
-        var req = h.TransferTag < _slotCount ? _slots[h.TransferTag] : null;
-        if (req is null || req.State != RequestState.AwaitingData || req.Sqe.CommandId != h.CommandId)
-            return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 10, $"H2CData for CID {h.CommandId} TTAG {h.TransferTag}, which awaits no data"), pdu.Header);
-        long expected = req.R2TOffset + req.Received;
-        if (h.DataOffset != expected)
-            return Fatal(new PduError(FatalErrorStatus.DataTransferOutOfRange, 12, $"H2CData offset {h.DataOffset}, expected {expected}"), pdu.Header);
-        if (h.DataLength != pdu.Data.Length)
-            return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 16, $"H2CData DATAL {h.DataLength} but {pdu.Data.Length} bytes of data"), pdu.Header);
-        if ((long)h.DataOffset + h.DataLength > req.R2TOffset + req.R2TLength)
-            return Fatal(new PduError(FatalErrorStatus.DataTransferOutOfRange, 16, $"H2CData [{h.DataOffset}, +{h.DataLength}) beyond the R2T window [{req.R2TOffset}, +{req.R2TLength})"), pdu.Header);
+        if (!CheckH2CData(h, pdu.Data.Length, pdu.Header, out var req)) return false;
         pdu.Data.CopyTo(req.DataSpan[(int)h.DataOffset..]);
         req.DataDigestError |= pdu.DataDigestError;
-        req.Received += (int)h.DataLength;
-        if (req.Received < req.R2TLength) return true;
+        H2CDataReceived(req, (int)h.DataLength);
+        return true;
+    }
+
+    /// <summary>An H2CData header against the command it names: the transfer tag awaits data, at this offset, within
+    /// the R2T's window; <paramref name="dataLength"/> is what PLEN says the PDU carries. False: fatal, the connection ends.</summary>
+    private bool CheckH2CData(in DataPdu h, long dataLength, ReadOnlySpan<byte> header, out TcpRequest req)
+    {
+        req = (h.TransferTag < _slotCount ? _slots[h.TransferTag] : null)!;
+        if (req is null || req.State != RequestState.AwaitingData || req.Sqe.CommandId != h.CommandId)
+            return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 10, $"H2CData for CID {h.CommandId} TTAG {h.TransferTag}, which awaits no data"), header);
+        long expected = req.R2TOffset + req.Received;
+        if (h.DataOffset != expected)
+            return Fatal(new PduError(FatalErrorStatus.DataTransferOutOfRange, 12, $"H2CData offset {h.DataOffset}, expected {expected}"), header);
+        if (h.DataLength != dataLength)
+            return Fatal(new PduError(FatalErrorStatus.InvalidPduHeaderField, 16, $"H2CData DATAL {h.DataLength} but {dataLength} bytes of data"), header);
+        if ((long)h.DataOffset + h.DataLength > req.R2TOffset + req.R2TLength)
+            return Fatal(new PduError(FatalErrorStatus.DataTransferOutOfRange, 16, $"H2CData [{h.DataOffset}, +{h.DataLength}) beyond the R2T window [{req.R2TOffset}, +{req.R2TLength})"), header);
+        return true;
+    }
+
+    /// <summary>An H2CData PDU's payload is in the command's buffer: the next R2T, or the command runs once all is there.</summary>
+    private void H2CDataReceived(TcpRequest req, int length)
+    {
+        req.Received += length;
+        if (req.Received < req.R2TLength) return;
 
         int next = req.R2TOffset + req.R2TLength;
         if (next < req.DataLength)
         {
             RequestData(req, next);
-            return true;
+            return;
         }
         req.State = RequestState.Executing;
         if (req.DataDigestError)
@@ -408,7 +430,6 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
             _core.Complete(req, NvmeStatus.TransientTransportError);
         }
         else _core.Execute(req);
-        return true;
     }
 
     private bool Fatal(PduError error, ReadOnlySpan<byte> offendingHeader)

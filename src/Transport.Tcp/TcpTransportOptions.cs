@@ -31,6 +31,9 @@ public sealed record TcpTransportOptions
     public TimeSpan? TcpKeepAlive { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>NVMe/TCP connections open at once; more are closed as they are accepted.</summary>
     public int MaxConnections { get; init; } = 1024;
+    /// <summary>Receive the rest of a large H2CData payload from the socket straight into the command's buffer (one copy
+    /// fewer per written byte) instead of through the input pipe. On by default; off only to compare the two.</summary>
+    public bool DirectDataReceive { get; init; } = true;
     /// <summary>Null (the default): event-driven sockets. Set: the polling mode, dedicated reactor threads that
     /// busy-poll their connections' sockets (see <see cref="Net.PollingReactor"/>).</summary>
     public Net.PollingOptions? Polling { get; init; }

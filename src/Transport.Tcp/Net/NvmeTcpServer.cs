@@ -44,7 +44,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             ? [.. Enumerable.Range(0, Math.Max(1, polling.Reactors)).Select(i => new PollingReactor(i, polling))]
             : [];
         if (_reactors.Length > 0 && metrics != null) _metrics.Reactors = _reactors; // not on the shared Detached instance
-        Traces = new Trace.WireTracer(() => _live.Keys.Select(c => c.Queue).OfType<NvmeTcpQueue>(), _log);
+        Traces = new Trace.WireTracer(() => Queues, _log);
         if (metrics != null) _metrics.Tracer = Traces;
     }
 
@@ -56,6 +56,9 @@ public sealed class NvmeTcpServer : IAsyncDisposable
 
     /// <summary>How this transport describes itself to the core; give it to the <see cref="Nvme.Core.Model.Port"/>s it serves.</summary>
     public TransportDescriptor Descriptor { get; }
+
+    /// <summary>The queues of the connections being served right now.</summary>
+    internal IEnumerable<NvmeTcpQueue> Queues => _live.Keys.Select(c => c.Queue).OfType<NvmeTcpQueue>();
 
     /// <summary>Connections being served right now.</summary>
     public int ConnectionCount => _live.Count;
@@ -171,6 +174,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             var queue = new NvmeTcpQueue(_target, connection, _options, _log, peer, connection.Abort, _metrics, portId);
             if (socket.RemoteEndPoint is IPEndPoint remote && socket.LocalEndPoint is IPEndPoint local) queue.Endpoints = (remote, local);
             if (Traces.Running > 0) Traces.Accepted(queue);
+            if (_options.DirectDataReceive) queue.DirectInput = connection;
             connection.Queue = queue;
             if (_draining) queue.BeginDrain(); // accepted while the listener was being closed
             await queue.RunAsync().ConfigureAwait(false);
@@ -231,9 +235,10 @@ public sealed class NvmeTcpServer : IAsyncDisposable
 
     /// <summary>One accepted socket as a duplex pipe: reads go straight to the socket into pooled 64 KiB blocks;
     /// writes are buffered in pooled blocks and sent at each flush.</summary>
-    private sealed class Connection : IDuplexPipe
+    private sealed class Connection : IDuplexPipe, IDirectInput
     {
         private readonly Socket _socket;
+        private readonly PolledInput? _polled;
         private readonly NetworkStream? _stream; // the event-driven input reads through it; the polling mode has none
         private int _closed;
 
@@ -249,7 +254,7 @@ public sealed class NvmeTcpServer : IAsyncDisposable
             {
                 // The polling mode: the reactor receives from the non-blocking socket into a pipe and runs the queue.
                 socket.Blocking = false;
-                var input = new PolledInput(socket, pool);
+                var input = _polled = new PolledInput(socket, pool);
                 Input = input.Reader;
                 reactor.Add(input);
             }
@@ -259,6 +264,14 @@ public sealed class NvmeTcpServer : IAsyncDisposable
         public PipeReader Input { get; }
         public PipeWriter Output { get; }
         public NvmeTcpQueue? Queue { get; set; }
+
+        Socket IDirectInput.Socket => _socket;
+        bool IDirectInput.ReactorReceives => _polled != null;
+        bool IDirectInput.CanBegin => _polled is null || _polled.FlushingOnThisThread;
+        void IDirectInput.Attach(IDirectReceiveSink sink)
+        {
+            if (_polled != null) _polled.Sink = sink;
+        }
 
         /// <summary>After the queue ended (its pipes completed, everything flushed): FIN, then close.</summary>
         public void Close()

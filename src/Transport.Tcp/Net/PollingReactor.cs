@@ -165,6 +165,7 @@ internal enum PollResult { Idle, Data, Done }
 /// </summary>
 internal sealed class PolledInput
 {
+    [ThreadStatic] private static PolledInput? t_flushing;
     public const int PauseThreshold = 1 << 20;
     private readonly Pipe _pipe;
     private ValueTask<FlushResult> _pendingFlush;
@@ -181,6 +182,12 @@ internal sealed class PolledInput
 
     public Socket Socket { get; }
     public PipeReader Reader => _pipe.Reader;
+
+    /// <summary>The queue, when it may receive H2CData payloads directly (asked before every receive into the pipe).</summary>
+    public IDirectReceiveSink? Sink { get; set; }
+
+    /// <summary>True while this reactor thread flushes this input's pipe (and so runs its queue's receive loop inline).</summary>
+    public bool FlushingOnThisThread => t_flushing == this;
 
     /// <summary>False while back-pressure holds the socket (nothing to wait for in poll(2)).</summary>
     public bool CanPoll => !_done && !_flushPending;
@@ -199,6 +206,13 @@ internal sealed class PolledInput
         SocketError error;
         try
         {
+            if (Sink is { } sink && sink.TryReceiveDirect(Socket, out n, out error))
+            {
+                // A payload went straight into its command's buffer (and, when it completed, the command ran).
+                if (error == SocketError.WouldBlock) return PollResult.Idle;
+                if (error != SocketError.Success) return End(new IOException("connection lost", new SocketException((int)error)));
+                return n == 0 ? End(null) : PollResult.Data;
+            }
             var memory = _pipe.Writer.GetMemory(1);
             n = Socket.Receive(memory.Span, SocketFlags.None, out error);
         }
@@ -210,7 +224,10 @@ internal sealed class PolledInput
         if (error != SocketError.Success) return End(new IOException("connection lost", new SocketException((int)error)));
         if (n == 0) return End(null); // FIN
         _pipe.Writer.Advance(n);
-        var flush = _pipe.Writer.FlushAsync(); // runs the queue's receive loop on this thread (inline scheduler)
+        ValueTask<FlushResult> flush;
+        t_flushing = this;
+        try { flush = _pipe.Writer.FlushAsync(); } // runs the queue's receive loop on this thread (inline scheduler)
+        finally { t_flushing = null; }
         if (flush.IsCompleted) return Finish(flush) ? PollResult.Done : PollResult.Data;
         _pendingFlush = flush;
         _flushPending = true;
