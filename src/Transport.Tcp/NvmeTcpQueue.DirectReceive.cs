@@ -22,7 +22,14 @@ public sealed partial class NvmeTcpQueue : IDirectReceiveSink
     /// <summary>A payload whose rest is shorter than this goes through the pipe (a direct receive is one more recv).</summary>
     internal const int MinDirectBytes = 16 * 1024;
 
+    /// <summary>Polling mode: while the host owes write data, a receive into the pipe takes at most this much: an
+    /// H2CData's header and the start of its payload, the rest then comes directly (a full 64 KiB block would take half
+    /// the payload through the pipe). Capsules still come many per receive. (The event-driven input reads through a
+    /// stream pipe reader in 64 KiB blocks: the same limit there measured no better, see bench/README.md.)</summary>
+    internal const int ReceiveLimitAwaitingData = 4096;
+
     private IDirectInput? _directInput;
+    private int _awaitingData; // commands that sent an R2T and wait for its H2CData
     private CancellationTokenSource? _directCancel; // event-driven: Close ends a direct receive the loop waits in
     private readonly Lock _directGate = new();      // polling: the reactor's receive against Shutdown's release of buffers
     private TcpRequest? _directReq;
@@ -32,6 +39,9 @@ public sealed partial class NvmeTcpQueue : IDirectReceiveSink
 
     /// <summary>H2CData PDUs whose payload came (mostly) straight into the command's buffer (receive loop's counter).</summary>
     internal long DirectReceives { get; private set; }
+
+    /// <summary>Payload bytes received straight into commands' buffers.</summary>
+    internal long DirectBytes { get; private set; }
 
     /// <summary>The socket under the input, offered by the server before <see cref="RunAsync"/>; null: everything
     /// goes through the pipe.</summary>
@@ -97,6 +107,7 @@ public sealed partial class NvmeTcpQueue : IDirectReceiveSink
             if (_settings.DataDigest) _directCrc = Crc32C.Append(_directCrc, req.DataSpan.Slice(_directOffset, n));
             _directOffset += n;
             _directLeft -= n;
+            DirectBytes += n;
             if (_directLeft > 0 || _digestLeft > 0) return;
         }
         else
@@ -124,6 +135,8 @@ public sealed partial class NvmeTcpQueue : IDirectReceiveSink
             }
         }
     }
+
+    int IDirectReceiveSink.ReceiveLimit => Volatile.Read(ref _awaitingData) > 0 ? ReceiveLimitAwaitingData : int.MaxValue;
 
     /// <summary>Reactor thread (polling mode): if a payload is being received directly, receive what the socket has
     /// of it (never blocks). False: nothing to receive directly, use the pipe.</summary>

@@ -375,6 +375,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
 
     private void RequestData(TcpRequest req, int offset)
     {
+        if (req.State != RequestState.AwaitingData) Interlocked.Increment(ref _awaitingData);
         req.State = RequestState.AwaitingData;
         req.R2TOffset = offset;
         req.R2TLength = Math.Min(req.DataLength - offset, _options.MaxH2CData);
@@ -422,6 +423,7 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
             RequestData(req, next);
             return;
         }
+        Interlocked.Decrement(ref _awaitingData);
         req.State = RequestState.Executing;
         if (req.DataDigestError)
         {

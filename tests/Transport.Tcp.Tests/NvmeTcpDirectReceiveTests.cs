@@ -138,6 +138,32 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
         Assert.Equal(data, ReadStore(0, data.Length));
     }
 
+    [Fact]
+    public async Task Polling_while_write_data_is_owed_the_pipe_takes_little_more_than_the_header()
+    {
+        var ep = Start(poll: true);
+        var (admin, io) = await SocketHost.ConnectAsync(ep, digests: true);
+        using var _ = admin;
+        using var __ = io;
+        var queue = _server!.Queues.Single(q => q.Core.QueueId == 1);
+        var data = NvmeTcpDataPathTests.Pattern(128 * 1024, 27);
+        var r2t = await io.StartWriteAsync(0x57, 0, data.Length);
+        await io.SendAsync(io.H2CData(0x57, r2t.TransferTag, 0, data, last: true)); // all at once
+        NvmeTcpDataPathTests.Resp(await io.ReceivePduAsync(), 0x57);
+        Assert.Equal(data, ReadStore(0, data.Length));
+        // At most ReceiveLimitAwaitingData bytes (header included) came through the pipe; the rest directly.
+        Assert.InRange(queue.DirectBytes, data.Length - NvmeTcpQueue.ReceiveLimitAwaitingData + 28, data.Length);
+
+        // No write data owed: a burst of small reads is taken in large receives as before (and answered).
+        for (ushort cid = 0x60; cid < 0x70; cid++) await io.SendAsync(io.Capsule(NvmeTcpDataPathTests.Rw(0x02, cid, 0, 8)));
+        for (int i = 0; i < 16; i++)
+        {
+            var pdu = await io.ReceivePduAsync();
+            if (pdu[0] == (byte)PduType.C2HData) pdu = await io.ReceivePduAsync();
+            Assert.Equal((byte)PduType.CapsuleResp, pdu[0]);
+        }
+    }
+
     private byte[] ReadStore(long offset, int length)
     {
         var b = new byte[length];

@@ -23,4 +23,7 @@ internal interface IDirectReceiveSink
     /// <summary>Reactor thread: receives (never blocking) into the command's buffer if a payload is being received
     /// directly; false when none is (receive into the pipe).</summary>
     bool TryReceiveDirect(Socket socket, out int received, out SocketError error);
+
+    /// <summary>The most a receive into the pipe should take now (the queue expects an H2CData: little more than its header).</summary>
+    int ReceiveLimit { get; }
 }

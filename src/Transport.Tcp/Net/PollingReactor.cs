@@ -214,6 +214,7 @@ internal sealed class PolledInput
                 return n == 0 ? End(null) : PollResult.Data;
             }
             var memory = _pipe.Writer.GetMemory(1);
+            if (Sink is { ReceiveLimit: var limit } && limit < memory.Length) memory = memory[..limit];
             n = Socket.Receive(memory.Span, SocketFlags.None, out error);
         }
         catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
