@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Transport.Tcp.Net;
 using Transport.Tcp.Pdu;
 
@@ -156,6 +157,7 @@ public sealed partial class NvmeTcpQueue : IDirectReceiveSink
 
     /// <summary>Receive loop (event-driven mode): receives the payload's rest and its digest. False when the
     /// connection ended meanwhile (the close reason is set).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // no allocation when it waits for the socket
     private async ValueTask<bool> ReceiveDirectAsync()
     {
         var socket = _directInput!.Socket;

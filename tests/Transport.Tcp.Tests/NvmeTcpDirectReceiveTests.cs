@@ -172,7 +172,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     }
 
     /// <summary>One host connection over a loopback socket, with or without header and data digests.</summary>
-    private sealed class SocketHost : IDisposable
+    internal sealed class SocketHost : IDisposable
     {
         private SocketHost(Socket socket, bool digests) => (Socket, Digests) = (socket, digests);
 
