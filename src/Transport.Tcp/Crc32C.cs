@@ -3,12 +3,15 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Transport.Tcp;
 
 /// <summary>
 /// CRC32C (Castagnoli), the NVMe/TCP header and data digest (NVMe/TCP transport spec 3.6.1): seed ~0,
-/// final inversion, stored little-endian. Uses the CPU's CRC32 instruction through BitOperations.
+/// final inversion, stored little-endian. Folds with VPCLMULQDQ where the CPU has it, else uses the CRC32
+/// instruction through BitOperations.
 /// </summary>
 /// <remarks>
 /// The instruction has a latency of about three cycles but can start one per cycle, so a single dependent
@@ -35,6 +38,13 @@ public static class Crc32C
 
     /// <summary>Continues a running (non-inverted) CRC over more bytes.</summary>
     public static uint Append(uint crc, ReadOnlySpan<byte> data)
+    {
+        if (FoldingSupported && data.Length >= FoldMinimum) return AppendFolded(crc, data);
+        return AppendInstruction(crc, data);
+    }
+
+    /// <summary>The CRC32 instruction only: three stripes for large buffers, one chain for the rest.</summary>
+    internal static uint AppendInstruction(uint crc, ReadOnlySpan<byte> data)
     {
         if (BitConverter.IsLittleEndian && data.Length >= 3 * Block)
         {
@@ -71,6 +81,64 @@ public static class Crc32C
             crc = Shift(Shift(c0) ^ c1) ^ c2;
         }
         return crc;
+    }
+
+    // ------------------------------------------------------------------ carry-less multiplication (VPCLMULQDQ)
+
+    /// <summary>Buffers from this size on are folded with VPCLMULQDQ where the CPU has it (AVX-512): 16 lanes of 128
+    /// bits in flight, about six times the speed of three CRC32 chains (bench/README.md, micro benchmarks).</summary>
+    internal const int FoldMinimum = 256;
+
+    internal static bool FoldingSupported => Pclmulqdq.V512.IsSupported && Avx512F.IsSupported && BitConverter.IsLittleEndian;
+
+    // Fold constants for the reflected CRC32C polynomial, 33 bits each: a 128-bit lane moves D bits forward as
+    // lo64 * (x^(D+32) mod P) ^ hi64 * (x^(D-32) mod P), both bit-reflected (the Intel "fast CRC computation with
+    // PCLMULQDQ" scheme). Computed from the polynomial; Crc32CStripedTests checks the result against a reference.
+    private const ulong K2048Lo = 0xdcb17aa4, K2048Hi = 0xb9e02b86, K512Lo = 0x740eef02, K512Hi = 0x9e4addf8,
+        K128Lo = 0xf20c0dfe, K128Hi = 0x14cd00bd6;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<ulong> Fold(Vector512<ulong> x, Vector512<ulong> k) =>
+        Pclmulqdq.V512.CarrylessMultiply(x, k, 0x00) ^ Pclmulqdq.V512.CarrylessMultiply(x, k, 0x11);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<ulong> Fold(Vector128<ulong> x, Vector128<ulong> k) =>
+        Pclmulqdq.CarrylessMultiply(x, k, 0x00) ^ Pclmulqdq.CarrylessMultiply(x, k, 0x11);
+
+    /// <summary>Raw CRC of at least <see cref="FoldMinimum"/> bytes by folding: four 512-bit accumulators take 256
+    /// bytes per round, then fold into one 128-bit lane whose CRC (from 0) is the CRC of everything so far; the
+    /// tail under 16 bytes goes through the instruction. Only where <see cref="FoldingSupported"/>.</summary>
+    internal static uint AppendFolded(uint crc, ReadOnlySpan<byte> data)
+    {
+        ref byte p = ref MemoryMarshal.GetReference(data);
+        nuint len = (nuint)data.Length;
+        var a0 = Vector512.LoadUnsafe(ref p).AsUInt64() ^ Vector512.CreateScalar((ulong)crc);
+        var a1 = Vector512.LoadUnsafe(ref p, 64).AsUInt64();
+        var a2 = Vector512.LoadUnsafe(ref p, 128).AsUInt64();
+        var a3 = Vector512.LoadUnsafe(ref p, 192).AsUInt64();
+        nuint off = 256;
+        var k2048 = Vector512.Create(K2048Lo, K2048Hi, K2048Lo, K2048Hi, K2048Lo, K2048Hi, K2048Lo, K2048Hi);
+        for (; len - off >= 256; off += 256)
+        {
+            a0 = Fold(a0, k2048) ^ Vector512.LoadUnsafe(ref p, off).AsUInt64();
+            a1 = Fold(a1, k2048) ^ Vector512.LoadUnsafe(ref p, off + 64).AsUInt64();
+            a2 = Fold(a2, k2048) ^ Vector512.LoadUnsafe(ref p, off + 128).AsUInt64();
+            a3 = Fold(a3, k2048) ^ Vector512.LoadUnsafe(ref p, off + 192).AsUInt64();
+        }
+        var k512 = Vector512.Create(K512Lo, K512Hi, K512Lo, K512Hi, K512Lo, K512Hi, K512Lo, K512Hi);
+        a0 = Fold(a0, k512) ^ a1;
+        a0 = Fold(a0, k512) ^ a2;
+        a0 = Fold(a0, k512) ^ a3;
+        for (; len - off >= 64; off += 64) a0 = Fold(a0, k512) ^ Vector512.LoadUnsafe(ref p, off).AsUInt64();
+        var k128 = Vector128.Create(K128Lo, K128Hi);
+        var x = a0.GetLower().GetLower();
+        x = Fold(x, k128) ^ a0.GetLower().GetUpper();
+        x = Fold(x, k128) ^ a0.GetUpper().GetLower();
+        x = Fold(x, k128) ^ a0.GetUpper().GetUpper();
+        for (; len - off >= 16; off += 16) x = Fold(x, k128) ^ Vector128.LoadUnsafe(ref p, off).AsUInt64();
+        uint c = BitOperations.Crc32C(0u, x.GetElement(0));
+        c = BitOperations.Crc32C(c, x.GetElement(1));
+        return AppendSerial(c, data[(int)off..]);
     }
 
     /// <summary>The raw CRC state after <see cref="Block"/> zero bytes, starting from <paramref name="c"/>.</summary>

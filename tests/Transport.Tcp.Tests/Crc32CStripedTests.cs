@@ -2,8 +2,9 @@ using System.Numerics;
 
 namespace Transport.Tcp.Tests;
 
-/// <summary>The three-stripe CRC32C path against a plain byte-at-a-time reference, at every length around
-/// the stripe boundaries and on large buffers, whole and as running CRCs.</summary>
+/// <summary>The three-stripe CRC32C path and the VPCLMULQDQ folding (where the CPU has it) against a plain
+/// byte-at-a-time reference, at every length around the stripe boundaries and on large buffers, whole and as
+/// running CRCs.</summary>
 public class Crc32CStripedTests
 {
     private static uint Reference(ReadOnlySpan<byte> data)
@@ -24,6 +25,24 @@ public class Crc32CStripedTests
         // Unaligned starts.
         for (int offset = 1; offset < 8; offset++)
             Assert.Equal(Reference(buffer.AsSpan(offset, 3 * 1536)), Crc32C.Compute(buffer.AsSpan(offset, 3 * 1536)));
+    }
+
+    [Fact]
+    public void Folding_and_the_instruction_agree_with_the_reference_at_every_length_start_and_seed()
+    {
+        var rnd = new Random(12);
+        var buffer = new byte[2 * 1024 + 64];
+        rnd.NextBytes(buffer);
+        for (int length = Crc32C.FoldMinimum; length <= 2 * 1024; length++)
+        {
+            int offset = length % 8; // unaligned starts too
+            var span = buffer.AsSpan(offset, length);
+            uint seed = (uint)rnd.Next();
+            uint reference = seed;
+            foreach (byte b in span) reference = BitOperations.Crc32C(reference, b);
+            Assert.Equal(reference, Crc32C.AppendInstruction(seed, span));
+            if (Crc32C.FoldingSupported) Assert.Equal(reference, Crc32C.AppendFolded(seed, span));
+        }
     }
 
     [Theory]
