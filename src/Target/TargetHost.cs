@@ -232,10 +232,11 @@ public sealed class TargetHost : IAsyncDisposable
         };
     }
 
-    /// <summary>The NVMe/TCP settings of a validated configuration: in-capsule data, MAXH2CDATA, C2HData SUCCESS, and the
-    /// bounds (connections, deadlines, keep-alive).</summary>
     /// <summary>NVMET_TCP_DIRECT_RECEIVE=0: H2CData payloads go through the input pipe (to measure what the direct receive saves).</summary>
     public const string DirectReceiveVariable = "NVMET_TCP_DIRECT_RECEIVE";
+
+    /// <summary>The NVMe/TCP settings of a validated configuration: in-capsule data, MAXH2CDATA, C2HData SUCCESS, and the
+    /// bounds (connections, deadlines, keep-alive).</summary>
 
     public static TcpTransportOptions TransportOptions(LimitsConfig l)
     {

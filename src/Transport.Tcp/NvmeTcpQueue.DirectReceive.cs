@@ -48,7 +48,6 @@ public sealed partial class NvmeTcpQueue : IDirectReceiveSink
     /// goes through the pipe.</summary>
     internal IDirectInput? DirectInput
     {
-        get => _directInput;
         set
         {
             _directInput = value;
@@ -71,8 +70,7 @@ public sealed partial class NvmeTcpQueue : IDirectReceiveSink
             return DirectStart.No;
         if (buffer.Length < DataPdu.Size || buffer.FirstSpan[0] != (byte)PduType.H2CData) return DirectStart.No;
         var r = PduReader.TryReadHeader(buffer, _settings, out var pdu, out var layout, out var error);
-        if (r == PduReadResult.Incomplete) return DirectStart.No;
-        if (r == PduReadResult.Error) return DirectStart.No; // TryRead reports it once the PDU is complete, as before
+        if (r != PduReadResult.Complete) return DirectStart.No; // an error: TryRead reports it once the PDU is complete, as before
         long have = buffer.Length - layout.DataStart; // < DataLength + DataDigestLength: the PDU is incomplete
         if (layout.DataLength - have < MinDirectBytes) return DirectStart.No;
         var h = pdu.As<DataPdu>();
@@ -128,12 +126,7 @@ public sealed partial class NvmeTcpQueue : IDirectReceiveSink
         }
         finally
         {
-            t_batchOwner = null;
-            if (_batchHasWork)
-            {
-                _batchHasWork = false;
-                _writer.WakeInline();
-            }
+            EndBatch();
         }
     }
 

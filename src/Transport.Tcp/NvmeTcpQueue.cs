@@ -222,12 +222,18 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
         }
         finally
         {
-            t_batchOwner = null;
-            if (_batchHasWork)
-            {
-                _batchHasWork = false;
-                _writer.WakeInline(); // the writer sends this batch's answers on this thread, before the next receive
-            }
+            EndBatch();
+        }
+    }
+
+    /// <summary>A receive batch ends: the answers it produced go out now, on this thread, before the next receive.</summary>
+    private void EndBatch()
+    {
+        t_batchOwner = null;
+        if (_batchHasWork)
+        {
+            _batchHasWork = false;
+            _writer.WakeInline();
         }
     }
 
