@@ -58,8 +58,7 @@ public sealed class NvmeTcpAllocationTests(ITestOutputHelper output)
         // The smallest object is 24 bytes: an average below 1 byte means no allocation per I/O. Debug builds
         // compile async state machines as classes, one per call; the property holds for optimized builds,
         // which is what ships and what ./test.sh runs.
-        bool optimized = !(typeof(NvmeTcpQueue).Assembly.GetCustomAttributes(typeof(System.Diagnostics.DebuggableAttribute), false)
-            .OfType<System.Diagnostics.DebuggableAttribute>().FirstOrDefault()?.IsJITOptimizerDisabled ?? false);
+        bool optimized = OptimizedBuild;
         double bound = optimized ? 1.0 : 512.0;
         Assert.True(perIo < bound, $"{perIo:F2} bytes allocated per I/O in steady state ({allocated} bytes in total, optimized build: {optimized})");
 
@@ -121,15 +120,18 @@ public sealed class NvmeTcpAllocationTests(ITestOutputHelper output)
         }
         long direct = server.Queues.Sum(q => q.DirectReceives);
         Assert.True(direct >= 31000, $"only {direct} of 31000 payloads came through the direct receive");
-        bool optimized = !(typeof(NvmeTcpQueue).Assembly.GetCustomAttributes(typeof(System.Diagnostics.DebuggableAttribute), false)
-            .OfType<System.Diagnostics.DebuggableAttribute>().FirstOrDefault()?.IsJITOptimizerDisabled ?? false);
         // A state machine box per awaited direct receive (the bug this guards against) is ~140 bytes per I/O. What
         // stays: polling 0.2-0.9 bytes per I/O; event-driven 4-18 in this pattern, where every PDU's receive really
         // waits (three waits per write; the socket engine's, the same without the direct receive's own token). At QD8,
         // where receives mostly find data, the event-driven target measures 0.2 (bench/README.md, allocations).
-        double bound = !optimized ? 512.0 : poll ? 4.0 : 48.0;
+        double bound = !OptimizedBuild ? 512.0 : poll ? 4.0 : 48.0;
         Assert.True(perIo < bound, $"{perIo:F2} bytes allocated per 128 KiB write received directly");
     }
+
+    /// <summary>Whether the transport was compiled optimized (Release): Debug builds compile async state machines as
+    /// classes, one per call, so the allocation bounds hold only for optimized builds.</summary>
+    private static bool OptimizedBuild => !(typeof(NvmeTcpQueue).Assembly.GetCustomAttributes(typeof(System.Diagnostics.DebuggableAttribute), false)
+        .OfType<System.Diagnostics.DebuggableAttribute>().FirstOrDefault()?.IsJITOptimizerDisabled ?? false);
 
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private static async ValueTask ReceiveExactly(System.Net.Sockets.Socket s, byte[] buffer)

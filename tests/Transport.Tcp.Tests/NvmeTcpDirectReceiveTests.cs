@@ -21,10 +21,23 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     private readonly PipeFixture _f = new();
     private NvmeTcpServer? _server;
 
+    private readonly List<SocketHost> _hosts = [];
+
     public void Dispose()
     {
+        foreach (var h in _hosts) h.Dispose();
         _server?.DisposeAsync().AsTask().Wait(Wait);
         _f.Dispose();
+    }
+
+    /// <summary>Starts the server and connects an admin and an I/O queue, both kept open (and referenced) until the
+    /// test ends: the I/O queue ends with its controller.</summary>
+    private async Task<(SocketHost Admin, SocketHost Io)> ConnectAsync(bool poll, bool digests, bool direct = true)
+    {
+        var hosts = await SocketHost.ConnectAsync(Start(poll, direct), digests);
+        _hosts.Add(hosts.Admin);
+        _hosts.Add(hosts.Io);
+        return hosts;
     }
 
     private IPEndPoint Start(bool poll, bool direct = true)
@@ -47,10 +60,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     [InlineData(true, true)]
     public async Task A_write_sent_in_pieces_lands_whole_through_the_direct_receive(bool poll, bool digests)
     {
-        var ep = Start(poll);
-        var (admin, io) = await SocketHost.ConnectAsync(ep, digests);
-        using var _ = admin; // kept open (and referenced) to the end: the I/O queue ends with its controller
-        using var __ = io;
+        var (_, io) = await ConnectAsync(poll, digests);
         const int Size = 384 * 1024; // three R2Ts of 128 KiB
         var data = NvmeTcpDataPathTests.Pattern(Size, 21);
         await io.WriteInPiecesAsync(cid: 0x50, slba: 8, data);
@@ -69,10 +79,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     [InlineData(true)]
     public async Task A_wrong_data_digest_on_a_direct_payload_fails_only_that_write(bool poll)
     {
-        var ep = Start(poll);
-        var (admin, io) = await SocketHost.ConnectAsync(ep, digests: true);
-        using var _ = admin; // kept open (and referenced) to the end: the I/O queue ends with its controller
-        using var __ = io;
+        var (_, io) = await ConnectAsync(poll, digests: true);
         var data = NvmeTcpDataPathTests.Pattern(128 * 1024, 23);
         await io.WriteInPiecesAsync(cid: 0x52, slba: 0, data, corruptDigest: true, expect: NvmeStatus.TransientTransportError);
         Assert.True(DirectReceives >= 1);
@@ -86,10 +93,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     [InlineData(true)]
     public async Task A_host_that_closes_in_the_middle_of_a_direct_payload_ends_the_connection_and_writes_nothing(bool poll)
     {
-        var ep = Start(poll);
-        var (admin, io) = await SocketHost.ConnectAsync(ep, digests: false);
-        using var _ = admin;
-        using var __ = io;
+        var (admin, io) = await ConnectAsync(poll, digests: false);
         var queue = _server!.Queues.Single(q => q.Core.QueueId == 1);
         var data = NvmeTcpDataPathTests.Pattern(128 * 1024, 24);
         var r2t = await io.StartWriteAsync(0x54, 0, data.Length);
@@ -111,10 +115,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     [InlineData(true)]
     public async Task Switched_off_every_payload_goes_through_the_pipe(bool poll)
     {
-        var ep = Start(poll, direct: false);
-        var (admin, io) = await SocketHost.ConnectAsync(ep, digests: true);
-        using var _ = admin; // kept open (and referenced) to the end: the I/O queue ends with its controller
-        using var __ = io;
+        var (_, io) = await ConnectAsync(poll, digests: true, direct: false);
         var data = NvmeTcpDataPathTests.Pattern(256 * 1024, 25);
         await io.WriteInPiecesAsync(cid: 0x55, slba: 0, data);
         Assert.Equal(0, DirectReceives);
@@ -126,10 +127,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     [InlineData(true)]
     public async Task A_payload_that_arrives_whole_is_not_received_directly(bool poll)
     {
-        var ep = Start(poll);
-        var (admin, io) = await SocketHost.ConnectAsync(ep, digests: true);
-        using var _ = admin; // kept open (and referenced) to the end: the I/O queue ends with its controller
-        using var __ = io;
+        var (_, io) = await ConnectAsync(poll, digests: true);
         var data = NvmeTcpDataPathTests.Pattern(16 * 1024, 26);
         var r2t = await io.StartWriteAsync(0x56, 0, data.Length);
         await io.SendAsync(io.H2CData(0x56, r2t.TransferTag, 0, data, last: true)); // one send: under MinDirectBytes is left
@@ -141,10 +139,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     [Fact]
     public async Task Polling_while_write_data_is_owed_the_pipe_takes_little_more_than_the_header()
     {
-        var ep = Start(poll: true);
-        var (admin, io) = await SocketHost.ConnectAsync(ep, digests: true);
-        using var _ = admin;
-        using var __ = io;
+        var (_, io) = await ConnectAsync(poll: true, digests: true);
         var queue = _server!.Queues.Single(q => q.Core.QueueId == 1);
         var data = NvmeTcpDataPathTests.Pattern(128 * 1024, 27);
         var r2t = await io.StartWriteAsync(0x57, 0, data.Length);
