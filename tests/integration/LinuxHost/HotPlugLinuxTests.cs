@@ -54,7 +54,9 @@ public sealed partial class HotPlugLinuxTests(ITestOutputHelper output)
         # until NSID $1 completed at least $2 writes (fio is really running)
         wait_writes() { _k=0; while [ $_k -lt 600 ]; do [ "$(ns_writes $1)" -ge "$2" ] && return 0; sleep 0.05; _k=$((_k+1)); done; echo "NSID $1: no writes completed" >&2; return 1; }
         wait_exit() { _k=0; while kill -0 $1 2>/dev/null; do [ $_k -ge 600 ] && return 1; sleep 0.05; _k=$((_k+1)); done; return 0; }
-        fail() { echo "@@FAIL $*@@"; echo "@@BEGIN dmesg-at-failure@@"; dmesg; echo "@@END dmesg-at-failure rc=0@@"; exit 1; }
+        # on failure: the block devices left and the stacks of blocked tasks (sysrq w: a namespace scan stuck in the
+        # kernel shows up there) go into the kernel log, printed with it
+        fail() { echo "@@FAIL $*@@"; echo "@@BEGIN state-at-failure@@"; ls /sys/block; for _b in /sys/block/nvme*n*; do [ -r $_b/nsid ] && echo "${_b##*/} nsid $(cat $_b/nsid) size $(cat $_b/size)"; done; ps; echo "@@END state-at-failure rc=0@@"; echo w > /proc/sysrq-trigger 2>/dev/null; echo "@@BEGIN dmesg-at-failure@@"; dmesg; echo "@@END dmesg-at-failure rc=0@@"; exit 1; }
         # 4 MiB of random data written, read back and compared (direct I/O), at 64 KiB block $2 (default 0)
         ddcmp() { _o=${2:-0}; dd if=/dev/urandom of=/tmp/a bs=64k count=64 2>/dev/null && dd if=/tmp/a of=$1 bs=64k seek=$_o count=64 oflag=direct 2>/dev/null && dd if=$1 of=/tmp/b bs=64k skip=$_o count=64 iflag=direct 2>/dev/null && cmp /tmp/a /tmp/b && echo identical; }
         # fio verifying namespace $1 in the background until /tmp/stop-bg exists (the trigger file ends it cleanly)

@@ -298,6 +298,11 @@ public sealed partial class LinuxHostTests(ITestOutputHelper output)
         Check(Section(s, "disconnect-dg", vm).Rc == 0, "nvme disconnect failed", vm);
         Assert.True(await Poll.UntilAsync(() => host.ReactorConnections.Sum() == 0, TimeSpan.FromSeconds(15)),
             $"reactors still hold [{string.Join(",", host.ReactorConnections)}] after the disconnect");
+        // A reactor lets a connection go when it reads the FIN; the queue closes and its controller is destroyed
+        // a few thread-pool hops later (the writer ends first). The FIN may come only as QEMU exits, so wait for
+        // that too instead of racing it.
+        await Poll.UntilAsync(() => !host.Target.Controllers.Any() && host.Target.QueueCount == 0, TimeSpan.FromSeconds(10));
         Assert.Empty(host.Target.Controllers);
+        Assert.Equal(0, host.Target.QueueCount);
     }
 }
