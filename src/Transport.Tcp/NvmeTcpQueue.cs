@@ -69,6 +69,8 @@ public sealed partial class NvmeTcpQueue : IQueueTransport, IDataBufferWaiter, I
     /// <summary>NVMe/TCP as the core sees it (TRTYPE, TREQ, IOCCSZ).</summary>
     public TransportDescriptor Descriptor { get; }
     public FabricQueue Core => _core;
+    /// <summary>Where this connection's PDUs go (tests observe its sends).</summary>
+    internal System.IO.Pipelines.PipeWriter Output => _writer.Output;
     private string HostNqn => _core.Controller?.HostNqn ?? "-";
 
     /// <summary>Runs the connection until the peer goes away, a protocol error, or <see cref="Terminate"/>.</summary>
