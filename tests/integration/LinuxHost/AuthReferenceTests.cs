@@ -128,10 +128,22 @@ public sealed class AuthReferenceTests(ITestOutputHelper output)
         // how each failure looks on the host (what our target must cause too; tests/integration/guest/README.md)
         Check(A("none").Log("qid 0: no key").Any() && A("none").Log("ret=-126").Any()
               && A("none").ConnectOutput.Contains("Required key not available"), "no secret: the host should log 'qid 0: no key' and fail with -ENOKEY (-126)", vm);
+        // A wrong host secret: nvmet sends Failure1 and at once declares a fatal controller error. Usually the Failure1
+        // reaches the host, which fails with -EKEYREJECTED; sometimes nvmet's teardown wins that race (in 2 of 5
+        // clean-clone CI runs, 6.12): the Failure1 is never sent and the host times its command out after 60 s (-EIO). Both are
+        // the kernel target's behaviour; each attempt must show one of them, and at least one the rejection.
+        int rejections = 0;
         foreach (var wrongHost in new[] { "wrong-host", "transformed-key-wrong" })
-            Check(A(wrongHost).Log("host response mismatch").Any() && A(wrongHost).Log("qid 0: authentication failed, error -129").Any()
-                  && A(wrongHost).ConnectOutput.Contains("Key was rejected by service"),
-                  $"{wrongHost}: nvmet should reject the host's response (Failure1) and the host fail with -EKEYREJECTED (-129)", vm);
+        {
+            var a = A(wrongHost);
+            Check(a.Log("host response mismatch").Any() && a.Log("failure1").Any(), $"{wrongHost}: nvmet should reject the host's response (Failure1)", vm);
+            bool rejected = a.Log("qid 0: authentication failed, error -129").Any() && a.ConnectOutput.Contains("Key was rejected by service");
+            bool teardownWon = a.Log("fatal error occurred").Any() && a.Log("QID 0 timeout").Any() && a.ConnectOutput.Contains("Input/output error");
+            Check(rejected || teardownWon, $"{wrongHost}: the host should fail with -EKEYREJECTED (-129), or time out when nvmet's teardown beat its Failure1", vm);
+            if (rejected) rejections++;
+            else output.WriteLine($"{wrongHost}: nvmet's fatal-error teardown beat its Failure1; the host timed out");
+        }
+        Check(rejections > 0, "no wrong-host attempt ended with the host's -EKEYREJECTED (-129)", vm);
         Check(A("wrong-ctrl").Log("qid 0: controller authentication failed").Any() && A("wrong-ctrl").Log("error -129").Any()
               && A("wrong-ctrl").ConnectOutput.Contains("Key was rejected by service"),
               "wrong controller secret: the host should fail the controller's response with -EKEYREJECTED (-129)", vm);
