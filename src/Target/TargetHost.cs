@@ -237,7 +237,6 @@ public sealed class TargetHost : IAsyncDisposable
 
     /// <summary>The NVMe/TCP settings of a validated configuration: in-capsule data, MAXH2CDATA, C2HData SUCCESS, and the
     /// bounds (connections, deadlines, keep-alive).</summary>
-
     public static TcpTransportOptions TransportOptions(LimitsConfig l)
     {
         var d = new TcpTransportOptions();

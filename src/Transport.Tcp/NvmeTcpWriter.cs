@@ -43,7 +43,6 @@ internal sealed class NvmeTcpWriter
     // the flush that sent them has completed.
     private readonly Net.IExternalSegmentWriter? _external;
     private readonly List<TcpRequest> _recycleAfterFlush = [];
-    private long _externalUnflushed; // bytes appended from requests' buffers since the last flush
     /// <summary>C2HData payloads at least this large go out from the request's buffer (smaller ones cost less copied).</summary>
     public const int ExternalDataThreshold = 16 * 1024;
     private readonly INvmeTcpWriterOwner _owner;
@@ -134,13 +133,11 @@ internal sealed class NvmeTcpWriter
                     if (_output.CanGetUnflushedBytes && FlushDue(_output.UnflushedBytes))
                     {
                         var partial = await _output.FlushAsync().ConfigureAwait(false);
-                        _externalUnflushed = 0;
                         RecycleSent();
                         if (partial.IsCompleted || partial.IsCanceled) return;
                     }
                 }
                 var flush = await _output.FlushAsync().ConfigureAwait(false);
-                _externalUnflushed = 0;
                 RecycleSent();
                 if (stop == Outcome.StopNow)
                 {
@@ -165,7 +162,8 @@ internal sealed class NvmeTcpWriter
 
     /// <summary>Within a batch: enough copied into blocks (<see cref="FlushThreshold"/>), or enough in all
     /// (<see cref="ExternalFlushThreshold"/>).</summary>
-    private bool FlushDue(long unflushed) => unflushed - _externalUnflushed >= FlushThreshold || unflushed >= ExternalFlushThreshold;
+    private bool FlushDue(long unflushed) =>
+        unflushed - (_external?.ExternalUnflushedBytes ?? 0) >= FlushThreshold || unflushed >= ExternalFlushThreshold;
 
     private void RecycleSent()
     {
@@ -234,11 +232,7 @@ internal sealed class NvmeTcpWriter
                 if (external || corrupt)
                 {
                     PduWriter.WriteC2HDataHeader(_output, cqe.CommandId, (uint)offset, n, last, last && success, _hdgst, _ddgst, _hpda);
-                    if (external)
-                    {
-                        _external!.AppendExternal(chunk);
-                        _externalUnflushed += n;
-                    }
+                    if (external) _external!.AppendExternal(chunk);
                     else _output.Write(chunk.Span);
                     if (_ddgst) PduWriter.WriteDataDigest(_output, chunk.Span, wrong: corrupt);
                 }

@@ -60,9 +60,11 @@ public sealed class SocketPipeWriterTests
                 expected.AddRange(big);
                 expected.AddRange(spill);
                 Assert.Equal(24 + 150_000 + 100_000, w.UnflushedBytes);
+                Assert.Equal(150_000, w.ExternalUnflushedBytes); // what the writer's flush rule leaves out of its 32 KiB
                 var r = await w.FlushAsync();
                 Assert.False(r.IsCompleted);
                 Assert.Equal(0, w.UnflushedBytes);
+                Assert.Equal(0, w.ExternalUnflushedBytes);
             }
             Assert.Equal(expected.ToArray(), await ReceiveAsync(client, expected.Count));
             Assert.True(pool.BlockCount <= 4, $"blocks are reused after each flush ({pool.BlockCount} created)");

@@ -6,4 +6,7 @@ namespace Transport.Tcp.Net;
 internal interface IExternalSegmentWriter
 {
     void AppendExternal(ReadOnlyMemory<byte> data);
+
+    /// <summary>Bytes appended with <see cref="AppendExternal"/> since the last flush (part of UnflushedBytes).</summary>
+    long ExternalUnflushedBytes { get; }
 }

@@ -24,6 +24,7 @@ internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter, IOb
     private IMemoryOwner<byte>? _current;
     private int _currentLength;
     private long _unflushed;
+    private long _externalUnflushed;
     private bool _completed;
     private volatile ISendObserver? _observer;
 
@@ -38,6 +39,7 @@ internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter, IOb
 
     public override bool CanGetUnflushedBytes => true;
     public override long UnflushedBytes => _unflushed;
+    public long ExternalUnflushedBytes => _externalUnflushed;
 
     public override Memory<byte> GetMemory(int sizeHint = 0)
     {
@@ -71,6 +73,7 @@ internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter, IOb
         Commit();
         _segments.Add(array);
         _unflushed += data.Length;
+        _externalUnflushed += data.Length;
     }
 
     /// <summary>The block being written joins the list to send (an empty one goes straight back).</summary>
@@ -110,6 +113,7 @@ internal sealed class SocketPipeWriter : PipeWriter, IExternalSegmentWriter, IOb
         {
             ReleaseSent();
             _unflushed = 0;
+            _externalUnflushed = 0;
         }
         return new FlushResult(isCanceled: false, isCompleted: false);
     }
