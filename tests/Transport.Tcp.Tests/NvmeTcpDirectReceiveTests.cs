@@ -18,40 +18,14 @@ namespace Transport.Tcp.Tests;
 public sealed class NvmeTcpDirectReceiveTests : IDisposable
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
-    private readonly PipeFixture _f = new();
-    private NvmeTcpServer? _server;
+    private readonly LoopbackTarget _t = new();
 
-    private readonly List<SocketHost> _hosts = [];
+    public void Dispose() => _t.Dispose();
 
-    public void Dispose()
-    {
-        foreach (var h in _hosts) h.Dispose();
-        _server?.DisposeAsync().AsTask().Wait(Wait);
-        _f.Dispose();
-    }
+    private Task<(SocketHost Admin, SocketHost Io)> ConnectAsync(bool poll, bool digests, bool direct = true) =>
+        _t.ConnectAsync(poll, digests, direct);
 
-    /// <summary>Starts the server and connects an admin and an I/O queue, both kept open (and referenced) until the
-    /// test ends: the I/O queue ends with its controller.</summary>
-    private async Task<(SocketHost Admin, SocketHost Io)> ConnectAsync(bool poll, bool digests, bool direct = true)
-    {
-        var hosts = await SocketHost.ConnectAsync(Start(poll, direct), digests);
-        _hosts.Add(hosts.Admin);
-        _hosts.Add(hosts.Io);
-        return hosts;
-    }
-
-    private IPEndPoint Start(bool poll, bool direct = true)
-    {
-        var options = new TcpTransportOptions
-        {
-            DirectDataReceive = direct,
-            Polling = poll ? new PollingOptions { Reactors = 1, IdleTime = TimeSpan.FromMilliseconds(1) } : null,
-        };
-        _server = new NvmeTcpServer(_f.Target, options, NullLoggerFactory.Instance);
-        return _server.Listen(new IPEndPoint(IPAddress.Loopback, 0));
-    }
-
-    private long DirectReceives => _server!.Queues.Sum(q => q.DirectReceives);
+    private long DirectReceives => _t.Server!.Queues.Sum(q => q.DirectReceives);
 
     [Theory]
     [InlineData(false, false)]
@@ -94,7 +68,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     public async Task A_host_that_closes_in_the_middle_of_a_direct_payload_ends_the_connection_and_writes_nothing(bool poll)
     {
         var (admin, io) = await ConnectAsync(poll, digests: false);
-        var queue = _server!.Queues.Single(q => q.Core.QueueId == 1);
+        var queue = _t.Server!.Queues.Single(q => q.Core.QueueId == 1);
         var data = NvmeTcpDataPathTests.Pattern(128 * 1024, 24);
         var r2t = await io.StartWriteAsync(0x54, 0, data.Length);
         var pdu = io.H2CData(0x54, r2t.TransferTag, 0, data, last: true);
@@ -107,7 +81,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
         Assert.Equal(new byte[data.Length], ReadStore(0, data.Length));
         // The admin queue still answers (the controller is destroyed when it closes, not before).
         admin.Socket.Shutdown(SocketShutdown.Send);
-        Assert.True(await Poll.UntilAsync(() => _server.ConnectionCount == 0 && !_f.Target.Controllers.Any(), Wait));
+        Assert.True(await Poll.UntilAsync(() => _t.Server!.ConnectionCount == 0 && !_t.Fixture.Target.Controllers.Any(), Wait));
     }
 
     [Theory]
@@ -140,7 +114,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     public async Task Polling_while_write_data_is_owed_the_pipe_takes_little_more_than_the_header()
     {
         var (_, io) = await ConnectAsync(poll: true, digests: true);
-        var queue = _server!.Queues.Single(q => q.Core.QueueId == 1);
+        var queue = _t.Server!.Queues.Single(q => q.Core.QueueId == 1);
         var data = NvmeTcpDataPathTests.Pattern(128 * 1024, 27);
         var r2t = await io.StartWriteAsync(0x57, 0, data.Length);
         await io.SendAsync(io.H2CData(0x57, r2t.TransferTag, 0, data, last: true)); // all at once
@@ -162,7 +136,7 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
     private byte[] ReadStore(long offset, int length)
     {
         var b = new byte[length];
-        _f.Store.Read(offset, b);
+        _t.Fixture.Store.Read(offset, b);
         return b;
     }
 
@@ -334,5 +308,37 @@ public sealed class NvmeTcpDirectReceiveTests : IDisposable
             }
             return buf;
         }
+    }
+}
+
+/// <summary>The fixture's target behind a real loopback listener (event-driven or one polling reactor), and the host
+/// connections a test opened through it: an admin and an I/O queue, both kept open (and referenced) until the test
+/// ends, since the I/O queue ends with its controller.</summary>
+internal sealed class LoopbackTarget : IDisposable
+{
+    private readonly List<NvmeTcpDirectReceiveTests.SocketHost> _hosts = [];
+
+    public PipeFixture Fixture { get; } = new();
+    public NvmeTcpServer? Server { get; private set; }
+
+    public async Task<(NvmeTcpDirectReceiveTests.SocketHost Admin, NvmeTcpDirectReceiveTests.SocketHost Io)> ConnectAsync(bool poll, bool digests, bool direct = true)
+    {
+        var options = new TcpTransportOptions
+        {
+            DirectDataReceive = direct,
+            Polling = poll ? new PollingOptions { Reactors = 1, IdleTime = TimeSpan.FromMilliseconds(1) } : null,
+        };
+        Server = new NvmeTcpServer(Fixture.Target, options, NullLoggerFactory.Instance);
+        var hosts = await NvmeTcpDirectReceiveTests.SocketHost.ConnectAsync(Server.Listen(new IPEndPoint(IPAddress.Loopback, 0)), digests);
+        _hosts.Add(hosts.Admin);
+        _hosts.Add(hosts.Io);
+        return hosts;
+    }
+
+    public void Dispose()
+    {
+        foreach (var h in _hosts) h.Dispose();
+        Server?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(10));
+        Fixture.Dispose();
     }
 }

@@ -1,7 +1,5 @@
 using System.Buffers.Binary;
-using System.Net;
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.Logging.Abstractions;
 using Nvme.Core.Spec;
 using Transport.Tcp.Net;
 using Transport.Tcp.Pdu;
@@ -17,16 +15,9 @@ namespace Transport.Tcp.Tests;
 public sealed class NvmeTcpWriterFlushTests : IDisposable
 {
     private const int Reads = 16, Size = 128 * 1024;
-    private readonly PipeFixture _f = new();
-    private NvmeTcpServer? _server;
-    private readonly List<SocketHost> _hosts = [];
+    private readonly LoopbackTarget _t = new();
 
-    public void Dispose()
-    {
-        foreach (var h in _hosts) h.Dispose();
-        _server?.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(10));
-        _f.Dispose();
-    }
+    public void Dispose() => _t.Dispose();
 
     /// <summary>Counts the sends of one connection's output and the bytes they carried.</summary>
     private sealed class SendCounter : ISendObserver
@@ -47,18 +38,11 @@ public sealed class NvmeTcpWriterFlushTests : IDisposable
     [InlineData(true)]
     public async Task A_batch_of_large_reads_goes_out_in_sends_of_about_1_MiB(bool poll)
     {
-        var options = new TcpTransportOptions
-        {
-            Polling = poll ? new PollingOptions { Reactors = 1, IdleTime = TimeSpan.FromMilliseconds(1) } : null,
-        };
-        _server = new NvmeTcpServer(_f.Target, options, NullLoggerFactory.Instance);
-        var (admin, io) = await SocketHost.ConnectAsync(_server.Listen(new IPEndPoint(IPAddress.Loopback, 0)), digests: false);
-        _hosts.Add(admin);
-        _hosts.Add(io);
+        var (_, io) = await _t.ConnectAsync(poll, digests: false);
         var data = NvmeTcpDataPathTests.Pattern(Reads * Size, 31);
-        _f.Store.Write(0, data);
+        _t.Fixture.Store.Write(0, data);
 
-        var queue = _server.Queues.Single(q => q.Core.QueueId == 1);
+        var queue = _t.Server!.Queues.Single(q => q.Core.QueueId == 1);
         var counter = new SendCounter();
         ((IObservableSend)queue.Output).Observer = counter;
 
